@@ -1,0 +1,210 @@
+//! Command-line interface of `churn`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+use crate::fault::FaultSpec;
+
+/// Drive PostgreSQL pools hard while Entra tokens rotate, connections retire and faults
+/// strike, and measure what users feel.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "churn", version, about, long_about = None)]
+pub struct Args {
+    /// Where the load goes: an in-process emulator (default) or the server the
+    /// environment describes (the library's variables, `PGHOST`, `AZURE_POSTGRESQL_*`, ...).
+    #[arg(long, value_enum, default_value_t = Target::Emulator)]
+    pub target: Target,
+
+    /// A pool under test; repeat to test several (interleaved in rounds).
+    #[arg(long = "pool", value_enum)]
+    pub pools: Vec<PoolKind>,
+
+    /// Test all four pools, interleaved in rounds A B C D A B C D ...
+    #[arg(long, conflicts_with = "pools")]
+    pub compare: bool,
+
+    /// Concurrent tasks driving the pool.
+    #[arg(long, default_value_t = 64)]
+    pub tasks: usize,
+
+    /// Measured time per pool (the run lasts about pools x duration, plus warm-up).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+
+    /// Stop each pool after this many requests instead of after `--duration`.
+    #[arg(long)]
+    pub requests: Option<u64>,
+
+    /// Length of one round in `--compare` / multi-pool runs.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub round: Duration,
+
+    /// Unmeasured warm-up per pool before its first round (0s for a cold start).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+
+    /// Build our pool lazily: the first token is fetched by the first checkouts (cold start).
+    #[arg(long)]
+    pub cold: bool,
+
+    /// Maximum pool size (the same for every pool).
+    #[arg(long, default_value_t = 16)]
+    pub max_size: usize,
+
+    /// Query each request runs.
+    #[arg(long, value_enum, default_value_t = QueryKind::Select1)]
+    pub query: QueryKind,
+
+    /// Think time between two requests of one task.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub think: Duration,
+
+    /// Time a task holds its connection after the query (creates pool pressure).
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub hold: Duration,
+
+    /// Token lifetime the emulator issues (emulator target only).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub token_lifetime: Duration,
+
+    /// How long a checkout may wait before it counts as an error.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub wait_timeout: Duration,
+
+    /// A fault on the timeline (emulator target), e.g. `identity-outage@10s+20s`,
+    /// `failover@30s`, `identity-latency=1s`. Repeatable. Times are from the start of
+    /// the measured run.
+    #[arg(long = "fault", value_parser = FaultSpec::parse)]
+    pub faults: Vec<FaultSpec>,
+
+    /// Write the full result as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Write an SVG chart: p99 checkout latency and throughput over time per pool.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+
+    /// Print Markdown rows (each pool as a ratio to the baseline) for docs/benchmarks.md.
+    #[arg(long)]
+    pub markdown: bool,
+
+    /// No progress line and no summary table.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Static-password role for the baseline pools on the `env` target.
+    #[arg(long, env = "CHURN_BASELINE_USER")]
+    pub baseline_user: Option<String>,
+
+    /// Password of `--baseline-user` on the `env` target.
+    #[arg(long, env = "CHURN_BASELINE_PASSWORD", hide_env_values = true)]
+    pub baseline_password: Option<String>,
+}
+
+impl Args {
+    /// The pools to test, in round order.
+    pub fn pool_list(&self) -> Vec<PoolKind> {
+        if self.compare || self.pools.is_empty() {
+            if self.compare {
+                return vec![
+                    PoolKind::Ours,
+                    PoolKind::Baseline,
+                    PoolKind::PerConnect,
+                    PoolKind::Rebuild,
+                ];
+            }
+            return vec![PoolKind::Ours];
+        }
+        let mut out = Vec::new();
+        for p in &self.pools {
+            if !out.contains(p) {
+                out.push(*p);
+            }
+        }
+        out
+    }
+}
+
+/// Where the load goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The in-process Entra ID + Azure PostgreSQL emulator.
+    Emulator,
+    /// A server described by the environment.
+    Env,
+}
+
+/// The pools under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolKind {
+    /// `deadpool-entra`.
+    Ours,
+    /// Plain `deadpool-postgres`, static password, no rotation.
+    Baseline,
+    /// `deadpool-postgres` asking the identity endpoint for a token on every connect.
+    PerConnect,
+    /// `deadpool-postgres` rebuilt on a timer with a fresh token.
+    Rebuild,
+}
+
+impl PoolKind {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Ours => "ours",
+            PoolKind::Baseline => "baseline",
+            PoolKind::PerConnect => "per-connect",
+            PoolKind::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// What each request runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueryKind {
+    /// `SELECT 1`.
+    Select1,
+    /// A primary-key read from a 10,000-row table.
+    PointRead,
+    /// An update and an insert in one transaction.
+    WriteTxn,
+}
+
+/// Parses `30s`, `250ms`, `1m`, `1h` (humantime), also a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs >= 0.0 && secs.is_finite() {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("0ms").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn compare_lists_all_four() {
+        let a = Args::parse_from(["churn", "--compare"]);
+        assert_eq!(a.pool_list().len(), 4);
+        let a = Args::parse_from(["churn", "--pool", "baseline", "--pool", "ours"]);
+        assert_eq!(a.pool_list(), vec![PoolKind::Baseline, PoolKind::Ours]);
+    }
+}

@@ -1,0 +1,397 @@
+//! The result of a run and its renderings: summary table, JSON, Markdown rows.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::cli::PoolKind;
+use crate::metrics::Percentiles;
+use crate::pools::PoolCounters;
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunResult {
+    /// `churn` version.
+    pub churn_version: String,
+    /// Unix time the run started.
+    pub started_unix: u64,
+    /// The command line.
+    pub command: String,
+    /// The machine.
+    pub machine: Machine,
+    /// Settings of the run.
+    pub settings: serde_json::Value,
+    /// Wall time of the measured part.
+    pub elapsed_secs: f64,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Per pool.
+    pub pools: Vec<PoolResult>,
+    /// Per second, per active pool.
+    pub series: Vec<Sample>,
+    /// Faults as they were applied.
+    pub faults: Vec<Marker>,
+    /// Token rotations (ours: refreshes; rebuild: pool rebuilt).
+    pub rotations: Vec<Marker>,
+    /// Server (emulator) counters at the start of the measured run.
+    pub server_start: Option<serde_json::Value>,
+    /// Server (emulator) counters at the end.
+    pub server_end: Option<serde_json::Value>,
+    /// Resident memory at the end, KiB.
+    pub rss_kib_end: Option<u64>,
+}
+
+/// The machine a run ran on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Total memory, MiB.
+    pub mem_mib: u64,
+}
+
+impl Machine {
+    /// Reads `/proc`.
+    pub fn detect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let mem_mib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .map(|kib| kib / 1024)
+            .unwrap_or(0);
+        Machine {
+            cpu,
+            cpus,
+            kernel,
+            mem_mib,
+        }
+    }
+
+    /// One line for reports.
+    pub fn line(&self) -> String {
+        format!(
+            "{}, {} logical CPUs, {} MiB, Linux {}",
+            self.cpu, self.cpus, self.mem_mib, self.kernel
+        )
+    }
+}
+
+/// A point on the timeline (a fault, a token rotation).
+#[derive(Debug, Clone, Serialize)]
+pub struct Marker {
+    /// Seconds from the start of the measured run.
+    pub t: f64,
+    /// The pool it concerns, if one.
+    pub pool: Option<PoolKind>,
+    /// What happened.
+    pub label: String,
+}
+
+/// Server-side counters attributed to a pool (changes while it was the active pool).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerDelta {
+    /// Identity endpoint requests.
+    pub identity_requests: u64,
+    /// Logins offered an expired token.
+    pub expired_token_logins: u64,
+}
+
+/// One second of one pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// End of the interval, seconds from the start of the measured run.
+    pub t: f64,
+    /// Length of the interval.
+    pub dt: f64,
+    /// The active pool.
+    pub pool: PoolKind,
+    /// Successful requests per second.
+    pub throughput_rps: f64,
+    /// Failed requests in the interval.
+    pub errors: u64,
+    /// Checkouts in the interval.
+    pub checkouts: u64,
+    /// Checkout latency median.
+    pub checkout_p50_ms: f64,
+    /// Checkout latency p99.
+    pub checkout_p99_ms: f64,
+    /// Checkout latency max.
+    pub checkout_max_ms: f64,
+    /// Checkouts that waited for a login.
+    pub waited_for_login: u64,
+    /// Logins.
+    pub logins: u64,
+    /// Token refreshes of the pool.
+    pub token_refreshes: u64,
+    /// Identity endpoint calls the pool made.
+    pub identity_calls: u64,
+    /// Identity endpoint requests the server saw (all pools).
+    pub server_identity_requests: u64,
+    /// Expired-token logins the server saw (all pools).
+    pub expired_token_logins: u64,
+    /// Open connections.
+    pub pool_size: usize,
+    /// Idle connections.
+    pub pool_available: usize,
+    /// Waiting callers.
+    pub pool_waiting: usize,
+    /// Resident memory, KiB.
+    pub rss_kib: Option<u64>,
+}
+
+/// Ratios to the baseline pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratios {
+    /// Throughput / baseline throughput.
+    pub throughput: f64,
+    /// p99 checkout / baseline p99 checkout.
+    pub checkout_p99: f64,
+    /// p50 checkout / baseline p50 checkout.
+    pub checkout_p50: f64,
+    /// Median latency of checkouts that waited for a login / baseline's.
+    pub login_checkout_p50: Option<f64>,
+    /// p99 latency of checkouts that waited for a login / baseline's.
+    pub login_checkout_p99: Option<f64>,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
+}
+
+impl Ratios {
+    /// `r` against `base`.
+    pub fn against(r: &PoolResult, base: &PoolResult) -> Ratios {
+        let login = |f: fn(&Percentiles) -> f64| {
+            (r.login_checkout.count > 0 && base.login_checkout.count > 0)
+                .then(|| ratio(f(&r.login_checkout), f(&base.login_checkout)))
+        };
+        Ratios {
+            throughput: ratio(r.throughput_rps, base.throughput_rps),
+            checkout_p99: ratio(r.checkout.p99_ms, base.checkout.p99_ms),
+            checkout_p50: ratio(r.checkout.p50_ms, base.checkout.p50_ms),
+            login_checkout_p50: login(|p| p.p50_ms),
+            login_checkout_p99: login(|p| p.p99_ms),
+        }
+    }
+}
+
+/// The summary of one pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolResult {
+    /// Which pool.
+    pub pool: PoolKind,
+    /// Seconds it was driven.
+    pub active_secs: f64,
+    /// Requests that worked.
+    pub requests_ok: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Failures by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// One message per failure kind.
+    pub error_examples: BTreeMap<String, String>,
+    /// Successful requests per second of active time.
+    pub throughput_rps: f64,
+    /// Checkout latency.
+    pub checkout: Percentiles,
+    /// Query latency.
+    pub query: Percentiles,
+    /// Checkout latency of the checkouts that waited for a login (the connect latency users feel).
+    pub login_checkout: Percentiles,
+    /// Checkouts.
+    pub checkouts: u64,
+    /// Checkouts that created their connection (waited for a login).
+    pub waited_for_login: u64,
+    /// The same in percent of checkouts.
+    pub waited_for_login_pct: f64,
+    /// The pool's own counters over the measured run (including while idle).
+    pub counters: PoolCounters,
+    /// Server counters while this pool was active.
+    pub server: ServerDelta,
+    /// Pool-specific details (ours: the library's stats).
+    pub extra: Option<serde_json::Value>,
+    /// Ratios to the baseline, when the baseline ran.
+    pub ratios: Option<Ratios>,
+}
+
+/// The summary table.
+pub fn table(r: &RunResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "churn: {} rounds, {:.1} s measured, {}",
+        r.rounds,
+        r.elapsed_secs,
+        r.machine.line()
+    );
+    let _ = writeln!(
+        s,
+        "{:<11} {:>9} {:>10} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} {:>8} {:>7} {:>7} {:>8}",
+        "pool",
+        "req/s",
+        "ok",
+        "errors",
+        "co p50",
+        "co p90",
+        "co p99",
+        "co p99.9",
+        "co max",
+        "q p50",
+        "q p99",
+        "logins",
+        "waited%",
+        "refresh",
+        "id.calls",
+        "expired",
+        "retired"
+    );
+    for p in &r.pools {
+        let retired: u64 = p.counters.retirements.values().sum();
+        let _ = writeln!(
+            s,
+            "{:<11} {:>9.0} {:>10} {:>7} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>8.3} {:>8.3} | {:>7} {:>7.3} {:>8} {:>7} {:>7} {:>8}",
+            p.pool.name(),
+            p.throughput_rps,
+            p.requests_ok,
+            p.errors,
+            p.checkout.p50_ms,
+            p.checkout.p90_ms,
+            p.checkout.p99_ms,
+            p.checkout.p999_ms,
+            p.checkout.max_ms,
+            p.query.p50_ms,
+            p.query.p99_ms,
+            p.counters.logins,
+            p.waited_for_login_pct,
+            p.counters.token_refreshes,
+            p.counters.identity_calls,
+            p.server.expired_token_logins,
+            retired,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "(latencies in ms; co = checkout, q = query; waited% = checkouts that waited for a login)"
+    );
+    for p in &r.pools {
+        if let Some(x) = &p.ratios {
+            if p.pool != PoolKind::Baseline {
+                let _ = writeln!(
+                    s,
+                    "{:<11} vs baseline: throughput x{:.3}, p99 checkout x{:.3}, p50 checkout x{:.3}{}",
+                    p.pool.name(),
+                    x.throughput,
+                    x.checkout_p99,
+                    x.checkout_p50,
+                    x.login_checkout_p50
+                        .map(|v| format!(", login-checkout p50 x{v:.3}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        for (k, v) in &p.errors_by_kind {
+            let ex = p.error_examples.get(k).cloned().unwrap_or_default();
+            let _ = writeln!(s, "{:<11} error {k}: {v} (e.g. {ex})", p.pool.name());
+        }
+        if !p.counters.retirements.is_empty() {
+            let list: Vec<String> = p
+                .counters
+                .retirements
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(s, "{:<11} retirements: {}", p.pool.name(), list.join(", "));
+        }
+    }
+    if !r.faults.is_empty() {
+        let list: Vec<String> = r
+            .faults
+            .iter()
+            .map(|m| format!("{:.1}s {}", m.t, m.label))
+            .collect();
+        let _ = writeln!(s, "faults: {}", list.join("; "));
+    }
+    if let Some(rss) = r.rss_kib_end {
+        let _ = writeln!(
+            s,
+            "resident memory at the end: {:.1} MiB",
+            rss as f64 / 1024.0
+        );
+    }
+    s
+}
+
+/// Markdown rows (one per pool) with ratios to the baseline.
+pub fn markdown(r: &RunResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Command: `{}`  ", r.command);
+    let _ = writeln!(s, "Machine: {}  ", r.machine.line());
+    let _ = writeln!(
+        s,
+        "Measured {:.0} s in {} rounds.\n",
+        r.elapsed_secs, r.rounds
+    );
+    let _ = writeln!(
+        s,
+        "| pool | req/s | x baseline | checkout p50 ms | checkout p99 ms | p99 x baseline | p99.9 ms | max ms | errors | waited for login | login-checkout p50 ms (x baseline) | refreshes | identity calls | expired-token logins |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for p in &r.pools {
+        let (tx, px, lx) = match &p.ratios {
+            Some(x) => (
+                format!("{:.3}", x.throughput),
+                format!("{:.3}", x.checkout_p99),
+                x.login_checkout_p50
+                    .map(|v| format!(" (x{v:.2})"))
+                    .unwrap_or_default(),
+            ),
+            None => ("–".into(), "–".into(), String::new()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {} ({:.3} %) | {:.2}{} | {} | {} | {} |",
+            p.pool.name(),
+            p.throughput_rps,
+            tx,
+            p.checkout.p50_ms,
+            p.checkout.p99_ms,
+            px,
+            p.checkout.p999_ms,
+            p.checkout.max_ms,
+            p.errors,
+            p.waited_for_login,
+            p.waited_for_login_pct,
+            p.login_checkout.p50_ms,
+            lx,
+            p.counters.token_refreshes,
+            p.counters.identity_calls,
+            p.server.expired_token_logins,
+        );
+    }
+    s
+}

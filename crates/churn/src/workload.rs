@@ -1,0 +1,139 @@
+//! The workload: what one request does, and the task loop that drives a pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::cli::QueryKind;
+use crate::metrics::{Slots, record};
+use crate::pools::{PoolUnderTest, ReqError, classify_query_error};
+
+/// Rows in the point-read table.
+pub const ITEMS: i32 = 10_000;
+
+/// Schema for `point-read` and `write-txn` (idempotent). Run once through one pool.
+pub const SCHEMA: &str = "\
+CREATE TABLE IF NOT EXISTS churn_items (id integer PRIMARY KEY, v bigint NOT NULL DEFAULT 0, name text NOT NULL);
+INSERT INTO churn_items (id, name) SELECT g, 'item ' || g FROM generate_series(1, 10000) AS g ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS churn_log (id bigserial PRIMARY KEY, item integer NOT NULL, at timestamptz NOT NULL DEFAULT now());
+GRANT ALL ON churn_items, churn_log TO PUBLIC;
+GRANT ALL ON SEQUENCE churn_log_id_seq TO PUBLIC;";
+
+/// How each task behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// The query.
+    pub query: QueryKind,
+    /// Pause between requests.
+    pub think: Duration,
+    /// Time the connection is held after the query.
+    pub hold: Duration,
+}
+
+/// Runs one query on a checked-out client.
+pub async fn run_query(
+    client: &mut deadpool_postgres::Client,
+    q: QueryKind,
+) -> Result<(), tokio_postgres::Error> {
+    match q {
+        QueryKind::Select1 => {
+            let stmt = client.prepare_cached("SELECT 1").await?;
+            client.query_one(&stmt, &[]).await?;
+        }
+        QueryKind::PointRead => {
+            let id: i32 = rand::rng().random_range(1..=ITEMS);
+            let stmt = client
+                .prepare_cached("SELECT v, name FROM churn_items WHERE id = $1")
+                .await?;
+            client.query_one(&stmt, &[&id]).await?;
+        }
+        QueryKind::WriteTxn => {
+            let id: i32 = rand::rng().random_range(1..=ITEMS);
+            let tx = client.transaction().await?;
+            let up = tx
+                .prepare_cached("UPDATE churn_items SET v = v + 1 WHERE id = $1")
+                .await?;
+            tx.execute(&up, &[&id]).await?;
+            let ins = tx
+                .prepare_cached("INSERT INTO churn_log (item) VALUES ($1)")
+                .await?;
+            tx.execute(&ins, &[&id]).await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// One task: requests until `deadline` or until the pool's request budget is spent.
+/// When `slots` is `None` nothing is recorded (warm-up).
+pub async fn task_loop(
+    i: usize,
+    pool: Arc<dyn PoolUnderTest>,
+    slots: Option<Slots>,
+    deadline: Instant,
+    budget: Option<Arc<AtomicI64>>,
+    w: Workload,
+) {
+    loop {
+        if Instant::now() >= deadline {
+            return;
+        }
+        if let Some(b) = &budget {
+            if b.fetch_sub(1, Ordering::Relaxed) <= 0 {
+                return;
+            }
+        }
+        let t0 = Instant::now();
+        let got = pool.get().await;
+        let t1 = Instant::now();
+        match got {
+            Err(e) => {
+                if let Some(s) = &slots {
+                    let mut s = s.lock(i);
+                    s.checkouts += 1;
+                    record(&mut s.checkout, t1 - t0);
+                    record(&mut s.win_checkout, t1 - t0);
+                    s.error(&e.kind, &e.message);
+                }
+                // Do not spin on a failing pool.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(mut client) => {
+                let m = deadpool_postgres::Object::metrics(&client);
+                let waited = m.recycle_count == 0 && m.created >= t0.into_std();
+                let r = run_query(&mut client, w.query).await;
+                let t2 = Instant::now();
+                if !w.hold.is_zero() {
+                    tokio::time::sleep(w.hold).await;
+                }
+                drop(client);
+                if let Some(s) = &slots {
+                    let mut s = s.lock(i);
+                    s.checkouts += 1;
+                    record(&mut s.checkout, t1 - t0);
+                    record(&mut s.win_checkout, t1 - t0);
+                    if waited {
+                        s.waited_for_login += 1;
+                        record(&mut s.login_checkout, t1 - t0);
+                    }
+                    match r {
+                        Ok(()) => {
+                            s.ok += 1;
+                            record(&mut s.query, t2 - t1);
+                        }
+                        Err(e) => {
+                            let ReqError { kind, message } = classify_query_error(&e);
+                            s.error(&kind, &message);
+                        }
+                    }
+                }
+            }
+        }
+        if !w.think.is_zero() {
+            tokio::time::sleep(w.think).await;
+        }
+    }
+}
