@@ -1,0 +1,279 @@
+//! The Azure-like PostgreSQL front: TLS only, password = Entra token (or a static password),
+//! then a byte-for-byte pass-through to the real cluster.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::pgwire::{self, CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
+use crate::state::{Shared, bump};
+use crate::token::TokenProblem;
+
+/// The resource Azure Database for PostgreSQL tokens must be issued for.
+pub const OSSRDBMS_RESOURCE: &str = "https://ossrdbms-aad.database.windows.net";
+
+/// The texts the front answers with (SQLSTATE, message); public so tests and clients can match.
+pub mod messages {
+    /// Plaintext connection refused (SQLSTATE 28000).
+    pub const SSL_REQUIRED: &str =
+        "SSL connection is required. Please specify SSL options and retry.";
+    /// Expired token (SQLSTATE 28000).
+    pub const TOKEN_EXPIRED: &str =
+        "The access token has expired. Please acquire a new token and retry.";
+    /// Wrong audience (SQLSTATE 28000).
+    pub const WRONG_AUDIENCE: &str = "The access token does not have a valid audience claim. Please acquire a new token for the resource \"https://ossrdbms-aad.database.windows.net\".";
+    /// Start of the message for a malformed token or a bad signature (SQLSTATE 28000).
+    pub const TOKEN_INVALID_PREFIX: &str = "The access token is invalid";
+    /// Message for a login refused by the `refuse_logins` fault (SQLSTATE 28000).
+    pub const TOKEN_REVOKED: &str = "The access token has been revoked or the principal is disabled. Please acquire a new token and retry.";
+    /// SQLSTATE for token problems, unknown roles and plaintext.
+    pub const SQLSTATE_INVALID_AUTHORIZATION: &str = "28000";
+    /// SQLSTATE for a wrong static password.
+    pub const SQLSTATE_INVALID_PASSWORD: &str = "28P01";
+}
+use messages::*;
+
+pub(crate) struct Front {
+    pub shared: Arc<Shared>,
+    pub acceptor: TlsAcceptor,
+    pub backend_socket: PathBuf,
+}
+
+pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let f = front.clone();
+        tokio::spawn(async move {
+            let _ = f.connection(tcp).await;
+        });
+    }
+}
+
+enum Decision {
+    Accept,
+    Refuse(&'static str, String),
+}
+
+impl Front {
+    async fn connection(self: Arc<Self>, mut tcp: TcpStream) -> std::io::Result<()> {
+        // libpq 17's `sslnegotiation=direct` starts with a TLS ClientHello right away.
+        let mut first = [0u8; 1];
+        let direct_tls = tcp.peek(&mut first).await? == 1 && first[0] == 0x16;
+        if !direct_tls {
+            loop {
+                let (code, body) = pgwire::read_startup(&mut tcp).await?;
+                match code {
+                    SSL_REQUEST => {
+                        pgwire::send(&mut tcp, b"S").await?;
+                        break;
+                    }
+                    GSSENC_REQUEST => pgwire::send(&mut tcp, b"N").await?,
+                    CANCEL_REQUEST => return self.forward_cancel(&body).await,
+                    _ => {
+                        bump(&self.shared.counters.logins_refused_plaintext);
+                        pgwire::send(
+                            &mut tcp,
+                            &pgwire::fatal(SQLSTATE_INVALID_AUTHORIZATION, SSL_REQUIRED),
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let mut tls = self.acceptor.accept(tcp).await?;
+        let (code, body) = pgwire::read_startup(&mut tls).await?;
+        if code == CANCEL_REQUEST {
+            return self.forward_cancel(&body).await;
+        }
+        if code >> 16 != 3 {
+            pgwire::send(
+                &mut tls,
+                &pgwire::fatal("0A000", "unsupported frontend protocol"),
+            )
+            .await?;
+            return Ok(());
+        }
+        let params = pgwire::parse_params(&body);
+        let Some(user) = params
+            .iter()
+            .find(|(k, _)| k == "user")
+            .map(|(_, v)| v.clone())
+        else {
+            pgwire::send(
+                &mut tls,
+                &pgwire::fatal(
+                    "28000",
+                    "no PostgreSQL user name specified in startup packet",
+                ),
+            )
+            .await?;
+            return Ok(());
+        };
+        // AuthenticationCleartextPassword
+        pgwire::send(&mut tls, &pgwire::message(b'R', &3i32.to_be_bytes())).await?;
+        let (ty, body) = pgwire::read_message(&mut tls, 64 * 1024).await?;
+        if ty != b'p' {
+            return Ok(());
+        }
+        let password =
+            String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body)).into_owned();
+
+        let latency = self.shared.login_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match self.decide(&user, &password) {
+            Decision::Refuse(code, msg) => {
+                pgwire::send(&mut tls, &pgwire::fatal(code, &msg)).await?;
+                let _ = tls.shutdown().await;
+                return Ok(());
+            }
+            Decision::Accept => {}
+        }
+        let mut backend = match UnixStream::connect(&self.backend_socket).await {
+            Ok(b) => b,
+            Err(e) => {
+                pgwire::send(
+                    &mut tls,
+                    &pgwire::fatal(
+                        "08006",
+                        &format!("the server behind the front is not reachable: {e}"),
+                    ),
+                )
+                .await?;
+                return Ok(());
+            }
+        };
+        bump(&self.shared.counters.logins_accepted);
+        backend
+            .write_all(&pgwire::startup_message(code, &params))
+            .await?;
+        self.splice(tls, backend).await;
+        Ok(())
+    }
+
+    async fn splice<C>(&self, mut client: C, mut backend: UnixStream)
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+        let task = tokio::spawn(async move {
+            let id = rx.await.unwrap_or(0);
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut backend,
+                16 * 1024,
+                16 * 1024,
+            )
+            .await;
+            let _ = client.shutdown().await;
+            shared.unregister_session(id);
+        });
+        let id = self.shared.register_session(task.abort_handle());
+        let _ = tx.send(id);
+        let _ = task.await;
+    }
+
+    async fn forward_cancel(&self, body: &[u8]) -> std::io::Result<()> {
+        if body.len() != 8 {
+            return Ok(());
+        }
+        let mut b = UnixStream::connect(&self.backend_socket).await?;
+        let mut msg = Vec::with_capacity(16);
+        msg.extend_from_slice(&16i32.to_be_bytes());
+        msg.extend_from_slice(&CANCEL_REQUEST.to_be_bytes());
+        msg.extend_from_slice(body);
+        b.write_all(&msg).await?;
+        let _ = b.shutdown().await;
+        Ok(())
+    }
+
+    fn decide(&self, user: &str, password: &str) -> Decision {
+        let c = &self.shared.counters;
+        let reg = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(expected) = reg.passwords.get(user) {
+            if expected == password {
+                return Decision::Accept;
+            }
+            bump(&c.logins_refused_bad_password);
+            return Decision::Refuse(
+                SQLSTATE_INVALID_PASSWORD,
+                format!("password authentication failed for user \"{user}\""),
+            );
+        }
+        let mapped = reg.principals.get(user).map(|p| p.object_id().to_string());
+        drop(reg);
+        let looks_like_jwt = password.split('.').count() == 3;
+        if mapped.is_none() && !looks_like_jwt {
+            bump(&c.logins_refused_bad_password);
+            return Decision::Refuse(
+                SQLSTATE_INVALID_PASSWORD,
+                format!("password authentication failed for user \"{user}\""),
+            );
+        }
+        let claims = match self.shared.signer.verify(password) {
+            Ok(claims) => claims,
+            Err(TokenProblem::Expired) => {
+                bump(&c.logins_refused_expired);
+                tracing::warn!(user, "refused a login with an expired token");
+                return Decision::Refuse(SQLSTATE_INVALID_AUTHORIZATION, TOKEN_EXPIRED.into());
+            }
+            Err(TokenProblem::Invalid(why)) => {
+                bump(&c.logins_refused_signature);
+                return Decision::Refuse(
+                    SQLSTATE_INVALID_AUTHORIZATION,
+                    format!("{TOKEN_INVALID_PREFIX}: {why}. Please acquire a new token and retry."),
+                );
+            }
+        };
+        let aud = claims.get("aud").and_then(Value::as_str).unwrap_or("");
+        if aud.trim_end_matches('/') != OSSRDBMS_RESOURCE {
+            bump(&c.logins_refused_audience);
+            return Decision::Refuse(SQLSTATE_INVALID_AUTHORIZATION, WRONG_AUDIENCE.into());
+        }
+        if self.shared.refuse_logins() {
+            bump(&c.logins_refused_revoked);
+            return Decision::Refuse(SQLSTATE_INVALID_AUTHORIZATION, TOKEN_REVOKED.into());
+        }
+        let oid = claims.get("oid").and_then(Value::as_str).unwrap_or("");
+        match mapped {
+            Some(expected) if expected == oid => Decision::Accept,
+            Some(_) => {
+                bump(&c.logins_refused_unknown_role);
+                Decision::Refuse(
+                    SQLSTATE_INVALID_AUTHORIZATION,
+                    format!(
+                        "role \"{user}\" does not exist for the principal in the access token (oid {oid}). \
+                         Create it with pgaadauth_create_principal or log in as the role mapped to this principal."
+                    ),
+                )
+            }
+            None => {
+                bump(&c.logins_refused_unknown_role);
+                Decision::Refuse(
+                    SQLSTATE_INVALID_AUTHORIZATION,
+                    format!(
+                        "role \"{user}\" does not exist. Create it for the principal (oid {oid}) with pgaadauth_create_principal."
+                    ),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `entra-emulator`: Entra ID and Azure Database for PostgreSQL on loopback.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use entra_emulator::{ADMIN_API_HELP, Emulator, IdentitySpec};
+
+#[derive(Parser)]
+#[command(
+    name = "entra-emulator",
+    version,
+    about = "Microsoft Entra ID and Azure Database for PostgreSQL on loopback, for tests and demos",
+    after_long_help = after_help()
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the cluster, the identity endpoints, the front and the admin API; print the
+    /// environment as `export` lines, then `ready`; run until Ctrl-C or SIGTERM, then clean up.
+    #[command(after_long_help = after_help())]
+    Up(Up),
+}
+
+#[derive(clap::Args)]
+struct Up {
+    /// Lifetime of issued tokens (humantime: 60s, 5m, 1h).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    token_lifetime: Duration,
+    /// Name of the system-assigned managed identity (and its role); AZURE_POSTGRESQL_USER.
+    #[arg(long, default_value = entra_emulator::DEFAULT_IDENTITY)]
+    identity: String,
+    /// Extra user-assigned managed identity NAME (repeatable).
+    #[arg(long = "user-assigned", value_name = "NAME")]
+    user_assigned: Vec<String>,
+    /// UPN of the user logged in for `az` (and its role).
+    #[arg(long, default_value = entra_emulator::DEFAULT_USER)]
+    user: String,
+    /// A static-password role ROLE:PASSWORD through the same front (repeatable).
+    #[arg(long = "password-role", value_name = "ROLE:PASSWORD")]
+    password_roles: Vec<String>,
+    /// Database to create.
+    #[arg(long, default_value = entra_emulator::DEFAULT_DATABASE)]
+    database: String,
+    /// The cluster's max_connections.
+    #[arg(long, default_value_t = 200)]
+    max_connections: u32,
+    /// Also write the `export` lines to this file (written atomically once everything is up).
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+}
+
+const AFTER_HELP: &str = concat!(
+    "Printed variables: IDENTITY_ENDPOINT IDENTITY_HEADER AZURE_POSTGRESQL_HOST AZURE_POSTGRESQL_PORT\n",
+    "AZURE_POSTGRESQL_NAME AZURE_POSTGRESQL_USER PGHOST PGPORT PGDATABASE PGUSER PGSSLMODE=verify-full\n",
+    "PGSSLROOTCERT PATH (the fake az first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n\n",
+    "From a shell script:\n",
+    "  eval \"$( (entra-emulator up --token-lifetime 60s &) | sed '/^ready$/q')\"\n",
+    "  ...                                  # the emulator keeps running in the background\n",
+    "  kill \"$ENTRA_EMULATOR_PID\"           # stops it and cleans up\n",
+    "or: entra-emulator up --env-file /tmp/emu.env & then wait for the file and `. /tmp/emu.env`.\n\n",
+    "psql with a token: PGPASSWORD=\"$(az account get-access-token --resource-type oss-rdbms --query accessToken -o tsv)\" \\\n",
+    "  PGUSER=dev@contoso.example psql\n\n",
+);
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENTRA_EMULATOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("entra-emulator: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let Command::Up(up) = cli.command;
+    match rt.block_on(run(up)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("entra-emulator: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
+    let mut b = Emulator::builder()
+        .token_lifetime(up.token_lifetime)
+        .default_identity_name(&up.identity)
+        .user(&up.user)
+        .database(&up.database)
+        .max_connections(up.max_connections);
+    for name in &up.user_assigned {
+        b = b.identity(IdentitySpec::user_assigned(name));
+    }
+    for rp in &up.password_roles {
+        let Some((role, pw)) = rp.split_once(':') else {
+            return Err(format!("--password-role wants ROLE:PASSWORD, got {rp:?}").into());
+        };
+        b = b.password_role(role, pw);
+    }
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let emu = tokio::select! {
+        r = b.start() => r?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = sigterm.recv() => return Ok(()),
+    };
+    let mut lines = String::new();
+    let mut env = emu.env();
+    env.push(("ENTRA_EMULATOR_PID".into(), std::process::id().to_string()));
+    for (k, v) in &env {
+        lines.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    if let Some(path) = &up.env_file {
+        let tmp = path.with_extension("tmp-entra-emulator");
+        std::fs::write(&tmp, &lines)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    {
+        // A closed stdout (e.g. `sed '/^ready$/q'` has quit) must not stop the emulator.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(lines.as_bytes());
+        let _ = out.write_all(b"ready\n");
+        let _ = out.flush();
+    }
+    eprintln!(
+        "entra-emulator: front on localhost:{}, identity endpoint {}, admin API {} (GET / for help); Ctrl-C stops it",
+        emu.pg_port(),
+        emu.identity_endpoint(),
+        emu.admin_url()
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+        _ = sighup.recv() => {}
+    }
+    if let Some(path) = &up.env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    emu.shutdown().await;
+    Ok(())
+}
+
+fn after_help() -> String {
+    format!("{AFTER_HELP}{ADMIN_API_HELP}")
+}
