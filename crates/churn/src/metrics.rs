@@ -90,16 +90,6 @@ impl Slots {
         self.slots[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Number of slots.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// True when there are no slots.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Totals so far, and the window histogram merged (windows are reset).
     pub fn take_window(&self) -> Window {
         let mut w = Window {

@@ -296,20 +296,20 @@ pub fn table(r: &RunResult) -> String {
         "(latencies in ms; co = checkout, q = query; waited% = checkouts that waited for a login)"
     );
     for p in &r.pools {
-        if let Some(x) = &p.ratios {
-            if p.pool != PoolKind::Baseline {
-                let _ = writeln!(
-                    s,
-                    "{:<11} vs baseline: throughput x{:.3}, p99 checkout x{:.3}, p50 checkout x{:.3}{}",
-                    p.pool.name(),
-                    x.throughput,
-                    x.checkout_p99,
-                    x.checkout_p50,
-                    x.login_checkout_p50
-                        .map(|v| format!(", login-checkout p50 x{v:.3}"))
-                        .unwrap_or_default()
-                );
-            }
+        if let Some(x) = &p.ratios
+            && p.pool != PoolKind::Baseline
+        {
+            let _ = writeln!(
+                s,
+                "{:<11} vs baseline: throughput x{:.3}, p99 checkout x{:.3}, p50 checkout x{:.3}{}",
+                p.pool.name(),
+                x.throughput,
+                x.checkout_p99,
+                x.checkout_p50,
+                x.login_checkout_p50
+                    .map(|v| format!(", login-checkout p50 x{v:.3}"))
+                    .unwrap_or_default()
+            );
         }
         for (k, v) in &p.errors_by_kind {
             let ex = p.error_examples.get(k).cloned().unwrap_or_default();

@@ -1,11 +1,21 @@
-//! Placeholder until the emulator and the library land.
+//! Builds the pools under test against the chosen target, and the emulator's probes.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use crate::cli::{Args, PoolKind};
-use crate::fault::FaultSink;
-use crate::pools::PoolUnderTest;
-use crate::run::ServerProbe;
+use entra_emulator::Emulator;
+
+use crate::cli::{Args, PoolKind, QueryKind, Target};
+use crate::fault::{FaultKind, FaultSink};
+use crate::pools::mi::MiEndpoint;
+use crate::pools::plain::PlainPool;
+use crate::pools::rebuild::RebuildPool;
+use crate::pools::{PoolUnderTest, ServerSettings, tls_from_ca, tls_with_roots};
+use crate::run::{ServerCounters, ServerProbe};
+use crate::workload::SCHEMA;
+
+/// Role and password of the baseline pools on the emulator.
+const BASELINE_ROLE: &str = "churn_baseline";
 
 /// The pools under test and the server's probes.
 pub struct Setup {
@@ -17,14 +27,265 @@ pub struct Setup {
     pub sink: Option<Arc<dyn FaultSink>>,
     /// Details for the JSON output.
     pub details: serde_json::Value,
+    emulator: Option<Arc<EmuHandle>>,
 }
 
 impl Setup {
-    /// Stops what the setup started.
-    pub async fn shutdown(self) {}
+    /// Stops what the setup started (the emulator, if any).
+    pub async fn shutdown(self) {
+        let Setup {
+            pools,
+            probe,
+            sink,
+            emulator,
+            ..
+        } = self;
+        drop((pools, probe, sink));
+        if let Some(e) = emulator
+            && let Ok(h) = Arc::try_unwrap(e)
+        {
+            h.emu.shutdown().await;
+        }
+    }
 }
 
-/// Builds the pools.
-pub async fn setup(_args: &Args, _kinds: &[PoolKind]) -> Result<Setup, String> {
-    Err("the emulator and deadpool-entra are not wired in yet".into())
+/// The in-process emulator as a fault sink and counter probe.
+pub struct EmuHandle {
+    emu: Emulator,
+}
+
+impl FaultSink for EmuHandle {
+    fn apply(&self, kind: &FaultKind, on: bool) {
+        let f = self.emu.faults();
+        match kind {
+            FaultKind::IdentityOutage => f.set_identity_outage(on),
+            FaultKind::IdentityLatency(d) => {
+                f.set_identity_latency(if on { *d } else { Duration::ZERO })
+            }
+            FaultKind::IdentityError(s) => f.set_identity_error(on.then_some(*s)),
+            FaultKind::IdentityThrottle(d) => f.set_identity_throttle(on.then_some(*d)),
+            FaultKind::RefuseLogins => f.set_refuse_logins(on),
+            FaultKind::LoginLatency(d) => f.set_login_latency(if on { *d } else { Duration::ZERO }),
+            FaultKind::Failover => {
+                if on {
+                    let n = f.kill_all_sessions();
+                    tracing::info!(sessions = n, "failover: sessions killed");
+                }
+            }
+            FaultKind::TokenLifetime(d) => {
+                if on {
+                    f.set_token_lifetime(*d);
+                }
+            }
+        }
+    }
+}
+
+impl ServerProbe for EmuHandle {
+    fn snapshot(&self) -> ServerCounters {
+        let c = self.emu.counters();
+        ServerCounters {
+            identity_requests: c.identity_requests,
+            expired_token_logins: c.expired_token_logins,
+            logins_accepted: c.logins_accepted,
+            raw: serde_json::to_value(&c).unwrap_or_default(),
+        }
+    }
+}
+
+/// Builds the pools of `kinds` on `args.target`.
+pub async fn setup(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
+    match args.target {
+        Target::Emulator => setup_emulator(args, kinds).await,
+        Target::Env => setup_env(args, kinds).await,
+    }
+}
+
+fn baseline_password() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
+}
+
+async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
+    let password = baseline_password();
+    let max_conn = (kinds.len() * args.max_size * 2 + 40).max(200) as u32;
+    let emu = Emulator::builder()
+        .token_lifetime(args.token_lifetime)
+        .password_role(BASELINE_ROLE, &password)
+        .max_connections(max_conn)
+        .start()
+        .await
+        .map_err(|e| format!("starting the emulator: {e}"))?;
+    if matches!(args.query, QueryKind::PointRead | QueryKind::WriteTxn) {
+        create_schema_on_cluster(&emu).await?;
+    }
+    let tls = tls_from_ca(emu.ca_cert_path())?;
+    let settings = ServerSettings {
+        host: emu.pg_host().to_string(),
+        port: emu.pg_port(),
+        dbname: emu.database().to_string(),
+        max_size: args.max_size,
+        wait_timeout: args.wait_timeout,
+        tls,
+    };
+    let mi_user = emu.default_identity().name.clone();
+    let mut pools: Vec<Arc<dyn PoolUnderTest>> = Vec::new();
+    for k in kinds {
+        let p: Arc<dyn PoolUnderTest> = match k {
+            PoolKind::Ours => return Err("ours: deadpool-entra is not wired in yet".into()),
+            PoolKind::Baseline => {
+                Arc::new(PlainPool::baseline(&settings, BASELINE_ROLE, &password)?)
+            }
+            PoolKind::PerConnect => {
+                Arc::new(PlainPool::per_connect(&settings, &mi_user, new_mi(&emu)?)?)
+            }
+            PoolKind::Rebuild => {
+                Arc::new(RebuildPool::start(&settings, &mi_user, new_mi(&emu)?).await?)
+            }
+        };
+        pools.push(p);
+    }
+    let details = serde_json::json!({
+        "emulator": true,
+        "pg_host": emu.pg_host(),
+        "pg_port": emu.pg_port(),
+        "database": emu.database(),
+        "managed_identity": mi_user,
+        "baseline_role": BASELINE_ROLE,
+        "token_lifetime_secs": args.token_lifetime.as_secs_f64(),
+    });
+    let handle = Arc::new(EmuHandle { emu });
+    Ok(Setup {
+        pools,
+        probe: Some(handle.clone()),
+        sink: Some(handle.clone()),
+        details,
+        emulator: Some(handle),
+    })
+}
+
+/// A bare MI client of the emulator, one per pool so identity calls are counted per pool.
+fn new_mi(emu: &Emulator) -> Result<Arc<MiEndpoint>, String> {
+    Ok(Arc::new(MiEndpoint::new(
+        &emu.identity_endpoint(),
+        emu.identity_header(),
+    )?))
+}
+
+/// Creates the tables of `point-read` / `write-txn` as the cluster's superuser, over its
+/// unix socket, behind the front.
+async fn create_schema_on_cluster(emu: &Emulator) -> Result<(), String> {
+    let c = emu.cluster();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(c.socket_dir())
+        .port(c.port())
+        .user(c.superuser())
+        .dbname(emu.database());
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("connecting to the cluster to create the schema: {e}"))?;
+    let h = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+        .batch_execute(SCHEMA)
+        .await
+        .map_err(|e| format!("creating the schema: {e}"))?;
+    drop(client);
+    let _ = h.await;
+    Ok(())
+}
+
+fn env_any(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+async fn setup_env(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
+    let host = env_any(&["AZURE_POSTGRESQL_HOST", "PGHOST"])
+        .ok_or("the env target needs PGHOST or AZURE_POSTGRESQL_HOST")?;
+    let port: u16 = env_any(&["AZURE_POSTGRESQL_PORT", "PGPORT"])
+        .map(|p| p.parse().map_err(|e| format!("bad port {p:?}: {e}")))
+        .transpose()?
+        .unwrap_or(5432);
+    let dbname = env_any(&["AZURE_POSTGRESQL_NAME", "PGDATABASE"]).unwrap_or("postgres".into());
+    let user = env_any(&["AZURE_POSTGRESQL_USER", "PGUSER"]);
+    let tls = match env_any(&["PGSSLROOTCERT"]) {
+        Some(ca) => tls_from_ca(std::path::Path::new(&ca))?,
+        None => {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            tls_with_roots(roots)?
+        }
+    };
+    let settings = ServerSettings {
+        host,
+        port,
+        dbname,
+        max_size: args.max_size,
+        wait_timeout: args.wait_timeout,
+        tls,
+    };
+    let mi = match (
+        env_any(&["IDENTITY_ENDPOINT"]),
+        env_any(&["IDENTITY_HEADER"]),
+    ) {
+        (Some(e), Some(h)) => Some((e, h)),
+        _ => None,
+    };
+    let mut pools: Vec<Arc<dyn PoolUnderTest>> = Vec::new();
+    let mut schema_done = false;
+    for k in kinds {
+        let p: Arc<dyn PoolUnderTest> = match k {
+            PoolKind::Ours => return Err("ours: deadpool-entra is not wired in yet".into()),
+            PoolKind::Baseline => {
+                let (Some(u), Some(p)) = (&args.baseline_user, &args.baseline_password) else {
+                    return Err(
+                        "the baseline on the env target needs --baseline-user and --baseline-password \
+                         (a static-password role on the same server)"
+                            .into(),
+                    );
+                };
+                Arc::new(PlainPool::baseline(&settings, u, p)?)
+            }
+            PoolKind::PerConnect | PoolKind::Rebuild => {
+                let (e, h) = mi.clone().ok_or(
+                    "per-connect and rebuild on the env target need IDENTITY_ENDPOINT and IDENTITY_HEADER",
+                )?;
+                let mi = Arc::new(MiEndpoint::new(&e, &h)?);
+                let u = user.clone().ok_or("set PGUSER or AZURE_POSTGRESQL_USER")?;
+                if *k == PoolKind::PerConnect {
+                    Arc::new(PlainPool::per_connect(&settings, &u, mi)?)
+                } else {
+                    Arc::new(RebuildPool::start(&settings, &u, mi).await?)
+                }
+            }
+        };
+        if !schema_done && matches!(args.query, QueryKind::PointRead | QueryKind::WriteTxn) {
+            let client = p
+                .get()
+                .await
+                .map_err(|e| format!("schema: {}", e.message))?;
+            client
+                .batch_execute(SCHEMA)
+                .await
+                .map_err(|e| format!("creating the schema: {e}"))?;
+            schema_done = true;
+        }
+        pools.push(p);
+    }
+    let _ = SystemTime::now();
+    Ok(Setup {
+        pools,
+        probe: None,
+        sink: None,
+        details: serde_json::json!({ "emulator": false, "host": settings.host, "port": settings.port }),
+        emulator: None,
+    })
 }

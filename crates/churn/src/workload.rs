@@ -81,10 +81,10 @@ pub async fn task_loop(
         if Instant::now() >= deadline {
             return;
         }
-        if let Some(b) = &budget {
-            if b.fetch_sub(1, Ordering::Relaxed) <= 0 {
-                return;
-            }
+        if let Some(b) = &budget
+            && b.fetch_sub(1, Ordering::Relaxed) <= 0
+        {
+            return;
         }
         let t0 = Instant::now();
         let got = pool.get().await;
