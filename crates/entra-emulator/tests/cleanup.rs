@@ -1,0 +1,90 @@
+//! Everything is cleaned up: no postgres process and no temporary directory left behind,
+//! after `Drop` and after `shutdown()`, also when the tests run as root.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use entra_emulator::{Emulator, OSSRDBMS_RESOURCE};
+
+/// Processes whose command line mentions `needle` (reads /proc).
+fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(&needle)
+                .then_some(format!("{}: {cmd}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+async fn started() -> (Emulator, PathBuf, PathBuf, u32) {
+    let emu = Emulator::builder()
+        .password_role("bench", "pw")
+        .start()
+        .await
+        .expect("start");
+    let data = emu.cluster().data_dir().to_path_buf();
+    let tmp = emu.temp_dir().to_path_buf();
+    let pid = emu.cluster().pid().expect("postmaster running");
+    assert!(
+        !processes_mentioning(&data).is_empty(),
+        "postgres should be running"
+    );
+    // An open session through the front, so backends exist too.
+    let token = emu.issue_token(
+        &emu.default_identity().name,
+        OSSRDBMS_RESOURCE,
+        Duration::from_secs(60),
+    );
+    let client = common::login(&emu, &emu.default_identity().name, &token)
+        .await
+        .expect("login");
+    client.query_one("SELECT 1", &[]).await.unwrap();
+    std::mem::forget(client); // keep the session open through the shutdown
+    (emu, data, tmp, pid)
+}
+
+fn assert_clean(data: &Path, tmp: &Path, pid: u32) {
+    let left = processes_mentioning(data);
+    assert!(left.is_empty(), "postgres processes left: {left:?}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "postmaster {pid} still exists"
+    );
+    assert!(!tmp.exists(), "temporary directory {} left", tmp.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_stops_postgres_and_removes_the_temp_dir() {
+    let (emu, data, tmp, pid) = started().await;
+    drop(emu);
+    assert_clean(&data, &tmp, pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_postgres_and_removes_the_temp_dir() {
+    let (emu, data, tmp, pid) = started().await;
+    emu.shutdown().await;
+    assert_clean(&data, &tmp, pid);
+}
+
+#[test]
+fn missing_binaries_error_names_the_package() {
+    let msg = entra_emulator::Error::MissingPostgres.to_string();
+    assert!(
+        msg.contains("`postgresql`") && msg.contains("apt-get install postgresql"),
+        "{msg}"
+    );
+}
