@@ -1,1 +1,32 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod connect;
+mod error;
+mod pool;
+mod recycle;
+#[cfg(feature = "serde")]
+mod serde_util;
+mod stats;
+mod tls;
+mod token;
+
+pub use deadpool_postgres;
+pub use deadpool_postgres::{
+    Client, GenericClient, Hook, HookError, ManagerConfig, Metrics, QueueMode, RecyclingMethod,
+    Runtime, Status, Timeouts, Transaction,
+};
+pub use tokio_postgres;
+
+pub use config::{AuthMethod, ChannelBinding, Config, SslMode};
+pub use error::{ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError};
+pub use pool::{Pool, PoolBuilder};
+pub use recycle::RecyclePolicy;
+pub use stats::{HealthReport, PoolStatus, Stats, TokenStats};
+pub use token::{
+    BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RefreshPolicy,
+    StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
+};

@@ -1,0 +1,196 @@
+//! Logins: the `Connect` that deadpool_postgres's own `Manager` calls. It takes the
+//! cached token as the password, never waits on the identity endpoint while a valid
+//! token is cached, and retries once with a fresh token when the server refuses one.
+
+use std::{
+    cell::{Cell, RefCell},
+    sync::{Arc, atomic::Ordering},
+};
+
+use deadpool_postgres::Connect;
+use tokio::{task::JoinHandle, time::Instant};
+use tokio_postgres::{Client as PgClient, Config as PgConfig, Error as PgError, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::{
+    ConfigError, Error,
+    error::is_auth_refusal,
+    pool::Shared,
+    token::{BoxFuture, cache::CachedToken, claims::user_from_token},
+};
+
+/// What a login records for the `post_create` hook that follows it in the same task.
+#[derive(Clone, Copy)]
+pub(crate) struct LoginRecord {
+    pub(crate) token_deadline: Option<Instant>,
+    pub(crate) created: Instant,
+}
+
+/// Per-`Pool::get` context. deadpool runs `create` and `post_create` inside the task that
+/// called `get`, so a task-local carries facts across the `Connect` boundary, whose
+/// signature cannot.
+#[derive(Default)]
+pub(crate) struct GetContext {
+    pub(crate) login: Cell<Option<LoginRecord>>,
+    /// A typed error that `Connect` had to squeeze into a `tokio_postgres::Error`.
+    pub(crate) error: RefCell<Option<Error>>,
+}
+
+tokio::task_local! {
+    pub(crate) static GET_CONTEXT: GetContext;
+}
+
+fn stash(e: Error) {
+    let _ = GET_CONTEXT.try_with(|c| *c.error.borrow_mut() = Some(e));
+}
+
+/// A `tokio_postgres::Error` stands in for a typed error stashed in [`GET_CONTEXT`];
+/// `tokio_postgres::Error` has no public constructor, a config parse failure is the
+/// cheapest way to make one. Its text says what happened for callers of the inner pool.
+fn stand_in_error() -> PgError {
+    "deadpool_entra_token_unavailable=see-the-deadpool-entra-error"
+        .parse::<PgConfig>()
+        .expect_err("an unknown option never parses")
+}
+
+/// TLS connector (or none, for the loopback opt-out).
+#[derive(Clone)]
+pub(crate) enum Tls {
+    Rustls(MakeRustlsConnect),
+    Plain,
+}
+
+pub(crate) struct EntraConnect {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Connect for EntraConnect {
+    fn connect(
+        &self,
+        pg_config: &PgConfig,
+    ) -> BoxFuture<'_, Result<(PgClient, JoinHandle<()>), PgError>> {
+        let pg_config = pg_config.clone();
+        Box::pin(async move {
+            let shared = &self.shared;
+            let token = match shared.cache.valid_now() {
+                Some(t) => t,
+                None => {
+                    shared
+                        .counters
+                        .logins_waited_for_token
+                        .fetch_add(1, Ordering::Relaxed);
+                    match shared.cache.get().await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            shared
+                                .counters
+                                .logins_failed
+                                .fetch_add(1, Ordering::Relaxed);
+                            stash(Error::Token(e));
+                            return Err(stand_in_error());
+                        }
+                    }
+                }
+            };
+            match login(shared, &pg_config, &token).await {
+                Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() => {
+                    shared
+                        .counters
+                        .forced_refresh_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        target: "deadpool_entra",
+                        sqlstate = e.as_db_error().map(|d| d.code().code()),
+                        "login refused; forcing a token refresh and retrying once"
+                    );
+                    match shared.cache.force_refresh(token.generation).await {
+                        Ok(fresh) => login(shared, &pg_config, &fresh).await,
+                        Err(_) => Err(e),
+                    }
+                }
+                other => other,
+            }
+        })
+    }
+}
+
+async fn login(
+    shared: &Shared,
+    pg_config: &PgConfig,
+    token: &CachedToken,
+) -> Result<(PgClient, JoinHandle<()>), PgError> {
+    let mut cfg = pg_config.clone();
+    cfg.password(token.secret.as_bytes());
+    if cfg.get_user().is_none() {
+        match user_from_token(&token.secret) {
+            Some(u) => {
+                cfg.user(u);
+            }
+            None => {
+                stash(Error::Config(no_user_error()));
+                return Err(stand_in_error());
+            }
+        }
+    }
+    let user = cfg.get_user().unwrap_or_default().to_owned();
+    let result = match &shared.tls {
+        Tls::Rustls(tls) => match cfg.connect(tls.clone()).await {
+            Ok((client, conn)) => Ok((client, spawn_connection(conn))),
+            Err(e) => Err(e),
+        },
+        Tls::Plain => match cfg.connect(NoTls).await {
+            Ok((client, conn)) => Ok((client, spawn_connection(conn))),
+            Err(e) => Err(e),
+        },
+    };
+    match &result {
+        Ok(_) => {
+            shared.counters.logins_ok.fetch_add(1, Ordering::Relaxed);
+            let _ = GET_CONTEXT.try_with(|c| {
+                c.login.set(Some(LoginRecord {
+                    token_deadline: token.deadline,
+                    created: Instant::now(),
+                }))
+            });
+            tracing::debug!(target: "deadpool_entra", user = %user, token_generation = token.generation, "login ok");
+        }
+        Err(e) => {
+            shared
+                .counters
+                .logins_failed
+                .fetch_add(1, Ordering::Relaxed);
+            let kind = match crate::error::classify_pg_ref(e, &shared.endpoint, &user) {
+                Some(Error::Login(l)) => format!("{:?}", l.kind),
+                Some(Error::Tls { .. }) => "Tls".to_owned(),
+                Some(Error::Network { .. }) => "Network".to_owned(),
+                _ => "Other".to_owned(),
+            };
+            tracing::warn!(
+                target: "deadpool_entra",
+                user = %user,
+                kind = %kind,
+                error = %e,
+                "login failed"
+            );
+        }
+    }
+    result
+}
+
+fn spawn_connection<F>(conn: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = Result<(), PgError>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(target: "deadpool_entra", error = %e, "connection ended with an error");
+        }
+    })
+}
+
+pub(crate) fn no_user_error() -> ConfigError {
+    ConfigError::new(
+        "user",
+        "no user configured and the token names none (no upn, preferred_username, unique_name or xms_mirid claim): set PGUSER or AZURE_POSTGRESQL_USER to the identity's name (the PostgreSQL role created with pgaadauth_create_principal)",
+    )
+}

@@ -1,0 +1,298 @@
+//! Typed, actionable errors. No variant ever carries a token: messages are built from
+//! server texts, SQLSTATEs, source names and causes that never include the secret.
+
+use std::time::Duration;
+
+/// Everything that can go wrong when building the pool or checking out a connection.
+///
+/// Every message says what failed and, where one is known, what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid (names the field).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The token source could not produce a token.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The server refused the login.
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    /// The TLS handshake failed (certificate chain or host name).
+    #[error(
+        "TLS handshake with {endpoint} failed: {cause}; check the server certificate, the host name and `sslrootcert`/PGSSLROOTCERT (the CA that signed the server's certificate)"
+    )]
+    Tls {
+        /// `host:port` of the server.
+        endpoint: String,
+        /// What rustls reported.
+        cause: String,
+    },
+    /// The server could not be reached.
+    #[error(
+        "cannot reach PostgreSQL at {endpoint}: {cause}; check the host, the port and the firewall rules"
+    )]
+    Network {
+        /// `host:port` of the server.
+        endpoint: String,
+        /// The I/O error.
+        cause: String,
+    },
+    /// A pool timeout elapsed.
+    #[error("timed out {0}")]
+    Timeout(TimeoutKind),
+    /// The pool has been closed.
+    #[error("the pool has been closed")]
+    Closed,
+    /// A user-supplied `post_create` hook failed.
+    #[error("a post_create hook failed: {0}")]
+    Hook(String),
+    /// Another database error (after a successful login, or one not classified above).
+    #[error("database error: {0}")]
+    Postgres(#[source] tokio_postgres::Error),
+}
+
+/// Which pool timeout elapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Waiting for a free slot (`wait_timeout`); the pool is exhausted.
+    Wait,
+    /// Creating a connection (`create_timeout`): login, TLS, or token took too long.
+    Create,
+    /// Recycling a connection (`recycle_timeout`).
+    Recycle,
+    /// The health check's `SELECT 1`.
+    Health,
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Wait => "waiting for a free connection slot (wait_timeout); the pool is exhausted: raise max_size or shorten transactions",
+            Self::Create => "creating a connection (create_timeout): the login, TLS handshake or token request took too long",
+            Self::Recycle => "recycling a connection (recycle_timeout)",
+            Self::Health => "running the health check query",
+        })
+    }
+}
+
+/// An invalid configuration value; `field` names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{field}`: {reason}")]
+pub struct ConfigError {
+    /// The setting at fault (`host`, `port`, `sslmode`, `user`, ...).
+    pub field: String,
+    /// Why it is invalid and what to do.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A new configuration error for `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The setting at fault.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+}
+
+/// A token source failed to produce a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("token source {source_name} failed: {cause}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+pub struct TokenError {
+    /// Which credential (or chain link) failed.
+    pub source_name: String,
+    /// Why it failed.
+    pub cause: String,
+    /// What to do about it, when known.
+    pub hint: Option<String>,
+    /// How long the identity endpoint asked us to wait, when it said so (HTTP 429).
+    pub retry_after: Option<Duration>,
+}
+
+impl TokenError {
+    pub(crate) fn from_source(source_name: String, e: crate::TokenSourceError) -> Self {
+        Self {
+            source_name,
+            cause: e.message,
+            hint: e.hint,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// Why the server refused a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginErrorKind {
+    /// The token had expired when it reached the server.
+    TokenExpired,
+    /// The token was issued for another resource.
+    WrongAudience,
+    /// No PostgreSQL role exists for the identity.
+    UnknownRole,
+    /// Password authentication failed (static password mode, or an unusable token).
+    BadPassword,
+    /// The token or principal has been revoked or disabled.
+    Revoked,
+    /// Logged in, but not allowed (SQLSTATE 42501 and friends).
+    PermissionDenied,
+    /// Anything else the server said.
+    Other,
+}
+
+/// The server refused the login.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("login as {user:?} refused ({kind:?}, SQLSTATE {sqlstate}): {server_message}{}", hint_for(*kind, user).map(|h| format!("; {h}")).unwrap_or_default())]
+pub struct LoginError {
+    /// The classified reason.
+    pub kind: LoginErrorKind,
+    /// The server's message (never contains the token).
+    pub server_message: String,
+    /// The SQLSTATE code.
+    pub sqlstate: String,
+    /// The user name the login used.
+    pub user: String,
+}
+
+impl LoginError {
+    /// The classified reason.
+    pub fn kind(&self) -> LoginErrorKind {
+        self.kind
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        hint_for(self.kind, &self.user)
+    }
+}
+
+fn hint_for(kind: LoginErrorKind, user: &str) -> Option<String> {
+    Some(match kind {
+        LoginErrorKind::TokenExpired => "the pool refreshes tokens ahead of expiry; check the clock of this machine and the token source".into(),
+        LoginErrorKind::WrongAudience => format!("request tokens for the scope {}", crate::DEFAULT_SCOPE),
+        LoginErrorKind::UnknownRole => format!(
+            "as the server's Entra administrator, run `select * from pgaadauth_create_principal('{user}', false, false);` (the role name must be the identity's name), or set the user (PGUSER / AZURE_POSTGRESQL_USER) to an existing role"
+        ),
+        LoginErrorKind::BadPassword => "check the password, or the user name matching the identity".into(),
+        LoginErrorKind::Revoked => "the principal was disabled or its token revoked; check the identity in Entra ID".into(),
+        LoginErrorKind::PermissionDenied => "grant the role the privileges it needs (CONNECT on the database)".into(),
+        LoginErrorKind::Other => return None,
+    })
+}
+
+pub(crate) fn classify_login(db: &tokio_postgres::error::DbError, user: &str) -> LoginError {
+    let code = db.code().code();
+    let msg = db.message();
+    let lower = msg.to_ascii_lowercase();
+    let kind = if lower.contains("expired") {
+        LoginErrorKind::TokenExpired
+    } else if lower.contains("audience") {
+        LoginErrorKind::WrongAudience
+    } else if lower.contains("revoked") || lower.contains("disabled") {
+        LoginErrorKind::Revoked
+    } else if lower.contains("password authentication failed") {
+        LoginErrorKind::BadPassword
+    } else if (lower.contains("role") && lower.contains("does not exist"))
+        || lower.contains("principal")
+    {
+        LoginErrorKind::UnknownRole
+    } else if code == "42501" || lower.contains("permission denied") {
+        LoginErrorKind::PermissionDenied
+    } else {
+        LoginErrorKind::Other
+    };
+    LoginError {
+        kind,
+        server_message: msg.to_owned(),
+        sqlstate: code.to_owned(),
+        user: user.to_owned(),
+    }
+}
+
+/// Is this a login refused for authentication reasons (SQLSTATE 28000 or 28P01)?
+pub(crate) fn is_auth_refusal(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| matches!(db.code().code(), "28000" | "28P01"))
+}
+
+/// Turns a tokio-postgres error from a login into our typed error.
+pub(crate) fn classify_pg(e: tokio_postgres::Error, endpoint: &str, user: &str) -> Error {
+    classify_pg_ref(&e, endpoint, user).unwrap_or(Error::Postgres(e))
+}
+
+/// Classifies a login error; `None` when it is none of login, TLS or network.
+pub(crate) fn classify_pg_ref(
+    e: &tokio_postgres::Error,
+    endpoint: &str,
+    user: &str,
+) -> Option<Error> {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        if code.starts_with("28") || code == "42501" || code == "3D000" {
+            return Some(Error::Login(classify_login(db, user)));
+        }
+        return None;
+    }
+    // Walk the source chain: rustls errors are TLS failures, I/O errors network ones.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut io_cause = None;
+    while let Some(err) = cur {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(Error::Tls {
+                endpoint: endpoint.to_owned(),
+                cause: tls.to_string(),
+            });
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(Error::Tls {
+                    endpoint: endpoint.to_owned(),
+                    cause: tls.to_string(),
+                });
+            }
+            io_cause.get_or_insert_with(|| io.to_string());
+        }
+        cur = err.source();
+    }
+    let text = e.to_string();
+    if text.contains("TLS") || text.contains("tls") {
+        return Some(Error::Tls {
+            endpoint: endpoint.to_owned(),
+            cause: io_cause.unwrap_or(text),
+        });
+    }
+    if let Some(cause) = io_cause {
+        return Some(Error::Network {
+            endpoint: endpoint.to_owned(),
+            cause,
+        });
+    }
+    if text.contains("timeout") || text.contains("timed out") {
+        return Some(Error::Network {
+            endpoint: endpoint.to_owned(),
+            cause: text,
+        });
+    }
+    None
+}
+
+impl From<Error> for deadpool_postgres::PoolError {
+    fn from(e: Error) -> Self {
+        use deadpool_postgres::{HookError, PoolError, TimeoutType};
+        match e {
+            Error::Timeout(TimeoutKind::Wait) => PoolError::Timeout(TimeoutType::Wait),
+            Error::Timeout(TimeoutKind::Create) => PoolError::Timeout(TimeoutType::Create),
+            Error::Timeout(TimeoutKind::Recycle) => PoolError::Timeout(TimeoutType::Recycle),
+            Error::Closed => PoolError::Closed,
+            Error::Postgres(e) => PoolError::Backend(e),
+            other => PoolError::PostCreateHook(HookError::message(other.to_string())),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Durations in configuration files: humantime strings (`"30s"`, `"5m"`) or plain
+//! seconds.
+
+pub(crate) mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub(crate) enum Repr {
+        Secs(u64),
+        Float(f64),
+        Text(String),
+    }
+
+    pub(crate) fn to_duration<E: serde::de::Error>(r: Repr) -> Result<Duration, E> {
+        match r {
+            Repr::Secs(s) => Ok(Duration::from_secs(s)),
+            Repr::Float(f) if f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(f)),
+            Repr::Float(f) => Err(E::custom(format!("invalid duration {f}"))),
+            Repr::Text(t) => humantime::parse_duration(t.trim())
+                .map_err(|e| E::custom(format!("invalid duration {t:?}: {e}"))),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        to_duration(Repr::deserialize(d)?)
+    }
+
+    pub(crate) fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*v).to_string())
+    }
+
+    pub(crate) mod option {
+        use super::*;
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            match Option::<Repr>::deserialize(d)? {
+                None => Ok(None),
+                Some(r) => super::to_duration(r).map(Some),
+            }
+        }
+
+        pub(crate) fn serialize<S: Serializer>(
+            v: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}

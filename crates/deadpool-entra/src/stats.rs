@@ -1,0 +1,113 @@
+//! Counters, the stats snapshot and the health report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::recycle::RetireReason;
+
+#[derive(Default)]
+pub(crate) struct PoolCounters {
+    pub(crate) logins_ok: AtomicU64,
+    pub(crate) logins_failed: AtomicU64,
+    pub(crate) logins_waited_for_token: AtomicU64,
+    pub(crate) forced_refresh_retries: AtomicU64,
+    pub(crate) retired_token_age: AtomicU64,
+    pub(crate) retired_max_lifetime: AtomicU64,
+    pub(crate) retired_broken: AtomicU64,
+    pub(crate) replaced_in_background: AtomicU64,
+}
+
+impl PoolCounters {
+    pub(crate) fn count_retired(&self, reason: RetireReason, n: u64) {
+        let c = match reason {
+            RetireReason::TokenAge => &self.retired_token_age,
+            RetireReason::MaxLifetime => &self.retired_max_lifetime,
+            RetireReason::Broken => &self.retired_broken,
+        };
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The token's state in a [`Stats`] snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct TokenStats {
+    /// Seconds until the cached token expires (`None`: no token, or one that never
+    /// expires).
+    pub expires_in_secs: Option<f64>,
+    /// Seconds since the cached token was fetched.
+    pub age_secs: Option<f64>,
+    /// Successful fetches (first fetch included).
+    pub refreshes_ok: u64,
+    /// Failed fetches.
+    pub refreshes_failed: u64,
+    /// Calls to the token source.
+    pub identity_calls: u64,
+    /// The last fetch failure, cleared by the next success.
+    pub last_error: Option<String>,
+    /// The token source (or chain link) in use.
+    pub source: String,
+}
+
+/// The pool's size in a [`Stats`] snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Connections open (idle and in use).
+    pub size: usize,
+    /// Idle connections.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// Maximum size.
+    pub max_size: usize,
+}
+
+/// A snapshot of the pool's counters; cheap to take.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Stats {
+    /// Token state.
+    pub token: TokenStats,
+    /// Successful logins.
+    pub logins_ok: u64,
+    /// Failed logins (token failures included).
+    pub logins_failed: u64,
+    /// Logins that had to wait for a token fetch (no valid token cached).
+    pub logins_waited_for_token: u64,
+    /// Logins retried after the server refused the token.
+    pub forced_refresh_retries: u64,
+    /// Connections retired before their token's expiry.
+    pub retired_token_age: u64,
+    /// Connections retired at their maximum lifetime.
+    pub retired_max_lifetime: u64,
+    /// Connections found closed (server restart, failover, network).
+    pub retired_broken: u64,
+    /// Connections created in the background to replace retired ones.
+    pub replaced_in_background: u64,
+    /// Pool size.
+    pub pool: PoolStatus,
+}
+
+/// The result of [`crate::Pool::health`], for a `/healthz` endpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// `database_ok` and a usable token.
+    pub healthy: bool,
+    /// `SELECT 1` succeeded within the timeout.
+    pub database_ok: bool,
+    /// How long checkout plus `SELECT 1` took.
+    pub database_latency_ms: Option<f64>,
+    /// Seconds until the cached token expires.
+    pub token_expires_in_secs: Option<f64>,
+    /// The token source in use.
+    pub token_source: String,
+    /// The last token refresh failure, if the last attempt failed.
+    pub last_refresh_error: Option<String>,
+    /// Why the check failed.
+    pub error: Option<String>,
+}

@@ -1,0 +1,217 @@
+//! Tokens, where they come from ([`TokenSource`]), and the per-pool cache that keeps one
+//! valid token ready and refreshes it ahead of expiry.
+
+pub(crate) mod cache;
+pub(crate) mod claims;
+mod sources;
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+pub use sources::{ChainSource, CredentialSource, FnSource, StaticPassword, UserAssignedId};
+
+/// A boxed, sendable future (the shape [`TokenSource::fetch`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The default scope for Azure Database for PostgreSQL (public cloud).
+pub const DEFAULT_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    Never,
+    At(SystemTime),
+    /// Relative to the moment the token is handed to the cache; exact on tokio's clock.
+    In(Duration),
+}
+
+/// A secret (access token or password) and when it expires.
+///
+/// `Debug` shows the expiry only; the secret is never printed.
+#[derive(Clone)]
+pub struct Token {
+    secret: Arc<str>,
+    pub(crate) expiry: Expiry,
+}
+
+impl Token {
+    /// A token that expires at `expires_on` (wall clock, as credentials report it).
+    pub fn new(secret: impl Into<String>, expires_on: SystemTime) -> Self {
+        Self {
+            secret: Arc::from(secret.into()),
+            expiry: Expiry::At(expires_on),
+        }
+    }
+
+    /// A token that expires `expires_in` from now (measured on tokio's clock, which makes
+    /// it the natural constructor for tests with paused time).
+    pub fn expiring_in(secret: impl Into<String>, expires_in: Duration) -> Self {
+        Self {
+            secret: Arc::from(secret.into()),
+            expiry: Expiry::In(expires_in),
+        }
+    }
+
+    /// A secret that never expires (a static password).
+    pub fn never_expiring(secret: impl Into<String>) -> Self {
+        Self {
+            secret: Arc::from(secret.into()),
+            expiry: Expiry::Never,
+        }
+    }
+
+    /// The secret. Handle with care: never log it.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub(crate) fn secret_arc(&self) -> Arc<str> {
+        self.secret.clone()
+    }
+
+    /// When the token expires, on the wall clock; `None` for a secret that never expires.
+    pub fn expires_on(&self) -> Option<SystemTime> {
+        match self.expiry {
+            Expiry::Never => None,
+            Expiry::At(t) => Some(t),
+            Expiry::In(d) => Some(SystemTime::now() + d),
+        }
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let expires_in = self.expires_on().map(|t| {
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        f.debug_struct("Token")
+            .field("secret", &"<redacted>")
+            .field("expires_in", &expires_in)
+            .finish()
+    }
+}
+
+/// Why a [`TokenSource`] could not produce a token.
+#[derive(Debug, Clone)]
+pub struct TokenSourceError {
+    /// What went wrong. Must not contain a secret.
+    pub message: String,
+    /// What the user can do, when known (`run az login`, ...).
+    pub hint: Option<String>,
+    /// A `Retry-After` the identity endpoint sent, if any.
+    pub retry_after: Option<Duration>,
+}
+
+impl TokenSourceError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a hint for the user.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a retry-after hint.
+    pub fn with_retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = Some(d);
+        self
+    }
+}
+
+impl fmt::Display for TokenSourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TokenSourceError {}
+
+/// Something that yields a token (or password) and its expiry.
+///
+/// Implemented for any Azure credential ([`CredentialSource`]), the documented credential
+/// chain ([`ChainSource`]), a static password ([`StaticPassword`]) and closures
+/// ([`FnSource`]).
+///
+/// ```
+/// use deadpool_entra::{BoxFuture, Token, TokenSource, TokenSourceError};
+/// use std::time::Duration;
+///
+/// struct Fixed;
+/// impl TokenSource for Fixed {
+///     fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+///         Box::pin(async { Ok(Token::expiring_in("secret", Duration::from_secs(3600))) })
+///     }
+///     fn name(&self) -> String { "Fixed".into() }
+/// }
+/// ```
+pub trait TokenSource: Send + Sync + 'static {
+    /// Fetches a token for `scope`.
+    fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>>;
+
+    /// A name for logs, stats and errors (for a chain: the link in use).
+    fn name(&self) -> String;
+
+    /// `true` when the secret is a password rather than an Entra token (no refresh, no
+    /// user derivation from claims, channel binding allowed).
+    fn is_password(&self) -> bool {
+        false
+    }
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        (**self).fetch(scope)
+    }
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn is_password(&self) -> bool {
+        (**self).is_password()
+    }
+}
+
+/// When and how the background refresher renews the token.
+///
+/// The refresh point is `deadline - min(refresh_before_expiry, lifetime / 2)`. The
+/// default of 270 s sits inside `azure_identity`'s 300 s renewal window, so the
+/// credential really returns a new token instead of its cached one.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct RefreshPolicy {
+    /// How long before expiry to refresh (default 270 s).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
+    pub refresh_before_expiry: Duration,
+    /// First retry delay after a failed refresh (default 1 s).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
+    pub min_backoff: Duration,
+    /// Cap on the retry delay (default 30 s).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
+    pub max_backoff: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            refresh_before_expiry: Duration::from_secs(270),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
