@@ -12,6 +12,7 @@ mod cli;
 mod fault;
 mod metrics;
 mod pools;
+mod relay;
 mod report;
 mod run;
 mod target;
@@ -29,6 +30,16 @@ use crate::workload::Workload;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Our pool uses the real `ManagedIdentityCredential`, which reads its endpoint from the
+    // process environment: re-run with that environment set (see `relay`).
+    if args.target == cli::Target::Emulator
+        && args.pool_list().contains(&cli::PoolKind::Ours)
+        && relay::child_port().is_none()
+        && std::env::var_os("CHURN_NO_RELAY").is_none()
+        && let Some(code) = relay::rerun_with_identity_env()
+    {
+        return code;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

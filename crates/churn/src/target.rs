@@ -8,6 +8,7 @@ use entra_emulator::Emulator;
 use crate::cli::{Args, PoolKind, QueryKind, Target};
 use crate::fault::{FaultKind, FaultSink};
 use crate::pools::mi::MiEndpoint;
+use crate::pools::ours::OursPool;
 use crate::pools::plain::PlainPool;
 use crate::pools::rebuild::RebuildPool;
 use crate::pools::{PoolUnderTest, ServerSettings, tls_from_ca, tls_with_roots};
@@ -132,10 +133,55 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
         tls,
     };
     let mi_user = emu.default_identity().name.clone();
+    // Our pool: the real `ManagedIdentityCredential` through the identity relay when this
+    // process was re-run for it, else an explicit App Service MI token source.
+    let mut credential: Option<Arc<dyn azure_core::credentials::TokenCredential>> = None;
+    if let Some(port) = crate::relay::child_port() {
+        let upstream = emu
+            .identity_endpoint()
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("emulator identity endpoint: {e}"))?;
+        crate::relay::serve(port, upstream, emu.identity_header().to_string()).await?;
+        let c = azure_identity::ManagedIdentityCredential::new(None)
+            .map_err(|e| format!("ManagedIdentityCredential: {e}"))?;
+        credential = Some(c);
+    }
+    let credential_name = if credential.is_some() {
+        "azure_identity::ManagedIdentityCredential (App Service, via relay)"
+    } else {
+        "FnSource over a bare App Service MI client"
+    };
     let mut pools: Vec<Arc<dyn PoolUnderTest>> = Vec::new();
     for k in kinds {
         let p: Arc<dyn PoolUnderTest> = match k {
-            PoolKind::Ours => return Err("ours: deadpool-entra is not wired in yet".into()),
+            PoolKind::Ours => {
+                // The emulator's endpoint is only known now, when the process environment
+                // can no longer be changed safely, so the credential is given explicitly:
+                // the library's `FnSource` over a bare App Service MI client (its own MI
+                // client, with its own counter, so identity calls are ours alone).
+                let builder = deadpool_entra::Pool::builder();
+                let builder = match &credential {
+                    Some(c) => builder.credential(c.clone()),
+                    None => builder.token_source(mi_source(new_mi(&emu)?)),
+                };
+                let pool = builder
+                    .host(emu.pg_host())
+                    .port(emu.pg_port())
+                    .dbname(emu.database())
+                    .user(mi_user.clone())
+                    .ssl_root_cert(emu.ca_cert_path())
+                    .max_size(args.max_size)
+                    .wait_timeout(Some(args.wait_timeout))
+                    .lazy(args.cold)
+                    .build()
+                    .await
+                    .map_err(|e| format!("building deadpool-entra's pool: {e}"))?;
+                Arc::new(OursPool::new(pool))
+            }
             PoolKind::Baseline => {
                 Arc::new(PlainPool::baseline(&settings, BASELINE_ROLE, &password)?)
             }
@@ -155,6 +201,7 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
         "database": emu.database(),
         "managed_identity": mi_user,
         "baseline_role": BASELINE_ROLE,
+        "ours_credential": credential_name,
         "token_lifetime_secs": args.token_lifetime.as_secs_f64(),
     });
     let handle = Arc::new(EmuHandle { emu });
@@ -164,6 +211,20 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
         sink: Some(handle.clone()),
         details,
         emulator: Some(handle),
+    })
+}
+
+/// A token source over a bare App Service MI client.
+fn mi_source(mi: Arc<MiEndpoint>) -> deadpool_entra::FnSource {
+    deadpool_entra::FnSource::new("ManagedIdentity (App Service)", move |_scope: String| {
+        let mi = mi.clone();
+        async move {
+            let t = mi
+                .fetch()
+                .await
+                .map_err(deadpool_entra::TokenSourceError::new)?;
+            Ok(deadpool_entra::Token::new(t.secret.clone(), t.expires_at))
+        }
     })
 }
 
@@ -243,7 +304,19 @@ async fn setup_env(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
     let mut schema_done = false;
     for k in kinds {
         let p: Arc<dyn PoolUnderTest> = match k {
-            PoolKind::Ours => return Err("ours: deadpool-entra is not wired in yet".into()),
+            PoolKind::Ours => {
+                let cfg = deadpool_entra::Config::from_env()
+                    .map_err(|e| format!("configuration from the environment: {e}"))?;
+                let pool = cfg
+                    .builder()
+                    .max_size(args.max_size)
+                    .wait_timeout(Some(args.wait_timeout))
+                    .lazy(args.cold)
+                    .build()
+                    .await
+                    .map_err(|e| format!("building deadpool-entra's pool: {e}"))?;
+                Arc::new(OursPool::new(pool))
+            }
             PoolKind::Baseline => {
                 let (Some(u), Some(p)) = (&args.baseline_user, &args.baseline_password) else {
                     return Err(

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::cli::PoolKind;
 
 pub mod mi;
+pub mod ours;
 
 pub mod plain;
 pub mod rebuild;

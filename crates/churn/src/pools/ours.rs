@@ -17,11 +17,6 @@ impl OursPool {
     pub fn new(pool: deadpool_entra::Pool) -> OursPool {
         OursPool { pool }
     }
-
-    /// The pool.
-    pub fn pool(&self) -> &deadpool_entra::Pool {
-        &self.pool
-    }
 }
 
 /// A stable short kind from an error's `Debug` form: the variant, and for a login error
