@@ -172,6 +172,8 @@ impl TokenCache {
         &self,
         newer_than: Option<u64>,
     ) -> Result<Arc<CachedToken>, TokenError> {
+        // `attempts` counts finished fetches: if one finished while we queued, its
+        // result is ours too.
         let seen_attempts = self.attempts.load(Ordering::SeqCst);
         let _guard = self.fetch_lock.lock().await;
         if let Some(t) = self.current.load_full() {
@@ -193,9 +195,9 @@ impl TokenCache {
     /// Fetches from the source; the caller holds `fetch_lock`. `notify` wakes the
     /// refresher so that it recomputes its schedule.
     async fn fetch_locked(&self, notify: bool) -> Result<Arc<CachedToken>, TokenError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
         self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
         let result = self.source.fetch(&self.scope).await;
+        self.attempts.fetch_add(1, Ordering::SeqCst);
         let name = self.source.name();
         *lock(&self.source_name) = name.clone();
         let now = Instant::now();
@@ -219,12 +221,26 @@ impl TokenCache {
                 retry_after: None,
             }));
         }
+        let deadline = lifetime.map(|l| now + l);
+        // A credential that served its own cache returns the same expiry: keep the
+        // original lifetime and fetch time so the refresh schedule stays anchored.
+        let same_as = self
+            .current
+            .load_full()
+            .filter(|o| match (o.deadline, deadline) {
+                (Some(od), Some(nd)) => nd <= od + Duration::from_secs(1),
+                _ => false,
+            });
+        let (lifetime, fetched_at) = match &same_as {
+            Some(o) => (o.lifetime, o.fetched_at),
+            None => (lifetime, now),
+        };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let cached = Arc::new(CachedToken {
             secret: token.secret_arc(),
-            deadline: lifetime.map(|l| now + l),
+            deadline,
             lifetime,
-            fetched_at: now,
+            fetched_at,
             generation,
         });
         let old = self.current.swap(Some(cached.clone()));
@@ -409,3 +425,7 @@ async fn sleep_until_opt(t: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

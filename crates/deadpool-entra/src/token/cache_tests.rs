@@ -1,0 +1,293 @@
+//! The cache and refresher on tokio's paused clock, with a fake token source.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+use crate::{BoxFuture, Token, TokenSource, TokenSourceError};
+
+const SECRET: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOi.SECRET-PAYLOAD-4711.signature";
+
+/// A source that returns tokens with a fixed lifetime after an optional latency, or
+/// fails while `failing` is set; it records when it was called.
+struct Fake {
+    lifetime: Duration,
+    latency: Duration,
+    failing: Arc<AtomicBool>,
+    calls: Arc<AtomicU64>,
+    call_times: Arc<Mutex<Vec<Instant>>>,
+}
+
+struct FakeHandle {
+    failing: Arc<AtomicBool>,
+    calls: Arc<AtomicU64>,
+    call_times: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl FakeHandle {
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn fail(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+    fn times(&self) -> Vec<Instant> {
+        self.call_times.lock().unwrap().clone()
+    }
+}
+
+fn fake(lifetime: Duration, latency: Duration) -> (Fake, FakeHandle) {
+    let failing = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let call_times = Arc::new(Mutex::new(Vec::new()));
+    (
+        Fake {
+            lifetime,
+            latency,
+            failing: failing.clone(),
+            calls: calls.clone(),
+            call_times: call_times.clone(),
+        },
+        FakeHandle {
+            failing,
+            calls,
+            call_times,
+        },
+    )
+}
+
+impl TokenSource for Fake {
+    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.call_times.lock().unwrap().push(Instant::now());
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(TokenSourceError::new("identity endpoint returned 500")
+                    .with_hint("check IDENTITY_ENDPOINT"));
+            }
+            Ok(Token::expiring_in(SECRET, self.lifetime))
+        })
+    }
+    fn name(&self) -> String {
+        "Fake".into()
+    }
+}
+
+fn cache_with(source: Fake) -> Arc<TokenCache> {
+    TokenCache::new(Box::new(source), "scope/.default", RefreshPolicy::default())
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test(start_paused = true)]
+async fn one_identity_call_for_a_thousand_waiters() {
+    let (source, h) = fake(HOUR, Duration::from_millis(200));
+    let cache = cache_with(source);
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.get().await.map(|t| t.generation) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 1);
+    }
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_identity_call_for_a_thousand_waiters_when_it_fails() {
+    let (source, h) = fake(HOUR, Duration::from_millis(200));
+    h.fail(true);
+    let cache = cache_with(source);
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.get().await.is_err() })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_happens_at_the_refresh_point_not_before() {
+    for (lifetime, ahead) in [
+        (HOUR, Duration::from_secs(270)), // min(270 s, 1800 s)
+        (Duration::from_secs(60), Duration::from_secs(30)), // min(270 s, 30 s)
+    ] {
+        let (source, h) = fake(lifetime, Duration::ZERO);
+        let cache = cache_with(source);
+        let t0 = Instant::now();
+        cache.get().await.unwrap();
+        let refresher = spawn_refresher(&cache);
+        let point = t0 + lifetime - ahead;
+        tokio::time::sleep_until(point - Duration::from_millis(1)).await;
+        assert_eq!(h.calls(), 1, "refreshed before the refresh point");
+        tokio::time::sleep_until(point + Duration::from_millis(1)).await;
+        assert_eq!(h.calls(), 2, "no refresh at the refresh point");
+        assert_eq!(h.times()[1], point);
+        assert_eq!(cache.valid_now().unwrap().generation, 2);
+        cache.shut_down();
+        refresher.await.unwrap();
+    }
+}
+
+#[test]
+fn backoff_ceiling_grows_and_is_capped() {
+    let p = RefreshPolicy::default();
+    let ceilings: Vec<u64> = (1..=8).map(|n| backoff_ceiling(&p, n).as_secs()).collect();
+    assert_eq!(ceilings, [1, 2, 4, 8, 16, 30, 30, 30]);
+    for n in 1..50 {
+        let d = backoff(&p, n);
+        assert!(d >= p.min_backoff && d <= p.max_backoff, "{d:?}");
+        assert!(d <= backoff_ceiling(&p, n));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_refreshes_back_off_while_the_cached_token_serves() {
+    let lifetime = Duration::from_secs(600);
+    let (source, h) = fake(lifetime, Duration::ZERO);
+    let cache = cache_with(source);
+    let t0 = Instant::now();
+    let first = cache.get().await.unwrap();
+    h.fail(true);
+    let _refresher = spawn_refresher(&cache);
+    // Refresh point: 600 - min(270, 300) = 330 s. The token stays usable until
+    // 600 - 5 s (safety).
+    let usable_until = t0 + lifetime - Duration::from_secs(5);
+    while Instant::now() + Duration::from_secs(1) < usable_until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = cache.get().await.expect("the cached token keeps serving");
+        assert_eq!(t.generation, first.generation);
+    }
+    let times = h.times();
+    assert!(times.len() > 6, "retries: {}", times.len());
+    assert_eq!(times[1], t0 + Duration::from_secs(330));
+    let gaps: Vec<Duration> = times[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    for g in &gaps {
+        assert!(*g >= Duration::from_secs(1), "gap below min_backoff: {g:?}");
+        assert!(
+            *g <= Duration::from_secs(30),
+            "gap above max_backoff: {g:?}"
+        );
+    }
+    // The ceiling doubles: the first gaps are bounded by 1, 2, 4, 8 s.
+    for (i, g) in gaps.iter().take(4).enumerate() {
+        assert!(*g <= Duration::from_secs(1 << (i + 1)), "gap {i}: {g:?}");
+    }
+    // Over many attempts the delays reach well beyond the first ones.
+    assert!(
+        gaps.iter().skip(5).any(|g| *g > Duration::from_secs(4)),
+        "{gaps:?}"
+    );
+    assert!(cache.counters.refreshes_failed.load(Ordering::Relaxed) as usize >= gaps.len());
+    assert!(cache.last_error().unwrap().contains("500"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_token_is_never_returned() {
+    let lifetime = Duration::from_secs(60);
+    let (source, h) = fake(lifetime, Duration::ZERO);
+    let cache = cache_with(source);
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    h.fail(true);
+    // Safety is min(5 s, 6 s) = 5 s: usable while now < 55 s.
+    tokio::time::sleep_until(t0 + Duration::from_millis(54_900)).await;
+    assert!(cache.get().await.is_ok());
+    tokio::time::sleep_until(t0 + Duration::from_secs(55)).await;
+    let e = cache
+        .get()
+        .await
+        .expect_err("a token in its last 5 s must not be handed out");
+    assert!(e.cause.contains("500"));
+    tokio::time::sleep_until(t0 + Duration::from_secs(61)).await;
+    assert!(cache.get().await.is_err());
+    assert!(cache.valid_now().is_none());
+    h.fail(false);
+    let t = cache.get().await.unwrap();
+    assert_eq!(t.generation, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresher_ends_when_the_cache_is_dropped() {
+    let (source, _h) = fake(HOUR, Duration::ZERO);
+    let cache = cache_with(source);
+    cache.get().await.unwrap();
+    let refresher = spawn_refresher(&cache);
+    tokio::task::yield_now().await;
+    assert!(!refresher.is_finished());
+    drop(cache);
+    tokio::time::timeout(Duration::from_millis(10), refresher)
+        .await
+        .expect("the refresher outlived its cache")
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresher_ends_on_shutdown() {
+    let (source, _h) = fake(HOUR, Duration::ZERO);
+    let cache = cache_with(source);
+    cache.get().await.unwrap();
+    let refresher = spawn_refresher(&cache);
+    tokio::task::yield_now().await;
+    cache.shut_down();
+    tokio::time::timeout(Duration::from_millis(10), refresher)
+        .await
+        .expect("the refresher ignored shutdown")
+        .unwrap();
+    assert!(Arc::strong_count(&cache) == 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn same_token_from_the_credential_is_not_a_renewal() {
+    // A credential that serves its own cache: the expiry does not move.
+    let deadline_holder = Arc::new(Mutex::new(None::<Instant>));
+    let calls = Arc::new(AtomicU64::new(0));
+    let (d2, c2) = (deadline_holder.clone(), calls.clone());
+    let source = crate::FnSource::new("Cached", move |_| {
+        let d = d2.clone();
+        let c = c2.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            let mut d = d.lock().unwrap();
+            let deadline = *d.get_or_insert(Instant::now() + Duration::from_secs(600));
+            Ok(Token::expiring_in(SECRET, deadline - Instant::now()))
+        }
+    });
+    let cache = TokenCache::new(Box::new(source), "s", RefreshPolicy::default());
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    tokio::time::sleep_until(t0 + Duration::from_secs(340)).await;
+    // 330 s refresh point, then retries within seconds (not a 270 s wait).
+    assert!(
+        calls.load(Ordering::SeqCst) >= 3,
+        "{}",
+        calls.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn forced_refresh_is_skipped_when_another_task_already_refreshed() {
+    let (source, h) = fake(HOUR, Duration::ZERO);
+    let cache = cache_with(source);
+    let used = cache.get().await.unwrap().generation;
+    let a = cache.force_refresh(used).await.unwrap();
+    let b = cache.force_refresh(used).await.unwrap();
+    assert_eq!(a.generation, 2);
+    assert_eq!(b.generation, 2);
+    assert_eq!(h.calls(), 2);
+}
