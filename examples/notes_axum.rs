@@ -1,0 +1,98 @@
+//! The notes service for axum: the pool lives in the router's `State`.
+//!
+//! `GET /healthz` returns the pool's health report (a `SELECT 1` with a timeout plus the
+//! token's state) as JSON, with 503 when unhealthy so a load balancer or a Kubernetes
+//! probe takes the replica out. `/notes` is a small CRUD resource.
+
+use std::future::Future;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use deadpool_entra::Pool;
+use serde_json::json;
+
+use crate::notes::{self, NewNote, NotesError};
+
+/// Builds the application. `Pool` is `Clone` (an `Arc` inside), so it is the state itself.
+pub fn router(pool: Pool) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/notes", get(list).post(create))
+        .route("/notes/{id}", get(get_one).delete(delete))
+        .with_state(pool)
+}
+
+/// Serves `router(pool)` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish. The caller closes the pool afterwards.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pool: Pool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(pool))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz(State(pool): State<Pool>) -> Response {
+    let report = pool.health().await;
+    let status = if report.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+async fn create(
+    State(pool): State<Pool>,
+    Json(new): Json<NewNote>,
+) -> Result<impl IntoResponse, ApiError> {
+    let note = notes::create(&pool, &new).await?;
+    Ok((StatusCode::CREATED, Json(note)))
+}
+
+async fn list(State(pool): State<Pool>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(notes::list(&pool).await?))
+}
+
+async fn get_one(
+    State(pool): State<Pool>,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(notes::get(&pool, id).await?))
+}
+
+async fn delete(State(pool): State<Pool>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+    notes::delete(&pool, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// [`NotesError`] as an HTTP response: 404, 400, 503 or 500 with `{"error": "..."}`.
+pub struct ApiError(NotesError);
+
+impl From<NotesError> for ApiError {
+    fn from(e: NotesError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            NotesError::NotFound(_) => StatusCode::NOT_FOUND,
+            NotesError::Invalid(_) => StatusCode::BAD_REQUEST,
+            NotesError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NotesError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0, "request failed");
+        }
+        (status, Json(json!({ "error": self.0.to_string() }))).into_response()
+    }
+}
