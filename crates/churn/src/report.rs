@@ -34,6 +34,8 @@ pub struct RunResult {
     pub faults: Vec<Marker>,
     /// Token rotations (ours: refreshes; rebuild: pool rebuilt).
     pub rotations: Vec<Marker>,
+    /// What each failover did to the pool that was active when it struck.
+    pub failovers: Vec<FailoverImpact>,
     /// Server (emulator) counters at the start of the measured run.
     pub server_start: Option<serde_json::Value>,
     /// Server (emulator) counters at the end.
@@ -107,6 +109,65 @@ pub struct Marker {
     pub pool: Option<PoolKind>,
     /// What happened.
     pub label: String,
+}
+
+/// What a failover did to the pool that was active.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverImpact {
+    /// When it struck, seconds from the start.
+    pub t: f64,
+    /// The active pool.
+    pub pool: PoolKind,
+    /// Failed requests of that pool in the 3 s after it.
+    pub errors_within_3s: u64,
+    /// Upper bound (1 s sampling) on the time until that pool ran error-free at half its
+    /// average throughput again; `None` if it did not within the run.
+    pub recovered_within_secs: Option<f64>,
+}
+
+impl FailoverImpact {
+    /// Computes the impact of every failover marker from the time series.
+    pub fn compute(
+        faults: &[Marker],
+        series: &[Sample],
+        pools: &[PoolResult],
+    ) -> Vec<FailoverImpact> {
+        let mut out = Vec::new();
+        for m in faults.iter().filter(|m| m.label.starts_with("failover")) {
+            let Some(cur) = series
+                .iter()
+                .find(|s| s.t - s.dt <= m.t + 1e-6 && m.t <= s.t + 1e-6)
+            else {
+                continue;
+            };
+            let pool = cur.pool;
+            let avg = pools
+                .iter()
+                .find(|p| p.pool == pool)
+                .map(|p| p.throughput_rps)
+                .unwrap_or(0.0);
+            let mine: Vec<&Sample> = series
+                .iter()
+                .filter(|s| s.pool == pool && s.t >= m.t - 1e-6)
+                .collect();
+            let errors_within_3s = mine
+                .iter()
+                .filter(|s| s.t - s.dt < m.t + 3.0)
+                .map(|s| s.errors)
+                .sum();
+            let recovered_within_secs = mine
+                .iter()
+                .find(|s| s.t > m.t && s.errors == 0 && s.throughput_rps >= 0.5 * avg)
+                .map(|s| s.t - m.t);
+            out.push(FailoverImpact {
+                t: m.t,
+                pool,
+                errors_within_3s,
+                recovered_within_secs,
+            });
+        }
+        out
+    }
 }
 
 /// Server-side counters attributed to a pool (changes while it was the active pool).
@@ -332,6 +393,18 @@ pub fn table(r: &RunResult) -> String {
             .map(|m| format!("{:.1}s {}", m.t, m.label))
             .collect();
         let _ = writeln!(s, "faults: {}", list.join("; "));
+    }
+    for f in &r.failovers {
+        let _ = writeln!(
+            s,
+            "failover at {:.1}s hit {}: {} failed requests within 3 s, back to error-free half throughput within {}",
+            f.t,
+            f.pool.name(),
+            f.errors_within_3s,
+            f.recovered_within_secs
+                .map(|v| format!("{v:.1} s"))
+                .unwrap_or_else(|| "the run: never".into())
+        );
     }
     if let Some(rss) = r.rss_kib_end {
         let _ = writeln!(

@@ -13,7 +13,7 @@ use crate::cli::PoolKind;
 use crate::fault::{FaultSink, FaultSpec, timeline};
 use crate::metrics::{Percentiles, Slots, rss_kib};
 use crate::pools::{PoolCounters, PoolUnderTest};
-use crate::report::{Marker, PoolResult, Ratios, RunResult, Sample, ServerDelta};
+use crate::report::{FailoverImpact, Marker, PoolResult, Ratios, RunResult, Sample, ServerDelta};
 use crate::workload::{Workload, task_loop};
 
 /// Counters of the server side (the emulator), read once per second.
@@ -284,7 +284,9 @@ pub async fn run(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let failovers = FailoverImpact::compute(&markers, &series, &results);
     RunResult {
+        failovers,
         elapsed_secs: elapsed.as_secs_f64(),
         rounds: round,
         pools: results,
