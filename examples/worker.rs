@@ -110,7 +110,7 @@ async fn main() -> Result<(), BoxError> {
         retried = counters.retried.load(Ordering::Relaxed),
         failed = counters.failed.load(Ordering::Relaxed),
         db_errors_retried = counters.db_errors.load(Ordering::Relaxed),
-        token_refreshes = stats.token.refreshes_ok,
+        tokens_fetched = stats.token.refreshes_ok,
         logins = stats.logins_ok,
         retired_token_age = stats.retired_token_age,
         "worker stopped"
@@ -200,7 +200,7 @@ async fn report(pool: Pool, counters: Arc<Counters>, mut stop: watch::Receiver<b
             failed = counters.failed.load(Ordering::Relaxed),
             queued,
             token_expires_in_s = stats.token.expires_in_secs.map(|s| s.round() as i64),
-            token_refreshes = stats.token.refreshes_ok,
+            tokens_fetched = stats.token.refreshes_ok,
             logins = stats.logins_ok,
             retired_token_age = stats.retired_token_age,
             pool_size = stats.pool.size,
