@@ -1,0 +1,229 @@
+//! Against the emulator (a real PostgreSQL behind an Azure-like token-checking TLS
+//! front): drop-in use, retirement under short tokens, forced refresh, typed errors.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use deadpool_entra::{
+    Error, FnSource, GenericClient, LoginErrorKind, Pool, PoolBuilder, RecyclePolicy, Token,
+};
+use entra_emulator::{Emulator, OSSRDBMS_SCOPE};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn emulator() -> Arc<Emulator> {
+    Arc::new(Emulator::start().await.expect("emulator starts"))
+}
+
+/// Tokens for `principal`, each valid for `lifetime`, counted.
+fn source(emu: &Arc<Emulator>, principal: &str, lifetime: Duration) -> (FnSource, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let (emu, c, p) = (emu.clone(), calls.clone(), principal.to_owned());
+    let s = FnSource::new("EmulatorTokens", move |scope| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let t = emu.issue_token(&p, &scope, lifetime);
+        async move { Ok(Token::expiring_in(t, lifetime)) }
+    });
+    (s, calls)
+}
+
+fn builder(emu: &Emulator) -> PoolBuilder {
+    Pool::builder()
+        .host(emu.pg_host())
+        .port(emu.pg_port())
+        .dbname(emu.database())
+        .ssl_root_cert(emu.ca_cert_path())
+        .scope(OSSRDBMS_SCOPE)
+}
+
+// Code written for deadpool-postgres, unchanged.
+async fn count_rows(client: &deadpool_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+    let stmt = client.prepare_cached("SELECT count(*) FROM dropin").await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+async fn insert_two(client: &mut deadpool_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let stmt = tx.prepare_cached("INSERT INTO dropin VALUES ($1)").await?;
+    tx.execute(&stmt, &[&1i32]).await?;
+    tx.execute(&stmt, &[&2i32]).await?;
+    tx.commit().await
+}
+
+async fn generic<C: GenericClient>(c: &C) -> Result<String, tokio_postgres::Error> {
+    Ok(c.query_one("SELECT current_user::text", &[]).await?.get(0))
+}
+
+async fn handler(pool: &deadpool_postgres::Pool) -> Result<i64, deadpool_postgres::PoolError> {
+    let client = pool.get().await?;
+    Ok(count_rows(&client).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_deadpool_postgres_code_runs_on_this_pool() {
+    let emu = emulator().await;
+    // A user's token carries `upn`: with no user configured, the role comes from it.
+    let mi = emu.default_user().to_owned();
+    let (src, _) = source(&emu, &mi, HOUR);
+    let pool = builder(&emu)
+        .token_source(src)
+        .max_size(4)
+        .build()
+        .await
+        .unwrap();
+    let mut client = pool.get().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE dropin (id int)")
+        .await
+        .unwrap();
+    insert_two(&mut client).await.unwrap();
+    assert_eq!(count_rows(&client).await.unwrap(), 2);
+    assert_eq!(generic(&client).await.unwrap(), mi);
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(generic(&tx).await.unwrap(), mi);
+    tx.rollback().await.unwrap();
+    drop(client);
+    // The inner pool (Deref) serves deadpool-postgres handlers too.
+    assert_eq!(handler(&pool).await.unwrap(), 2);
+    assert!(pool.status().size >= 1);
+    let health = pool.health().await;
+    assert!(health.healthy, "{health:?}");
+    let stats = pool.stats();
+    assert!(stats.logins_ok >= 1);
+    assert_eq!(stats.token.identity_calls, 1);
+    pool.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_retire_before_their_token_expires_and_are_replaced() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let lifetime = Duration::from_secs(6);
+    let (src, calls) = source(&emu, &mi, lifetime);
+    let pool = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(4)
+        .recycle_policy(RecyclePolicy {
+            sweep_interval: Duration::from_millis(200),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0;
+            for _ in 0..150 {
+                match pool.get().await {
+                    Ok(c) => {
+                        if c.simple_query("SELECT 1").await.is_err() {
+                            errors += 1;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        errors += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for t in tasks {
+        errors += t.await.unwrap();
+    }
+    let stats = pool.stats();
+    let counters = emu.counters();
+    assert_eq!(errors, 0, "{stats:?}");
+    assert_eq!(
+        counters.expired_token_logins, 0,
+        "an expired token was offered: {counters:?}"
+    );
+    assert!(stats.retired_token_age > 0, "{stats:?}");
+    assert!(calls.load(Ordering::SeqCst) >= 3, "the token was refreshed");
+    assert_eq!(stats.token.refreshes_failed, 0);
+    pool.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_forces_one_refresh_and_a_retry() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let calls = Arc::new(AtomicU64::new(0));
+    let (e2, c2, p) = (emu.clone(), calls.clone(), mi.clone());
+    // The first token is already expired although the source claims an hour.
+    let src = FnSource::new("Stale", move |scope| {
+        let n = c2.fetch_add(1, Ordering::SeqCst);
+        let t = if n == 0 {
+            e2.issue_expired_token(&p)
+        } else {
+            e2.issue_token(&p, &scope, HOUR)
+        };
+        async move { Ok(Token::expiring_in(t, HOUR)) }
+    });
+    let pool = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .build()
+        .await
+        .unwrap();
+    let client = pool
+        .get()
+        .await
+        .expect("the retry with a fresh token succeeds");
+    client.simple_query("SELECT 1").await.unwrap();
+    let stats = pool.stats();
+    assert_eq!(stats.forced_refresh_retries, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(emu.counters().logins_refused_expired, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_role_is_a_typed_login_error_with_the_fix() {
+    let emu = emulator().await;
+    let (src, _) = source(&emu, "ghost-identity", HOUR);
+    let pool = builder(&emu)
+        .token_source(src)
+        .user("ghost-identity")
+        .build()
+        .await
+        .unwrap();
+    match pool.get().await {
+        Err(Error::Login(e)) => {
+            assert_eq!(e.kind(), LoginErrorKind::UnknownRole, "{e}");
+            assert!(e.to_string().contains("pgaadauth_create_principal"), "{e}");
+        }
+        other => panic!("expected a login error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_a_tls_error() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, HOUR);
+    let pool = Pool::builder()
+        .host(emu.pg_host())
+        .port(emu.pg_port())
+        .dbname(emu.database())
+        .user(mi)
+        .token_source(src)
+        .build()
+        .await
+        .unwrap();
+    match pool.get().await {
+        Err(e @ Error::Tls { .. }) => assert!(e.to_string().contains("sslrootcert"), "{e}"),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    assert_eq!(emu.counters().logins_accepted, 0);
+}
