@@ -98,3 +98,8 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// docs/configuration.md's Rust snippet, compiled as a doctest.
+#[doc = include_str!("../docs/configuration.md")]
+#[cfg(doctest)]
+pub struct ConfigurationDoctests;
