@@ -59,11 +59,14 @@ struct Up {
 const AFTER_HELP: &str = concat!(
     "Printed variables: IDENTITY_ENDPOINT IDENTITY_HEADER AZURE_POSTGRESQL_HOST AZURE_POSTGRESQL_PORT\n",
     "AZURE_POSTGRESQL_NAME AZURE_POSTGRESQL_USER PGHOST PGPORT PGDATABASE PGUSER PGSSLMODE=verify-full\n",
-    "PGSSLROOTCERT PATH (the fake az first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n\n",
+    "PGSSLROOTCERT PATH (the fake az first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n",
+    "ENTRA_EMULATOR_CLUSTER_PORT ENTRA_EMULATOR_CLUSTER_SOCKET_DIR (the cluster itself, trust auth)\n\n",
     "From a shell script:\n",
-    "  eval \"$( (entra-emulator up --token-lifetime 60s &) | sed '/^ready$/q')\"\n",
+    "  eval \"$( (entra-emulator up --token-lifetime 60s &) | sed -n '/^ready$/q;p')\"\n",
+    "  trap 'kill \"$ENTRA_EMULATOR_PID\"' EXIT   # SIGTERM stops it and cleans up\n",
     "  ...                                  # the emulator keeps running in the background\n",
-    "  kill \"$ENTRA_EMULATOR_PID\"           # stops it and cleans up\n",
+    "(`sed -n ... q;p` keeps the `ready` line out of eval; without `( ... &)` the shell would wait\n",
+    "for the emulator to exit.)\n",
     "or: entra-emulator up --env-file /tmp/emu.env & then wait for the file and `. /tmp/emu.env`.\n\n",
     "psql with a token: PGPASSWORD=\"$(az account get-access-token --resource-type oss-rdbms --query accessToken -o tsv)\" \\\n",
     "  PGUSER=dev@contoso.example psql\n\n",
@@ -135,6 +138,15 @@ async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
     let mut lines = String::new();
     let mut env = emu.env();
     env.push(("ENTRA_EMULATOR_PID".into(), std::process::id().to_string()));
+    // The cluster behind the front (trust authentication), for direct baselines.
+    env.push((
+        "ENTRA_EMULATOR_CLUSTER_PORT".into(),
+        emu.cluster().port().to_string(),
+    ));
+    env.push((
+        "ENTRA_EMULATOR_CLUSTER_SOCKET_DIR".into(),
+        emu.cluster().socket_dir().display().to_string(),
+    ));
     for (k, v) in &env {
         lines.push_str(&format!("export {k}={}\n", shell_quote(v)));
     }
