@@ -195,7 +195,11 @@ impl TokenCache {
     /// Fetches from the source; the caller holds `fetch_lock`. `notify` wakes the
     /// refresher so that it recomputes its schedule.
     async fn fetch_locked(&self, notify: bool) -> Result<Arc<CachedToken>, TokenError> {
-        self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
+        // A static password is not an identity call: stats count only real fetches.
+        let counted = !self.source.is_password();
+        if counted {
+            self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
+        }
         let result = self.source.fetch(&self.scope).await;
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let name = self.source.name();
@@ -246,7 +250,9 @@ impl TokenCache {
         let old = self.current.swap(Some(cached.clone()));
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
         *lock(&self.last_failure) = None;
-        self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
+        if counted {
+            self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(l) = lifetime {
             let ms = u64::try_from(l.as_millis()).unwrap_or(u64::MAX - 1);
             self.shortest_lifetime_ms.fetch_min(ms, Ordering::Relaxed);
