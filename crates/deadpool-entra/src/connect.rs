@@ -70,47 +70,51 @@ impl Connect for EntraConnect {
         pg_config: &PgConfig,
     ) -> BoxFuture<'_, Result<(PgClient, JoinHandle<()>), PgError>> {
         let pg_config = pg_config.clone();
-        Box::pin(async move {
-            let shared = &self.shared;
-            let token = match shared.cache.valid_now() {
-                Some(t) => t,
-                None => {
-                    shared
-                        .counters
-                        .logins_waited_for_token
-                        .fetch_add(1, Ordering::Relaxed);
-                    match shared.cache.get().await {
-                        Ok(t) => t,
-                        Err(e) => {
-                            shared
-                                .counters
-                                .logins_failed
-                                .fetch_add(1, Ordering::Relaxed);
-                            stash(Error::Token(e));
-                            return Err(stand_in_error());
+        let span = tracing::debug_span!(target: "deadpool_entra", "login", endpoint = %self.shared.endpoint);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let shared = &self.shared;
+                let token = match shared.cache.valid_now() {
+                    Some(t) => t,
+                    None => {
+                        shared
+                            .counters
+                            .logins_waited_for_token
+                            .fetch_add(1, Ordering::Relaxed);
+                        match shared.cache.get().await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                shared
+                                    .counters
+                                    .logins_failed
+                                    .fetch_add(1, Ordering::Relaxed);
+                                stash(Error::Token(e));
+                                return Err(stand_in_error());
+                            }
                         }
                     }
-                }
-            };
-            match login(shared, &pg_config, &token).await {
-                Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() => {
-                    shared
-                        .counters
-                        .forced_refresh_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        target: "deadpool_entra",
-                        sqlstate = e.as_db_error().map(|d| d.code().code()),
-                        "login refused; forcing a token refresh and retrying once"
-                    );
-                    match shared.cache.force_refresh(token.generation).await {
-                        Ok(fresh) => login(shared, &pg_config, &fresh).await,
-                        Err(_) => Err(e),
+                };
+                match login(shared, &pg_config, &token).await {
+                    Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() => {
+                        shared
+                            .counters
+                            .forced_refresh_retries
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            target: "deadpool_entra",
+                            sqlstate = e.as_db_error().map(|d| d.code().code()),
+                            "login refused; forcing a token refresh and retrying once"
+                        );
+                        match shared.cache.force_refresh(token.generation).await {
+                            Ok(fresh) => login(shared, &pg_config, &fresh).await,
+                            Err(_) => Err(e),
+                        }
                     }
+                    other => other,
                 }
-                other => other,
-            }
-        })
+            },
+            span,
+        ))
     }
 }
 

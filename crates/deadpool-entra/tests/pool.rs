@@ -185,3 +185,33 @@ async fn password_mode_needs_a_user_and_never_fetches_a_token() {
     assert_eq!(pool.stats().token.expires_in_secs, None);
     assert_eq!(pool.stats().token.identity_calls, 0);
 }
+
+#[tokio::test]
+async fn dropping_the_pool_frees_the_token_source_and_its_tasks() {
+    let marker = std::sync::Arc::new(());
+    let m = marker.clone();
+    let source = FnSource::new("Marked", move |_| {
+        let _keep = m.clone();
+        async move {
+            Ok(Token::expiring_in(
+                token_with(r#"{"upn":"u"}"#),
+                Duration::from_secs(60),
+            ))
+        }
+    });
+    let pool = Pool::builder()
+        .host("db.example.com")
+        .token_source(source)
+        .build()
+        .await
+        .unwrap();
+    let clone = pool.clone();
+    assert!(std::sync::Arc::strong_count(&marker) > 1);
+    drop(pool);
+    drop(clone);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // Neither the refresher nor the sweeper keeps the cache (and so the source) alive.
+    assert_eq!(std::sync::Arc::strong_count(&marker), 1);
+}
