@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -27,6 +27,104 @@ pub struct Cluster {
     port: u16,
     run_as: Option<(u32, u32)>,
     child: Mutex<Option<Child>>,
+    /// Keeps the template alive while this cluster exists; the last one out removes it.
+    _template: Arc<Template>,
+}
+
+/// An `initdb`'d data directory, copied for each cluster: `initdb` is the slowest part of
+/// starting, and concurrent emulators in one process (parallel tests) share one. It lives as
+/// long as some cluster made from it, then its directory is removed.
+struct Template {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    bin_dir: PathBuf,
+    run_as: Option<(u32, u32)>,
+}
+
+static TEMPLATE: tokio::sync::Mutex<Weak<Template>> = tokio::sync::Mutex::const_new(Weak::new());
+
+impl Template {
+    async fn get(bin_dir: &Path, run_as: Option<(u32, u32)>) -> Result<Arc<Template>, Error> {
+        let mut current = TEMPLATE.lock().await;
+        if let Some(t) = current.upgrade()
+            && t.bin_dir == bin_dir
+            && t.run_as == run_as
+        {
+            return Ok(t);
+        }
+        let dir = temp_dir("entra-emulator-template-")?;
+        let data = dir.path().join("data");
+        fs::create_dir(&data).map_err(|e| Error::io("cannot create the template directory", e))?;
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("cannot chmod the template directory", e))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+                .map_err(|e| Error::io("cannot hand the template to the postgres user", e))?;
+        }
+        initdb(bin_dir, &data, run_as).await?;
+        let t = Arc::new(Template {
+            dir,
+            data,
+            bin_dir: bin_dir.to_path_buf(),
+            run_as,
+        });
+        *current = Arc::downgrade(&t);
+        Ok(t)
+    }
+}
+
+impl Drop for Template {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.dir.path());
+    }
+}
+
+/// A fresh temporary directory, mode 0755; under /tmp when root, so that the `postgres` user
+/// can traverse every parent.
+pub(crate) fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, Error> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix);
+    let dir = if is_root() {
+        b.tempdir_in("/tmp")
+    } else {
+        b.tempdir()
+    }
+    .map_err(|e| Error::io("cannot create a temporary directory", e))?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io("cannot chmod the temporary directory", e))?;
+    Ok(dir)
+}
+
+async fn initdb(bin_dir: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), Error> {
+    let mut cmd = Command::new(bin_dir.join("initdb"));
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args([
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ])
+        .stdin(Stdio::null())
+        .env_remove("PGDATA");
+    set_user(&mut cmd, run_as);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(|e| Error::Setup(format!("initdb task failed: {e}")))?
+        .map_err(|e| Error::io("cannot run initdb", e))?;
+    if !out.status.success() {
+        return Err(Error::Setup(format!(
+            "initdb failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Cluster {
@@ -63,6 +161,11 @@ impl Cluster {
     /// The server log.
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+    /// The `initdb`'d template this cluster's data directory was copied from. Emulators started
+    /// while another one runs in the same process share it; it is removed with the last of them.
+    pub fn template_dir(&self) -> &Path {
+        self._template.dir.path()
     }
     /// Process id of the postmaster, while it runs.
     pub fn pid(&self) -> Option<u32> {
@@ -106,12 +209,10 @@ impl Cluster {
         let data_dir = root.join("data");
         let socket_dir = root.join("socket");
         let log_path = root.join("postgres.log");
-        for d in [&data_dir, &socket_dir] {
-            fs::create_dir_all(d)
-                .map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
-            fs::set_permissions(d, fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::io(format!("cannot chmod {}", d.display()), e))?;
-        }
+        fs::create_dir_all(&socket_dir)
+            .map_err(|e| Error::io("cannot create the socket directory", e))?;
+        fs::set_permissions(&socket_dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("cannot chmod the socket directory", e))?;
         let mut server_tls = None;
         if let Some((cert, key)) = tls {
             // The server wants its key owned by itself and not readable by others.
@@ -124,7 +225,7 @@ impl Cluster {
             server_tls = Some((c, k));
         }
         if let Some((uid, gid)) = run_as {
-            let mut paths = vec![data_dir.clone(), socket_dir.clone()];
+            let mut paths = vec![socket_dir.clone()];
             if let Some((c, k)) = &server_tls {
                 paths.push(c.clone());
                 paths.push(k.clone());
@@ -143,36 +244,24 @@ impl Cluster {
                 .map_err(|e| Error::io("cannot chown the log", e))?;
         }
 
-        // initdb
-        let mut cmd = Command::new(bin_dir.join("initdb"));
-        cmd.arg("-D")
+        // A copy of this process's initdb'd template (made once, shared by concurrent emulators).
+        let template = Template::get(&bin_dir, run_as).await?;
+        let mut cp = Command::new("cp");
+        cp.arg("-a")
+            .arg(&template.data)
             .arg(&data_dir)
-            .args([
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ])
-            .stdin(Stdio::null())
-            .env_remove("PGDATA");
-        set_user(&mut cmd, run_as);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .stdin(Stdio::null());
+        let out = tokio::task::spawn_blocking(move || cp.output())
             .await
-            .map_err(|e| Error::Setup(format!("initdb task failed: {e}")))?
-            .map_err(|e| Error::io("cannot run initdb", e))?;
+            .map_err(|e| Error::Setup(format!("copy task failed: {e}")))?
+            .map_err(|e| Error::io("cannot run cp", e))?;
         if !out.status.success() {
             return Err(Error::Setup(format!(
-                "initdb failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
+                "copying the template cluster failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-
+        tracing::debug!("data directory ready");
         let mut last_err = String::new();
         for _attempt in 0..4 {
             let port = free_port()?;
@@ -226,6 +315,7 @@ impl Cluster {
                 port,
                 run_as,
                 child: Mutex::new(Some(child)),
+                _template: template.clone(),
             };
             match cluster.wait_ready(Duration::from_secs(60)).await {
                 Ok(()) => return Ok(cluster),

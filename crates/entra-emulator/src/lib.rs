@@ -534,20 +534,10 @@ impl Emulator {
         check_name(&b.database)?;
         check_name(&b.default_identity)?;
         check_name(&b.user)?;
-        let root_is_root = cluster::is_root();
-        let mut tb = tempfile::Builder::new();
-        tb.prefix("entra-emulator-");
-        // When root, the postgres user must be able to traverse every parent: use /tmp.
-        let tmp = if root_is_root {
-            tb.tempdir_in("/tmp")
-        } else {
-            tb.tempdir()
-        }
-        .map_err(|e| Error::io("cannot create the temporary directory", e))?;
+        let tmp = cluster::temp_dir("entra-emulator-")?;
         let root = tmp.path().to_path_buf();
-        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
-            .map_err(|e| Error::io("cannot chmod the temporary directory", e))?;
 
+        let t0 = std::time::Instant::now();
         // Certificates.
         let tls = make_tls(&root)?;
 
@@ -571,6 +561,7 @@ impl Emulator {
             )
             .await?;
 
+        tracing::debug!(elapsed = ?t0.elapsed(), "database created");
         let identity_header = random_hex(32);
         let shared = Arc::new(Shared::new(
             signer,
@@ -641,6 +632,7 @@ impl Emulator {
             emu.admin.add_password_role(role, pw).await?;
         }
         emu.admin.env = Arc::new(emu.env());
+        tracing::debug!(elapsed = ?t0.elapsed(), "principals created");
 
         let id_task = tokio::spawn({
             let listener = http::OutageListener {

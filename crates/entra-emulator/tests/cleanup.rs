@@ -29,7 +29,7 @@ fn processes_mentioning(needle: &Path) -> Vec<String> {
         .collect()
 }
 
-async fn started() -> (Emulator, PathBuf, PathBuf, u32) {
+async fn started() -> (Emulator, PathBuf, PathBuf, u32, PathBuf) {
     let emu = Emulator::builder()
         .password_role("bench", "pw")
         .start()
@@ -38,6 +38,8 @@ async fn started() -> (Emulator, PathBuf, PathBuf, u32) {
     let data = emu.cluster().data_dir().to_path_buf();
     let tmp = emu.temp_dir().to_path_buf();
     let pid = emu.cluster().pid().expect("postmaster running");
+    let template = emu.cluster().template_dir().to_path_buf();
+    assert!(template.exists());
     assert!(
         !processes_mentioning(&data).is_empty(),
         "postgres should be running"
@@ -53,7 +55,7 @@ async fn started() -> (Emulator, PathBuf, PathBuf, u32) {
         .expect("login");
     client.query_one("SELECT 1", &[]).await.unwrap();
     std::mem::forget(client); // keep the session open through the shutdown
-    (emu, data, tmp, pid)
+    (emu, data, tmp, pid, template)
 }
 
 fn assert_clean(data: &Path, tmp: &Path, pid: u32) {
@@ -66,18 +68,19 @@ fn assert_clean(data: &Path, tmp: &Path, pid: u32) {
     assert!(!tmp.exists(), "temporary directory {} left", tmp.display());
 }
 
+// One test, so that no other emulator in this process shares the initdb template and the
+// template's removal can be checked too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_stops_postgres_and_removes_the_temp_dir() {
-    let (emu, data, tmp, pid) = started().await;
+async fn drop_and_shutdown_stop_postgres_and_remove_every_directory() {
+    let (emu, data, tmp, pid, template) = started().await;
     drop(emu);
     assert_clean(&data, &tmp, pid);
-}
+    assert!(!template.exists(), "template {} left", template.display());
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_stops_postgres_and_removes_the_temp_dir() {
-    let (emu, data, tmp, pid) = started().await;
+    let (emu, data, tmp, pid, template) = started().await;
     emu.shutdown().await;
     assert_clean(&data, &tmp, pid);
+    assert!(!template.exists(), "template {} left", template.display());
 }
 
 #[test]
