@@ -95,7 +95,11 @@ impl Connect for EntraConnect {
                     }
                 };
                 match login(shared, &pg_config, &token).await {
-                    Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() => {
+                    Err(e)
+                        if is_auth_refusal(&e)
+                            && !shared.cache.is_password()
+                            && refresh_may_help(&e) =>
+                    {
                         shared
                             .counters
                             .forced_refresh_retries
@@ -179,6 +183,19 @@ async fn login(
         }
     }
     result
+}
+
+/// A new token cannot fix an unknown role, a wrong audience (the scope is configured) or
+/// missing privileges; it can fix an expired, revoked or otherwise rejected token.
+fn refresh_may_help(e: &PgError) -> bool {
+    use crate::LoginErrorKind::*;
+    match e.as_db_error() {
+        Some(db) => !matches!(
+            crate::error::classify_login(db, "").kind,
+            UnknownRole | WrongAudience | PermissionDenied
+        ),
+        None => false,
+    }
 }
 
 fn spawn_connection<F>(conn: F) -> JoinHandle<()>

@@ -130,7 +130,8 @@ struct Link {
 ///    `client-certificate` feature),
 /// 2. workload identity (`AZURE_FEDERATED_TOKEN_FILE`),
 /// 3. managed identity (system-assigned, or user-assigned by client id, object id or
-///    resource id),
+///    resource id) where the environment shows one (`IDENTITY_ENDPOINT`, `MSI_ENDPOINT`,
+///    `IMDS_ENDPOINT`) or an identity is named,
 /// 4. Azure CLI,
 /// 5. Azure Developer CLI.
 ///
@@ -228,14 +229,25 @@ impl ChainSource {
                 })
                 .map(UserAssignedId::ClientId)
         });
-        let mi = azure_identity::ManagedIdentityCredential::new(Some(
-            azure_identity::ManagedIdentityCredentialOptions {
-                user_assigned_id: id,
-                ..Default::default()
-            },
-        ))
-        .map(|c| c as Arc<dyn TokenCredential>)
-        .map_err(|e| e.to_string());
+        // Only where the environment shows a managed identity (App Service, Functions,
+        // Container Apps, Arc) or one is named explicitly: probing the VM metadata
+        // endpoint on a developer machine only adds a timeout before the CLI is tried.
+        // On a VM, `AZURE_AUTH_METHOD=managed_identity` selects IMDS.
+        let mi_shown = ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"]
+            .iter()
+            .any(|k| get(k).is_some());
+        let mi = if mi_shown || id.is_some() {
+            azure_identity::ManagedIdentityCredential::new(Some(
+                azure_identity::ManagedIdentityCredentialOptions {
+                    user_assigned_id: id,
+                    ..Default::default()
+                },
+            ))
+            .map(|c| c as Arc<dyn TokenCredential>)
+            .map_err(|e| e.to_string())
+        } else {
+            Err("no managed identity in this environment (IDENTITY_ENDPOINT, MSI_ENDPOINT and AZURE_POSTGRESQL_CLIENTID unset); on an Azure VM set AZURE_AUTH_METHOD=managed_identity".into())
+        };
         links.push(Link {
             name: "ManagedIdentityCredential",
             credential: mi,
