@@ -27,6 +27,8 @@ pub struct Cluster {
     port: u16,
     run_as: Option<(u32, u32)>,
     child: Mutex<Option<Child>>,
+    /// Cleans up if this process dies without dropping the emulator.
+    watcher: Mutex<Watcher>,
     /// Keeps the template alive while this cluster exists; the last one out removes it.
     _template: Arc<Template>,
 }
@@ -35,6 +37,7 @@ pub struct Cluster {
 /// starting, and concurrent emulators in one process (parallel tests) share one. It lives as
 /// long as some cluster made from it, then its directory is removed.
 struct Template {
+    watcher: Watcher,
     dir: tempfile::TempDir,
     data: PathBuf,
     bin_dir: PathBuf,
@@ -62,7 +65,9 @@ impl Template {
                 .map_err(|e| Error::io("cannot hand the template to the postgres user", e))?;
         }
         initdb(bin_dir, &data, run_as).await?;
+        let watcher = Watcher::spawn(TEMPLATE_WATCHER, &[dir.path().display().to_string()]);
         let t = Arc::new(Template {
+            watcher,
             dir,
             data,
             bin_dir: bin_dir.to_path_buf(),
@@ -75,7 +80,79 @@ impl Template {
 
 impl Drop for Template {
     fn drop(&mut self) {
+        self.watcher.dismiss();
         let _ = fs::remove_dir_all(self.dir.path());
+    }
+}
+
+/// Run by the cluster watcher when this process is gone: stop the postmaster ($1) at once
+/// (SIGQUIT = immediate shutdown), then remove the emulator's directory ($2).
+const CLUSTER_WATCHER: &str = r#"trap '' INT HUP TERM QUIT
+read _ignored
+kill -QUIT "$1" 2>/dev/null
+i=0
+while kill -0 "$1" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL "$1" 2>/dev/null
+rm -rf "$2"
+"#;
+
+/// Run by the template watcher when this process is gone: remove the template ($1).
+const TEMPLATE_WATCHER: &str = r#"trap '' INT HUP TERM QUIT
+read _ignored
+rm -rf "$1"
+"#;
+
+/// A `/bin/sh` process that waits for its stdin (a pipe only this process holds) to close.
+/// If this process dies without cleaning up (SIGKILL, abort, a killed test), the pipe closes
+/// and the script cleans up in its place. A normal stop dismisses it first.
+struct Watcher {
+    child: Option<Child>,
+    _stdin: Option<std::process::ChildStdin>,
+}
+
+impl Watcher {
+    fn spawn(script: &str, args: &[String]) -> Watcher {
+        let spawned = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .arg("entra-emulator-watcher")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                let stdin = child.stdin.take();
+                Watcher {
+                    child: Some(child),
+                    _stdin: stdin,
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot start the cleanup watcher: {e}");
+                Watcher {
+                    child: None,
+                    _stdin: None,
+                }
+            }
+        }
+    }
+
+    /// Stop the watcher without letting it clean up (the caller does).
+    fn dismiss(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self._stdin = None;
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.dismiss();
     }
 }
 
@@ -307,7 +384,12 @@ impl Cluster {
             let child = cmd
                 .spawn()
                 .map_err(|e| Error::io("cannot start postgres", e))?;
+            let watcher = Watcher::spawn(
+                CLUSTER_WATCHER,
+                &[child.id().to_string(), root.display().to_string()],
+            );
             let cluster = Cluster {
+                watcher: Mutex::new(watcher),
                 bin_dir: bin_dir.clone(),
                 data_dir: data_dir.clone(),
                 socket_dir: socket_dir.clone(),
@@ -369,6 +451,10 @@ impl Cluster {
 
     /// Stop the server at once (`pg_ctl stop -m immediate`) and reap it. Idempotent, blocking.
     pub(crate) fn stop(&self) {
+        self.watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dismiss();
         let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };

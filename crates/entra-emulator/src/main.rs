@@ -174,7 +174,10 @@ async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
         _ = sighup.recv() => {}
     }
     if let Some(path) = &up.env_file {
-        let _ = std::fs::remove_file(path);
+        // Only if it is still ours (another emulator may have been given the same path).
+        if std::fs::read_to_string(path).is_ok_and(|s| s == lines) {
+            let _ = std::fs::remove_file(path);
+        }
     }
     emu.shutdown().await;
     Ok(())

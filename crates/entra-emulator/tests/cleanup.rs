@@ -91,3 +91,46 @@ fn missing_binaries_error_names_the_package() {
         "{msg}"
     );
 }
+
+/// Even a SIGKILLed `entra-emulator up` leaves nothing behind: a watcher process, holding the
+/// other end of a pipe, stops postgres and removes the directories when the pipe closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_command_is_cleaned_up_by_its_watcher() {
+    let scratch = tempfile::tempdir().unwrap();
+    let env_file = scratch.path().join("emu.env");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_entra-emulator"))
+        .arg("up")
+        .arg("--env-file")
+        .arg(&env_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let env = common::bounded(async {
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&env_file) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let ca = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export PGSSLROOTCERT="))
+        .unwrap()
+        .trim_matches('\'')
+        .to_string();
+    let tmp = Path::new(&ca).parent().unwrap().to_path_buf();
+    let data = tmp.join("data");
+    assert!(!processes_mentioning(&data).is_empty());
+    child.start_kill().unwrap(); // SIGKILL: no Drop, no signal handler
+    child.wait().await.unwrap();
+    common::bounded(async {
+        while tmp.exists() || !processes_mentioning(&data).is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
