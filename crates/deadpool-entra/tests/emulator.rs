@@ -144,12 +144,14 @@ async fn connections_retire_before_their_token_expires_and_are_replaced() {
     }
     let stats = pool.stats();
     let counters = emu.counters();
+    eprintln!("{stats:#?}\n{counters:#?}");
     assert_eq!(errors, 0, "{stats:?}");
     assert_eq!(
         counters.expired_token_logins, 0,
         "an expired token was offered: {counters:?}"
     );
     assert!(stats.retired_token_age > 0, "{stats:?}");
+    assert!(stats.replaced_in_background > 0, "{stats:?}");
     assert!(calls.load(Ordering::SeqCst) >= 3, "the token was refreshed");
     assert_eq!(stats.token.refreshes_failed, 0);
     pool.close();

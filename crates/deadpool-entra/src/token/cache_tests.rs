@@ -291,3 +291,32 @@ async fn forced_refresh_is_skipped_when_another_task_already_refreshed() {
     assert_eq!(b.generation, 2);
     assert_eq!(h.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_hint_sets_the_next_attempt() {
+    let calls = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let c2 = calls.clone();
+    let source = crate::FnSource::new("Throttled", move |_| {
+        let c = c2.clone();
+        async move {
+            let mut c = c.lock().unwrap();
+            c.push(Instant::now());
+            if c.len() == 1 {
+                Ok(Token::expiring_in(SECRET, Duration::from_secs(600)))
+            } else {
+                Err(TokenSourceError::new("429 Too Many Requests")
+                    .with_retry_after(Duration::from_secs(7)))
+            }
+        }
+    });
+    let cache = TokenCache::new(Box::new(source), "s", RefreshPolicy::default());
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    tokio::time::sleep_until(t0 + Duration::from_secs(360)).await;
+    let times = calls.lock().unwrap().clone();
+    assert_eq!(times[1], t0 + Duration::from_secs(330));
+    for w in times[1..].windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_secs(7));
+    }
+}

@@ -61,20 +61,7 @@ impl fmt::Debug for CredentialSource {
 pub(crate) fn map_azure_error(e: &azure_core::Error, name: &str) -> TokenSourceError {
     let message = e.to_string();
     let mut err = TokenSourceError::new(message.clone());
-    if let azure_core::error::ErrorKind::HttpResponse {
-        raw_response: Some(raw),
-        ..
-    } = e.kind()
-    {
-        let h =
-            raw.headers()
-                .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
-                    "retry-after",
-                ));
-        if let Some(secs) = h.and_then(|v| v.trim().parse::<u64>().ok()) {
-            err.retry_after = Some(Duration::from_secs(secs));
-        }
-    }
+    err.retry_after = retry_after_of(e, 0);
     let lower = message.to_ascii_lowercase();
     if lower.contains("azd auth login") || name.contains("DeveloperCli") {
         err.hint = Some("run `azd auth login`".into());
@@ -88,6 +75,37 @@ pub(crate) fn map_azure_error(e: &azure_core::Error, name: &str) -> TokenSourceE
         err.hint = Some("check AZURE_TENANT_ID, AZURE_CLIENT_ID and the secret or certificate of the service principal".into());
     }
     err
+}
+
+/// A `Retry-After` (seconds) or `retry-after-ms` header on the HTTP response behind the
+/// error; credentials wrap the HTTP error in a credential error, so look inside too.
+fn retry_after_of(e: &azure_core::Error, depth: usize) -> Option<Duration> {
+    use azure_core::http::headers::HeaderName;
+    if let azure_core::error::ErrorKind::HttpResponse {
+        raw_response: Some(raw),
+        ..
+    } = e.kind()
+    {
+        let h = raw.headers();
+        if let Some(ms) = h
+            .get_optional_str(&HeaderName::from_static("retry-after-ms"))
+            .or_else(|| h.get_optional_str(&HeaderName::from_static("x-ms-retry-after-ms")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            return Some(Duration::from_millis(ms));
+        }
+        if let Some(secs) = h
+            .get_optional_str(&HeaderName::from_static("retry-after"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            return Some(Duration::from_secs(secs));
+        }
+    }
+    if depth >= 4 {
+        return None;
+    }
+    let inner = e.get_ref()?.downcast_ref::<azure_core::Error>()?;
+    retry_after_of(inner, depth + 1)
 }
 
 fn to_system_time(t: azure_core::time::OffsetDateTime) -> SystemTime {
