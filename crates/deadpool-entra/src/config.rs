@@ -147,7 +147,6 @@ impl FromStr for AuthMethod {
 #[derive(Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
-#[non_exhaustive]
 pub struct Config {
     /// Server host name, IP address, or unix socket directory.
     pub host: Option<String>,
