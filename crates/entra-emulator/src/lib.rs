@@ -494,6 +494,7 @@ pub struct Emulator {
     admin: Admin,
     faults: Faults,
     tasks: Vec<JoinHandle<()>>,
+    runtime: Option<BgRuntime>,
     cluster: Option<Cluster>,
     tmp: Option<tempfile::TempDir>,
     root: PathBuf,
@@ -571,15 +572,28 @@ impl Emulator {
             b.user.clone(),
         ));
 
-        let bind = |what: &'static str| async move {
-            tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| Error::io(format!("cannot listen for the {what}"), e))
+        // The servers run on the emulator's own runtime (two threads), like an external server:
+        // they do not compete with the caller's runtime (a current-thread test runtime, a load
+        // generator) and are not stalled by blocking code there.
+        let runtime = BgRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("entra-emulator")
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("cannot start the emulator's runtime", e))?,
+        ));
+        let bind = |what: &'static str| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| Error::io(format!("cannot listen for the {what}"), e))?;
+            l.set_nonblocking(true)
+                .map_err(|e| Error::io(format!("cannot listen for the {what}"), e))?;
+            Ok::<_, Error>(l)
         };
-        let identity_listener = bind("identity endpoints").await?;
-        let admin_listener = bind("admin API").await?;
-        let front_listener = bind("PostgreSQL front").await?;
-        let port_of = |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
+        let identity_listener = bind("identity endpoints")?;
+        let admin_listener = bind("admin API")?;
+        let front_listener = bind("PostgreSQL front")?;
+        let port_of = |l: &std::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
         let (identity_port, admin_port, front_port) = (
             port_of(&identity_listener),
             port_of(&admin_listener),
@@ -601,6 +615,7 @@ impl Emulator {
                 shared: shared.clone(),
             },
             tasks: Vec::new(),
+            runtime: None,
             cluster: Some(cluster),
             tmp: Some(tmp),
             root,
@@ -634,20 +649,25 @@ impl Emulator {
         emu.admin.env = Arc::new(emu.env());
         tracing::debug!(elapsed = ?t0.elapsed(), "principals created");
 
-        let id_task = tokio::spawn({
-            let listener = http::OutageListener {
-                inner: identity_listener,
-                shared: shared.clone(),
-            };
-            let router = http::identity_router(shared.clone());
+        let tokio_listener = |l: std::net::TcpListener| {
+            tokio::net::TcpListener::from_std(l)
+                .expect("a non-blocking listener inside the runtime")
+        };
+        let id_task = runtime.handle().spawn({
+            let shared = shared.clone();
             async move {
+                let listener = http::OutageListener {
+                    inner: tokio_listener(identity_listener),
+                    shared: shared.clone(),
+                };
+                let router = http::identity_router(shared);
                 let _ = axum::serve(listener, router).await;
             }
         });
-        let admin_task = tokio::spawn({
+        let admin_task = runtime.handle().spawn({
             let router = http::admin_router(emu.admin.clone());
             async move {
-                let _ = axum::serve(admin_listener, router).await;
+                let _ = axum::serve(tokio_listener(admin_listener), router).await;
             }
         });
         let front = Arc::new(front::Front {
@@ -658,7 +678,10 @@ impl Emulator {
                 .socket_dir
                 .join(format!(".s.PGSQL.{}", emu.admin.port)),
         });
-        let front_task = tokio::spawn(front::serve(front_listener, front));
+        let front_task = runtime
+            .handle()
+            .spawn(async move { front::serve(tokio_listener(front_listener), front).await });
+        emu.runtime = Some(runtime);
         emu.tasks = vec![id_task, admin_task, front_task];
         tracing::info!(front_port, identity_port, admin_port, root = %emu.root.display(), "entra-emulator ready");
         Ok(emu)
@@ -811,6 +834,8 @@ impl Emulator {
             t.abort();
         }
         self.admin.shared.kill_all_sessions();
+        // Drops every task, so every connection closes.
+        self.runtime.take();
     }
 }
 
@@ -822,6 +847,27 @@ impl Drop for Emulator {
         }
         if let Some(t) = self.tmp.take() {
             let _ = t.close();
+        }
+    }
+}
+
+/// The emulator's own runtime; shut down without blocking, so it may be dropped anywhere
+/// (also inside the caller's async code, where dropping a `Runtime` would panic).
+struct BgRuntime(Option<tokio::runtime::Runtime>);
+
+impl BgRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("runtime present until drop")
+            .handle()
+    }
+}
+
+impl Drop for BgRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
         }
     }
 }

@@ -226,7 +226,8 @@ async fn session_outlives_its_token_until_killed() {
     emu.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// A current-thread runtime on purpose: the emulator serves from its own runtime.
+#[tokio::test]
 async fn cancel_passes_through_and_login_latency_applies() {
     let emu = Emulator::builder()
         .password_role("bench", "pw")
@@ -258,4 +259,13 @@ async fn cancel_passes_through_and_login_latency_applies() {
     })
     .await;
     emu.shutdown().await;
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Emulator>();
+    check::<entra_emulator::Faults>();
+    check::<entra_emulator::Counters>();
+    check::<entra_emulator::Error>();
 }
