@@ -55,10 +55,19 @@ pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {
         let _ = tcp.set_nodelay(true);
         let f = front.clone();
         tokio::spawn(async move {
-            let _ = f.connection(tcp).await;
+            // Like PostgreSQL's authentication_timeout: no client holds a task forever.
+            let auth = tokio::time::timeout(AUTH_TIMEOUT, f.authenticate(tcp)).await;
+            if let Ok(Ok(Some((tls, backend)))) = auth {
+                f.splice(tls, backend).await;
+            }
         });
     }
 }
+
+type Session = (tokio_rustls::server::TlsStream<TcpStream>, UnixStream);
+
+/// How long a client may take from connecting to being logged in.
+const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 enum Decision {
     Accept,
@@ -66,7 +75,8 @@ enum Decision {
 }
 
 impl Front {
-    async fn connection(self: Arc<Self>, mut tcp: TcpStream) -> std::io::Result<()> {
+    /// Everything up to the pass-through: TLS, startup, password check, backend connection.
+    async fn authenticate(&self, mut tcp: TcpStream) -> std::io::Result<Option<Session>> {
         // libpq 17's `sslnegotiation=direct` starts with a TLS ClientHello right away.
         let mut first = [0u8; 1];
         let direct_tls = tcp.peek(&mut first).await? == 1 && first[0] == 0x16;
@@ -79,7 +89,7 @@ impl Front {
                         break;
                     }
                     GSSENC_REQUEST => pgwire::send(&mut tcp, b"N").await?,
-                    CANCEL_REQUEST => return self.forward_cancel(&body).await,
+                    CANCEL_REQUEST => return self.forward_cancel(&body).await.map(|()| None),
                     _ => {
                         bump(&self.shared.counters.logins_refused_plaintext);
                         pgwire::send(
@@ -87,7 +97,7 @@ impl Front {
                             &pgwire::fatal(SQLSTATE_INVALID_AUTHORIZATION, SSL_REQUIRED),
                         )
                         .await?;
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
             }
@@ -95,7 +105,7 @@ impl Front {
         let mut tls = self.acceptor.accept(tcp).await?;
         let (code, body) = pgwire::read_startup(&mut tls).await?;
         if code == CANCEL_REQUEST {
-            return self.forward_cancel(&body).await;
+            return self.forward_cancel(&body).await.map(|()| None);
         }
         if code >> 16 != 3 {
             pgwire::send(
@@ -103,7 +113,7 @@ impl Front {
                 &pgwire::fatal("0A000", "unsupported frontend protocol"),
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         }
         let params = pgwire::parse_params(&body);
         let Some(user) = params
@@ -119,13 +129,13 @@ impl Front {
                 ),
             )
             .await?;
-            return Ok(());
+            return Ok(None);
         };
         // AuthenticationCleartextPassword
         pgwire::send(&mut tls, &pgwire::message(b'R', &3i32.to_be_bytes())).await?;
         let (ty, body) = pgwire::read_message(&mut tls, 64 * 1024).await?;
         if ty != b'p' {
-            return Ok(());
+            return Ok(None);
         }
         let password =
             String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body)).into_owned();
@@ -138,7 +148,7 @@ impl Front {
             Decision::Refuse(code, msg) => {
                 pgwire::send(&mut tls, &pgwire::fatal(code, &msg)).await?;
                 let _ = tls.shutdown().await;
-                return Ok(());
+                return Ok(None);
             }
             Decision::Accept => {}
         }
@@ -153,15 +163,14 @@ impl Front {
                     ),
                 )
                 .await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         bump(&self.shared.counters.logins_accepted);
         backend
             .write_all(&pgwire::startup_message(code, &params))
             .await?;
-        self.splice(tls, backend).await;
-        Ok(())
+        Ok(Some((tls, backend)))
     }
 
     async fn splice<C>(&self, mut client: C, mut backend: UnixStream)
