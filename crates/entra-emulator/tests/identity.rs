@@ -77,6 +77,13 @@ async fn managed_identity_endpoint_and_faults() {
         assert_eq!(msi(&emu, "&client_id=nope", Some(&h)).await.unwrap().status(), 400);
         assert_eq!(emu.counters().identity_requests_refused, 3);
 
+        // Token lifetime changed while running.
+        emu.faults().set_token_lifetime(Duration::from_secs(45));
+        let body: serde_json::Value = msi(&emu, "", Some(&h)).await.unwrap().json().await.unwrap();
+        let claims = entra_emulator::decode_claims(body["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 45);
+        emu.faults().set_token_lifetime(Duration::from_secs(90));
+
         // Latency: at least the configured value (no upper bound asserted).
         emu.faults().set_identity_latency(Duration::from_millis(500));
         let start = Instant::now();
@@ -107,8 +114,8 @@ async fn managed_identity_endpoint_and_faults() {
 
         let c = emu.counters();
         assert_eq!(c.identity_requests_refused, 3 + 4);
-        assert_eq!(c.tokens_issued_app_service, 7);
-        assert_eq!(c.identity_requests, 7 + 7);
+        assert_eq!(c.tokens_issued_app_service, 8);
+        assert_eq!(c.identity_requests, 8 + 7);
 
         // The admin API drives the same switches.
         let admin = emu.admin_url();
@@ -120,6 +127,7 @@ async fn managed_identity_endpoint_and_faults() {
             .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(msi(&emu, "", Some(&h)).await.unwrap().headers()["retry-after"], "3");
+        assert_eq!(emu.faults().settings().token_lifetime_secs, Some(30));
         http().post(format!("{admin}/faults/clear")).send().await.unwrap();
         assert_eq!(msi(&emu, "", Some(&h)).await.unwrap().status(), 200);
         let counters: entra_emulator::Counters = http().get(format!("{admin}/counters")).send().await.unwrap().json().await.unwrap();
