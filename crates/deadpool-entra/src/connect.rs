@@ -173,11 +173,15 @@ async fn login(
                 Some(Error::Network { .. }) => "Network".to_owned(),
                 _ => "Other".to_owned(),
             };
+            let error = match e.as_db_error() {
+                Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                None => e.to_string(),
+            };
             tracing::warn!(
                 target: "deadpool_entra",
                 user = %user,
                 kind = %kind,
-                error = %e,
+                error = %error,
                 "login failed"
             );
         }

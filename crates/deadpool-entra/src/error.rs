@@ -48,8 +48,16 @@ pub enum Error {
     #[error("a post_create hook failed: {0}")]
     Hook(String),
     /// Another database error (after a successful login, or one not classified above).
-    #[error("database error: {0}")]
+    #[error("database error: {}", pg_text(.0))]
     Postgres(#[source] tokio_postgres::Error),
+}
+
+/// tokio-postgres shows a server error as just "db error"; say what the server said.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// Which pool timeout elapsed.
