@@ -1,0 +1,395 @@
+//! The pool built from the environment, as a deployed application builds it, with each
+//! `AZURE_AUTH_METHOD`; and the drop-in promise (a `deadpool-postgres` data layer, unchanged).
+//!
+//! Managed identity and the Azure CLI read the process environment (see
+//! `support/child.rs`), so those scenarios run the application, `app_from_env` below, in a
+//! child process with the emulator's environment; the parent keeps the emulator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use deadpool_entra::{Config, Error, Pool};
+use deadpool_entra_tests::child::{emit, is_child, run_child};
+use deadpool_entra_tests::{Explain, init_tracing, note_error, record_secret, start_emulator};
+use serde_json::json;
+
+use crate::data_layer;
+
+const APP: &str = "auth_methods::app_from_env";
+
+fn kind_of(e: &Error) -> &'static str {
+    match e {
+        Error::Config(_) => "config",
+        Error::Token(_) => "token",
+        Error::Login(_) => "login",
+        Error::Tls { .. } => "tls",
+        Error::Network { .. } => "network",
+        Error::Timeout(_) => "timeout",
+        _ => "other",
+    }
+}
+
+/// JWT-shaped text (`eyJ...header.eyJ...payload`) anywhere in this process's captured logs
+/// and error texts: the child cannot see its tokens, so it looks for their shape.
+fn jwt_shaped_in_capture() -> bool {
+    deadpool_entra_tests::secrets::captured_contains(".eyJ")
+}
+
+/// The application: `Pool::from_env()`, then the unchanged `deadpool-postgres` data layer
+/// under light concurrent load for `DPE_APP_RUN_SECS` seconds. Reports over stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of the from-environment scenarios; does nothing unless one of them starts it"]
+async fn app_from_env() {
+    if !is_child(APP) {
+        return;
+    }
+    init_tracing();
+    let run_for = Duration::from_secs(
+        std::env::var("DPE_APP_RUN_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2),
+    );
+    let pool = match Pool::from_env().await {
+        Ok(p) => p,
+        Err(e) => {
+            let display = note_error(&e);
+            emit(
+                "BUILD_ERROR",
+                &json!({"kind": kind_of(&e), "display": display, "debug": format!("{e:?}"), "jwt_shaped_in_logs": jwt_shaped_in_capture()}),
+            );
+            return;
+        }
+    };
+    let client = pool.get().await.expect("first checkout");
+    data_layer::migrate(&client).await.expect("migrate");
+    let user = data_layer::current_user(&client)
+        .await
+        .expect("current_user");
+    drop(client);
+    emit(
+        "READY",
+        &json!({"credential": pool.credential_name(), "current_user": user, "stats": pool.stats()}),
+    );
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let deadline = Instant::now() + run_for;
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (pool, ok, failed, errors) = (pool.clone(), ok.clone(), failed.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let customer = format!("customer-{t}");
+            let mut expected = 0i64;
+            let mut n = 0;
+            while n < 100_000 {
+                n += 1;
+                let r: Result<(), String> = async {
+                    let mut client = pool.get().await.map_err(|e| note_error(&e))?;
+                    data_layer::place_order(&mut client, &customer, 5)
+                        .await
+                        .map_err(|e| note_error(&e))?;
+                    expected += 5;
+                    data_layer::abandoned_order(&mut client, &customer)
+                        .await
+                        .map_err(|e| note_error(&e))?;
+                    let total = data_layer::total_for(&client, &customer)
+                        .await
+                        .map_err(|e| note_error(&e))?;
+                    if total != expected {
+                        return Err(format!("total {total} != {expected}"));
+                    }
+                    Ok(())
+                }
+                .await;
+                match r {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
+                        if errs.len() < 5 {
+                            errs.push(e);
+                        }
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                if Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("app task");
+    }
+    let first_errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    emit(
+        "DONE",
+        &json!({
+            "ok": ok.load(Ordering::Relaxed),
+            "failed": failed.load(Ordering::Relaxed),
+            "first_errors": first_errors,
+            "credential": pool.credential_name(),
+            "current_user": user,
+            "stats": pool.stats(),
+            "jwt_shaped_in_logs": jwt_shaped_in_capture(),
+        }),
+    );
+    pool.close();
+}
+
+/// The emulator's environment (what `entra-emulator` prints) minus some variables.
+fn env_without(emu: &entra_emulator::Emulator, drop: &[&str]) -> Vec<(String, String)> {
+    emu.env()
+        .into_iter()
+        .filter(|(k, _)| !drop.contains(&k.as_str()))
+        .collect()
+}
+
+fn check_done(done: &serde_json::Value) {
+    assert_eq!(done["failed"], 0, "the app had failures: {done}");
+    assert!(
+        done["ok"].as_u64().unwrap_or(0) > 0,
+        "the app did some work: {done}"
+    );
+    assert_eq!(
+        done["jwt_shaped_in_logs"], false,
+        "a token-shaped string reached the app's logs"
+    );
+}
+
+/// A `deadpool-postgres` data layer (prepared statements, transactions, `GenericClient`)
+/// runs unchanged against the pool built from the environment the emulator prints
+/// (managed identity through `IDENTITY_ENDPOINT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_in_data_layer_runs_unchanged_on_a_pool_from_the_environment() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("drop_in", &emu);
+    let outcome = run_child(APP, &emu.env(), Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert!(
+        outcome.last("BUILD_ERROR").is_none(),
+        "{:?}",
+        outcome.last("BUILD_ERROR")
+    );
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert!(
+        done["credential"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ManagedIdentity"),
+        "{done}"
+    );
+    assert_eq!(done["current_user"], emu.default_identity().name.as_str());
+    let c = emu.counters();
+    assert!(c.tokens_issued_app_service >= 1);
+    assert_eq!(c.tokens_issued_cli, 0);
+    assert_eq!(c.expired_token_logins, 0);
+}
+
+/// `AZURE_AUTH_METHOD=password` logs in to a static-password role, no token involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_auth_method_logs_in_to_a_static_password_role() {
+    const ROLE: &str = "app_password_role";
+    const PASSWORD: &str = "correct-horse-battery-staple-42";
+    record_secret(PASSWORD);
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("password_auth_method", &emu);
+    emu.add_password_role(ROLE, PASSWORD)
+        .await
+        .expect("password role");
+    let mut vars = env_without(
+        &emu,
+        &[
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "PGUSER",
+            "AZURE_POSTGRESQL_USER",
+        ],
+    );
+    vars.extend([
+        ("AZURE_AUTH_METHOD".to_owned(), "password".to_owned()),
+        ("PGUSER".to_owned(), ROLE.to_owned()),
+        ("AZURE_POSTGRESQL_USER".to_owned(), ROLE.to_owned()),
+        ("PGPASSWORD".to_owned(), PASSWORD.to_owned()),
+        ("AZURE_POSTGRESQL_PASSWORD".to_owned(), PASSWORD.to_owned()),
+    ]);
+    let config = Config::from_env_vars(vars).expect("config from the environment");
+    let pool = config.build_pool().await.expect("pool builds");
+    explain.pool(&pool);
+    let client = pool.get().await.expect("checkout");
+    assert_eq!(
+        data_layer::current_user(&client).await.expect("query"),
+        ROLE
+    );
+    drop(client);
+    let c = emu.counters();
+    assert_eq!(
+        c.identity_requests, 0,
+        "password mode asks Entra for nothing"
+    );
+    assert!(c.logins_accepted >= 1);
+    assert_eq!(pool.stats().token.identity_calls, 0);
+    let debug = format!("{config:?} {:?}", pool.stats());
+    assert!(
+        !debug.contains(PASSWORD),
+        "the password shows in Debug output"
+    );
+
+    // A wrong password gives the password error, not a token error.
+    let mut vars = env_without(
+        &emu,
+        &[
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "PGUSER",
+            "AZURE_POSTGRESQL_USER",
+        ],
+    );
+    vars.extend([
+        ("AZURE_AUTH_METHOD".to_owned(), "password".to_owned()),
+        ("PGUSER".to_owned(), ROLE.to_owned()),
+        ("AZURE_POSTGRESQL_USER".to_owned(), ROLE.to_owned()),
+        ("PGPASSWORD".to_owned(), "wrong-password".to_owned()),
+        (
+            "AZURE_POSTGRESQL_PASSWORD".to_owned(),
+            "wrong-password".to_owned(),
+        ),
+    ]);
+    let bad = Config::from_env_vars(vars)
+        .expect("config")
+        .build_pool()
+        .await;
+    let err = match bad {
+        Err(e) => e,
+        Ok(p) => p.get().await.expect_err("wrong password"),
+    };
+    let text = note_error(&err);
+    assert!(
+        matches!(&err, Error::Login(l) if l.kind() == deadpool_entra::LoginErrorKind::BadPassword),
+        "{text}"
+    );
+    assert!(emu.counters().logins_refused_bad_password >= 1);
+    pool.close();
+}
+
+/// `AZURE_AUTH_METHOD=auto` with `IDENTITY_ENDPOINT` set picks the managed identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_auth_method_picks_managed_identity_when_identity_endpoint_is_set() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("auto_managed_identity", &emu);
+    let mut env = emu.env();
+    env.push(("AZURE_AUTH_METHOD".into(), "auto".into()));
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert!(
+        done["credential"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ManagedIdentity"),
+        "{done}"
+    );
+    let c = emu.counters();
+    assert!(c.tokens_issued_app_service >= 1);
+    assert_eq!(c.tokens_issued_cli, 0, "the Azure CLI was not asked");
+}
+
+/// `auto` without `IDENTITY_ENDPOINT` picks the Azure CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_auth_method_picks_the_azure_cli_without_identity_endpoint() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("auto_azure_cli", &emu);
+    // The emulator's environment names the managed identity's role; the CLI user is
+    // another principal, so the user is set to it.
+    let mut env = env_without(
+        &emu,
+        &[
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "PGUSER",
+            "AZURE_POSTGRESQL_USER",
+        ],
+    );
+    env.push(("AZURE_AUTH_METHOD".into(), "auto".into()));
+    env.push((
+        "AZURE_POSTGRESQL_USER".into(),
+        emu.default_user().to_owned(),
+    ));
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert!(
+        done["credential"]
+            .as_str()
+            .unwrap_or("")
+            .contains("AzureCli"),
+        "{done}"
+    );
+    assert_eq!(done["current_user"], emu.default_user());
+    let c = emu.counters();
+    assert!(c.tokens_issued_cli >= 1);
+    assert_eq!(
+        c.tokens_issued_app_service, 0,
+        "no managed identity was asked"
+    );
+}
+
+/// A user-assigned identity selected by client id logs in as its own role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_assigned_identity_by_client_id_gets_its_own_role() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("user_assigned_identity", &emu);
+    let uai = emu
+        .add_identity(entra_emulator::IdentitySpec {
+            name: "orders-api-identity".into(),
+            user_assigned: true,
+            client_id: None,
+            object_id: None,
+        })
+        .await
+        .expect("user-assigned identity");
+    let mut env = env_without(&emu, &["PGUSER", "AZURE_POSTGRESQL_USER"]);
+    env.push(("AZURE_AUTH_METHOD".into(), "managed_identity".into()));
+    env.push(("AZURE_POSTGRESQL_CLIENTID".into(), uai.client_id.clone()));
+    env.push(("AZURE_POSTGRESQL_USER".into(), uai.name.clone()));
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert_eq!(done["current_user"], uai.name.as_str(), "{done}");
+    assert_ne!(uai.name, emu.default_identity().name);
+}
+
+/// A user token from the Azure CLI, with no user configured: the user name is derived
+/// from the token (its `upn`), as Microsoft's own client libraries do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_cli_user_is_derived_from_the_token_when_none_is_configured() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("user_from_token", &emu);
+    let mut env = env_without(
+        &emu,
+        &[
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "PGUSER",
+            "AZURE_POSTGRESQL_USER",
+        ],
+    );
+    env.push(("AZURE_AUTH_METHOD".into(), "auto".into()));
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert_eq!(done["current_user"], emu.default_user(), "{done}");
+}
