@@ -57,6 +57,8 @@ pub(crate) fn identity_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/msi/token", get(msi_token))
         .route("/cli/token", get(cli_token))
+        .route("/cli/login", get(cli_login))
+        .route("/cli/logout", get(cli_logout))
         .with_state(shared)
 }
 
@@ -286,6 +288,30 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         "tokenType": "Bearer",
     }))
     .into_response()
+}
+
+/// `az login`: clears the logged-out fault and prints the account, like Azure CLI does.
+async fn cli_login(State(shared): State<Arc<Shared>>) -> Response {
+    Faults {
+        shared: shared.clone(),
+    }
+    .set_cli_logged_out(false);
+    Json(json!([{
+        "cloudName": "AzureCloud",
+        "id": shared.subscription_id,
+        "isDefault": true,
+        "name": "entra-emulator",
+        "state": "Enabled",
+        "tenantId": shared.tenant_id,
+        "user": {"name": shared.default_user, "type": "user"},
+    }]))
+    .into_response()
+}
+
+/// `az logout`: sets the logged-out fault.
+async fn cli_logout(State(shared): State<Arc<Shared>>) -> Response {
+    Faults { shared }.set_cli_logged_out(true);
+    StatusCode::OK.into_response()
 }
 
 // ---------------------------------------------------------------- admin API

@@ -956,14 +956,28 @@ fn write_az(dir: &Path, port: u16) -> Result<(), Error> {
 
 const AZ_SCRIPT: &str = r#"#!/usr/bin/env bash
 # Fake Azure CLI written by entra-emulator: supports `az account get-access-token`
-# (--scope/--scopes, --resource, --resource-type oss-rdbms, --tenant, --query accessToken -o tsv)
-# and `az account show`. Talks to the emulator on 127.0.0.1:@PORT@.
+# (--scope/--scopes, --resource, --resource-type oss-rdbms, --tenant, --query accessToken -o tsv),
+# `az account show`, and `az login` / `az logout` (which switch the logged-out fault). Talks to the emulator on 127.0.0.1:@PORT@.
 set -u
 if [ "${1:-}" = "--version" ] || [ "${1:-}" = "version" ]; then
   echo "azure-cli                         2.67.0 (entra-emulator)"; exit 0
 fi
-if [ "${1:-}" != "account" ]; then
-  echo "ERROR: entra-emulator's az only implements 'az account get-access-token' and 'az account show'" >&2; exit 2
+case "${1:-}" in
+  login) path="/cli/login" ;;
+  logout) path="/cli/logout" ;;
+  account) path="" ;;
+  *) echo "ERROR: entra-emulator's az only implements 'az account get-access-token', 'az account show', 'az login' and 'az logout'" >&2; exit 2 ;;
+esac
+if [ -n "$path" ]; then
+  if ! exec 3<>"/dev/tcp/127.0.0.1/@PORT@"; then
+    echo "ERROR: cannot reach entra-emulator on 127.0.0.1:@PORT@ (is it running?)" >&2; exit 1
+  fi
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+  IFS= read -r status <&3 || exit 1
+  while IFS= read -r line <&3; do line="${line%$'\r'}"; [ -z "$line" ] && break; done
+  body=$(cat <&3)
+  [ -n "$body" ] && printf '%s\n' "$body"
+  exit 0
 fi
 sub="${2:-}"; shift 2 2>/dev/null || shift $#
 scope=""; resource=""; tenant=""; query=""; output="json"

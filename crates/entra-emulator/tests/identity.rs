@@ -227,6 +227,18 @@ async fn az_command_and_cli_faults() {
                 .contains("Please run 'az login' to setup account.")
         );
         emu.faults().set_cli_logged_out(false);
+        // `az logout` / `az login` switch the same fault.
+        assert!(az(&emu, &["logout"]).status.success());
+        assert!(emu.faults().settings().cli_logged_out.unwrap());
+        assert!(
+            !az(&emu, &["account", "get-access-token", "--scope", scope])
+                .status
+                .success()
+        );
+        let out = az(&emu, &["login"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(emu.default_user()));
+        assert!(!emu.faults().settings().cli_logged_out.unwrap());
 
         // Identity faults apply to az as well: latency and errors.
         emu.faults()
@@ -248,7 +260,7 @@ async fn az_command_and_cli_faults() {
         emu.faults().clear();
         let c = emu.counters();
         assert_eq!(c.tokens_issued_cli, 3);
-        assert_eq!(c.identity_requests_refused, 2);
+        assert_eq!(c.identity_requests_refused, 3);
     })
     .await;
     emu.shutdown().await;
