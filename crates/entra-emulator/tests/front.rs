@@ -237,19 +237,24 @@ async fn cancel_passes_through_and_login_latency_applies() {
     bounded(async {
         let client = login(&emu, "bench", "pw").await.expect("login");
         let cancel = client.cancel_token();
-        let tls = common::tls(emu.ca_cert_path());
-        let sleeper = tokio::spawn(async move {
+        let mut sleeper = tokio::spawn(async move {
             client
                 .query_one("SELECT pg_sleep(30)", &[])
                 .await
                 .map(|_| ())
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cancel
-            .cancel_query(tls)
-            .await
-            .expect("cancel through the front");
-        let e = sleeper.await.unwrap().expect_err("query was cancelled");
+        // A cancel that arrives before the query is a no-op: retry until the query ends.
+        let outcome = loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel
+                .cancel_query(common::tls(emu.ca_cert_path()))
+                .await
+                .expect("cancel through the front");
+            if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), &mut sleeper).await {
+                break r.unwrap();
+            }
+        };
+        let e = outcome.expect_err("query was cancelled");
         assert_eq!(db_error(&e).0, "57014", "{e}");
 
         emu.faults().set_login_latency(Duration::from_millis(400));
