@@ -36,6 +36,7 @@ use crate::{
 pub(crate) struct Shared {
     pub(crate) cache: Arc<TokenCache>,
     pub(crate) conns: ConnTable,
+    pub(crate) spread: recycle::SpreadSequence,
     pub(crate) counters: PoolCounters,
     pub(crate) recycle: RecyclePolicy,
     pub(crate) create_timeout: Option<Duration>,
@@ -523,6 +524,7 @@ impl PoolBuilder {
         let shared = Arc::new(Shared {
             cache: cache.clone(),
             conns: ConnTable::default(),
+            spread: recycle::SpreadSequence::new(),
             counters: PoolCounters::default(),
             recycle: cfg.recycle.clone(),
             create_timeout: cfg.create_timeout,

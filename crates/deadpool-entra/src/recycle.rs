@@ -5,7 +5,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak, atomic::Ordering},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -104,24 +107,51 @@ pub(crate) fn lifetime_deadline(
     created + max_lifetime.mul_f64(1.0 - u.clamp(0.0, 1.0) * jitter)
 }
 
-/// The retirement time and reason for a new connection (`None`: never).
+/// Where in its spread window each new connection retires: a Weyl sequence
+/// `frac(seed + k / φ)` with a random seed per pool. Each value is uniform over many
+/// connections like `U(0, 1)`, but consecutive connections land far apart, so the
+/// connections created together (a pool warming up, a batch of replacements) retire
+/// evenly across the window instead of in random clumps.
+pub(crate) struct SpreadSequence {
+    seed: f64,
+    next: AtomicU64,
+}
+
+const GOLDEN_RATIO_CONJUGATE: f64 = 0.618_033_988_749_894_9;
+
+impl SpreadSequence {
+    pub(crate) fn new() -> Self {
+        Self {
+            seed: rand::rng().random(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> f64 {
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % (1 << 40);
+        (self.seed + k as f64 * GOLDEN_RATIO_CONJUGATE).fract()
+    }
+}
+
+/// The retirement time and reason for a new connection (`None`: never); `u_token` in
+/// `[0, 1)` places it in its token spread window.
 pub(crate) fn retire_at(
     policy: &RecyclePolicy,
     created: Instant,
     token_deadline_at_login: Option<Instant>,
+    u_token: f64,
 ) -> Option<(Instant, RetireReason)> {
-    let mut rng = rand::rng();
     let by_token = token_deadline_at_login
         .filter(|_| policy.by_token_age)
         .map(|d| {
             (
-                token_deadline(policy, created, d, rng.random()),
+                token_deadline(policy, created, d, u_token),
                 RetireReason::TokenAge,
             )
         });
     let by_life = policy.max_lifetime.map(|l| {
         (
-            lifetime_deadline(policy, created, l, rng.random()),
+            lifetime_deadline(policy, created, l, rand::rng().random()),
             RetireReason::MaxLifetime,
         )
     });
@@ -190,7 +220,7 @@ pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
             (now, d)
         }
     };
-    let retire = retire_at(&shared.recycle, created, deadline);
+    let retire = retire_at(&shared.recycle, created, deadline, shared.spread.next());
     shared.conns.insert(w, retire);
 }
 
@@ -323,9 +353,10 @@ mod tests {
         };
         let created = Instant::now();
         let expiry = created + Duration::from_secs(3600);
+        let seq = SpreadSequence::new();
         let mut seen = Vec::new();
         for _ in 0..100 {
-            let (t, reason) = retire_at(&policy, created, Some(expiry)).unwrap();
+            let (t, reason) = retire_at(&policy, created, Some(expiry), seq.next()).unwrap();
             assert_eq!(reason, RetireReason::TokenAge);
             // margin = min(60 s, 360 s) = 60 s; spread = min(300 s, 1770 s) = 300 s.
             assert!(t <= expiry - Duration::from_secs(60));
@@ -338,12 +369,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn connections_created_together_retire_evenly_across_the_window() {
+        // 8 connections of one token (a warm-up): no 1/4 of the window holds more than
+        // 3 of them (iid uniform draws put 4 or more there about one time in six).
+        let policy = RecyclePolicy {
+            max_lifetime: None,
+            ..RecyclePolicy::default()
+        };
+        for _ in 0..200 {
+            let seq = SpreadSequence::new();
+            let created = Instant::now();
+            let expiry = created + Duration::from_secs(3600);
+            let low = expiry - Duration::from_secs(360);
+            let mut us: Vec<f64> = (0..8)
+                .map(|_| {
+                    let (t, _) = retire_at(&policy, created, Some(expiry), seq.next()).unwrap();
+                    (t - low).as_secs_f64() / 300.0
+                })
+                .collect();
+            us.sort_by(f64::total_cmp);
+            for i in 0..us.len() {
+                let inside = us[i..].iter().take_while(|u| **u < us[i] + 0.25).count();
+                assert!(inside <= 3, "{us:?}");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn short_tokens_shrink_margin_and_spread() {
         let policy = RecyclePolicy::default();
         let created = Instant::now();
         let expiry = created + Duration::from_secs(30);
+        let seq = SpreadSequence::new();
         for _ in 0..100 {
-            let (t, _) = retire_at(&policy, created, Some(expiry)).unwrap();
+            let (t, _) = retire_at(&policy, created, Some(expiry), seq.next()).unwrap();
             // margin = 3 s; spread = min(300, 27/2) = 13.5 s
             assert!(t <= expiry - Duration::from_secs(3));
             assert!(t >= expiry - Duration::from_millis(16_500));
@@ -361,8 +420,13 @@ mod tests {
         let max = Duration::from_secs(1800);
         let mut seen = Vec::new();
         for _ in 0..100 {
-            let (t, reason) =
-                retire_at(&policy, created, Some(created + Duration::from_secs(60))).unwrap();
+            let (t, reason) = retire_at(
+                &policy,
+                created,
+                Some(created + Duration::from_secs(60)),
+                0.5,
+            )
+            .unwrap();
             assert_eq!(
                 reason,
                 RetireReason::MaxLifetime,
@@ -381,13 +445,19 @@ mod tests {
     async fn earlier_rule_wins() {
         let policy = RecyclePolicy::default();
         let created = Instant::now();
-        let (_, reason) =
-            retire_at(&policy, created, Some(created + Duration::from_secs(600))).unwrap();
+        let (_, reason) = retire_at(
+            &policy,
+            created,
+            Some(created + Duration::from_secs(600)),
+            0.5,
+        )
+        .unwrap();
         assert_eq!(reason, RetireReason::TokenAge);
         let (_, reason) = retire_at(
             &policy,
             created,
             Some(created + Duration::from_secs(86_400)),
+            0.5,
         )
         .unwrap();
         assert_eq!(reason, RetireReason::MaxLifetime);
@@ -396,6 +466,14 @@ mod tests {
             max_lifetime: None,
             ..RecyclePolicy::default()
         };
-        assert!(retire_at(&never, created, Some(created + Duration::from_secs(60))).is_none());
+        assert!(
+            retire_at(
+                &never,
+                created,
+                Some(created + Duration::from_secs(60)),
+                0.5
+            )
+            .is_none()
+        );
     }
 }
