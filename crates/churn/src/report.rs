@@ -120,8 +120,8 @@ pub struct FailoverImpact {
     pub pool: PoolKind,
     /// Failed requests of that pool in the 3 s after it.
     pub errors_within_3s: u64,
-    /// Upper bound (1 s sampling) on the time until that pool ran error-free at half its
-    /// average throughput again; `None` if it did not within the run.
+    /// Upper bound (1 s sampling) on the time until that pool ran a whole sampling interval
+    /// error-free at half its average throughput again; `None` if it did not within the run.
     pub recovered_within_secs: Option<f64>,
 }
 
@@ -157,7 +157,12 @@ impl FailoverImpact {
                 .sum();
             let recovered_within_secs = mine
                 .iter()
-                .find(|s| s.t > m.t && s.errors == 0 && s.throughput_rps >= 0.5 * avg)
+                .find(|s| {
+                    s.t - s.dt >= m.t - 0.05
+                        && s.errors == 0
+                        && s.throughput_rps > 0.0
+                        && s.throughput_rps >= 0.5 * avg
+                })
                 .map(|s| s.t - m.t);
             out.push(FailoverImpact {
                 t: m.t,
