@@ -131,7 +131,7 @@ impl Pool {
         }
         // Token failures surface here, typed, before deadpool is involved. Fast path: one
         // atomic load.
-        if self.shared.cache.valid_now().is_none() {
+        if !self.shared.cache.has_valid() {
             let fetch = self.shared.cache.get();
             let r = match timeouts.create {
                 Some(t) => tokio::time::timeout(t, fetch)
@@ -340,6 +340,23 @@ impl PoolBuilder {
     /// Use this Azure credential.
     pub fn credential(self, c: Arc<dyn azure_core::credentials::TokenCredential>) -> Self {
         self.token_source(CredentialSource::new(c))
+    }
+    /// Use a managed identity only (no chain): system-assigned with `None`, or a
+    /// user-assigned one by client id, object id or resource id.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), deadpool_entra::Error> {
+    /// use deadpool_entra::{Pool, UserAssignedId};
+    /// let pool = Pool::builder()
+    ///     .host("myserver.postgres.database.azure.com")
+    ///     .user("my-identity")
+    ///     .managed_identity(Some(UserAssignedId::ObjectId("0000-...".into())))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn managed_identity(self, id: Option<UserAssignedId>) -> Self {
+        self.token_source(ChainSource::managed_identity_only(id))
     }
     /// Static password mode.
     pub fn password(mut self, p: impl Into<String>) -> Self {

@@ -6,7 +6,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, RwLock, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -16,7 +16,11 @@ use deadpool_postgres::{ClientWrapper, HookError, StatementCache, Timeouts};
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::{connect::GET_CONTEXT, pool::Shared, token::cache::lock};
+use crate::{connect::GET_CONTEXT, pool::Shared};
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// How connections are retired.
 ///
@@ -170,7 +174,8 @@ struct ConnInfo {
 /// cache (unique while the connection lives; entries of dead connections are swept).
 #[derive(Default)]
 pub(crate) struct ConnTable {
-    map: Mutex<HashMap<usize, ConnInfo>>,
+    // Read on every checkout, written on every login and retirement: a read-mostly lock.
+    map: RwLock<HashMap<usize, ConnInfo>>,
 }
 
 fn key(w: &ClientWrapper) -> usize {
@@ -179,7 +184,7 @@ fn key(w: &ClientWrapper) -> usize {
 
 impl ConnTable {
     fn insert(&self, w: &ClientWrapper, retire: Option<(Instant, RetireReason)>) {
-        lock(&self.map).insert(
+        write(&self.map).insert(
             key(w),
             ConnInfo {
                 alive: Arc::downgrade(&w.statement_cache),
@@ -189,11 +194,11 @@ impl ConnTable {
     }
 
     fn remove(&self, w: &ClientWrapper) {
-        lock(&self.map).remove(&key(w));
+        write(&self.map).remove(&key(w));
     }
 
     fn due(&self, w: &ClientWrapper, at: Instant) -> Option<RetireReason> {
-        let map = lock(&self.map);
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let (t, reason) = map.get(&key(w))?.retire?;
         (t <= at).then_some(reason)
     }
@@ -293,7 +298,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
 fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, horizon: Instant) -> usize {
     let mut reasons: Vec<RetireReason> = Vec::new();
     let removed = {
-        let mut map = lock(&shared.conns.map);
+        let mut map = write(&shared.conns.map);
         let result = inner.retain(|w, _| {
             if w.is_closed() {
                 reasons.push(RetireReason::Broken);

@@ -127,6 +127,15 @@ impl TokenCache {
         t.is_valid_at(Instant::now()).then_some(t)
     }
 
+    /// Is a valid token cached? One atomic load, no reference count traffic: the check on
+    /// every `Pool::get`.
+    pub(crate) fn has_valid(&self) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|t| t.is_valid_at(Instant::now()))
+    }
+
     /// The cached token, valid or not (stats, fallbacks).
     pub(crate) fn peek(&self) -> Option<Arc<CachedToken>> {
         self.current.load_full()
