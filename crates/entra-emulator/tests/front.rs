@@ -274,3 +274,46 @@ fn handles_are_send_and_sync() {
     check::<entra_emulator::Counters>();
     check::<entra_emulator::Error>();
 }
+
+/// libpq (`psql` from the cluster's binaries) with `PGSSLMODE=verify-full`, the environment
+/// from `Emulator::env()` and a token as `PGPASSWORD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_logs_in_with_verify_full() {
+    let emu = Emulator::start().await.expect("start");
+    let psql = emu.cluster().bin_dir().join("psql");
+    let token = emu.issue_token(emu.default_user(), OSSRDBMS_SCOPE, HOUR);
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(&psql);
+        cmd.args(["-X", "-tA", "-c", "SELECT current_user"])
+            .envs(emu.env())
+            .env("PGUSER", emu.default_user())
+            .env("PGPASSWORD", &token)
+            .env("PGCONNECT_TIMEOUT", "10");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run psql")
+    };
+    let out = tokio::task::block_in_place(|| run(&[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        emu.default_user()
+    );
+    // By IP address too (the certificate names 127.0.0.1).
+    let out = tokio::task::block_in_place(|| run(&[("PGHOST", "127.0.0.1")]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plaintext is refused with Azure's text.
+    let out = tokio::task::block_in_place(|| run(&[("PGSSLMODE", "disable")]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(messages::SSL_REQUIRED));
+    emu.shutdown().await;
+}
