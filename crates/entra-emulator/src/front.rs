@@ -54,11 +54,12 @@ pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {
         };
         let _ = tcp.set_nodelay(true);
         let f = front.clone();
+        let epoch = f.shared.session_epoch();
         tokio::spawn(async move {
             // Like PostgreSQL's authentication_timeout: no client holds a task forever.
             let auth = tokio::time::timeout(AUTH_TIMEOUT, f.authenticate(tcp)).await;
             if let Ok(Ok(Some((tls, backend)))) = auth {
-                f.splice(tls, backend).await;
+                f.splice(tls, backend, epoch).await;
             }
         });
     }
@@ -173,14 +174,14 @@ impl Front {
         Ok(Some((tls, backend)))
     }
 
-    async fn splice<C>(&self, mut client: C, mut backend: UnixStream)
+    async fn splice<C>(&self, mut client: C, mut backend: UnixStream, epoch: u64)
     where
         C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.shared.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
         let task = tokio::spawn(async move {
-            let id = rx.await.unwrap_or(0);
+            let Ok(id) = rx.await else { return };
             let _ = tokio::io::copy_bidirectional_with_sizes(
                 &mut client,
                 &mut backend,
@@ -191,8 +192,10 @@ impl Front {
             let _ = client.shutdown().await;
             shared.unregister_session(id);
         });
-        let id = self.shared.register_session(task.abort_handle());
-        let _ = tx.send(id);
+        // A kill since this connection was accepted (a failover during its login) ends it too.
+        if let Some(id) = self.shared.register_session(task.abort_handle(), epoch) {
+            let _ = tx.send(id);
+        }
         let _ = task.await;
     }
 

@@ -97,6 +97,8 @@ pub struct FaultSettings {
 
 pub(crate) struct SessionTable {
     next: u64,
+    /// Bumped by every kill: logins in flight during a kill are dropped too.
+    epoch: u64,
     open: HashMap<u64, tokio::task::AbortHandle>,
 }
 
@@ -185,6 +187,7 @@ impl Shared {
             default_token_lifetime_ms: ms,
             sessions: Mutex::new(SessionTable {
                 next: 0,
+                epoch: 0,
                 open: HashMap::new(),
             }),
             registry: RwLock::new(Registry::default()),
@@ -224,12 +227,30 @@ impl Shared {
         Duration::from_millis(self.token_lifetime_ms.load(Ordering::Relaxed))
     }
 
-    pub fn register_session(&self, handle: tokio::task::AbortHandle) -> u64 {
+    /// The current kill epoch (taken when a connection is accepted).
+    pub fn session_epoch(&self) -> u64 {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .epoch
+    }
+
+    /// Register an open session; `None` (and the session is counted as killed) if a kill
+    /// happened since the connection was accepted at `epoch`.
+    pub fn register_session(&self, handle: tokio::task::AbortHandle, epoch: u64) -> Option<u64> {
         let mut t = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if t.epoch != epoch {
+            drop(t);
+            handle.abort();
+            self.counters
+                .sessions_killed
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         t.next += 1;
         let id = t.next;
         t.open.insert(id, handle);
-        id
+        Some(id)
     }
     pub fn unregister_session(&self, id: u64) {
         let mut t = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -245,6 +266,7 @@ impl Shared {
     pub fn kill_all_sessions(&self) -> usize {
         let drained: Vec<_> = {
             let mut t = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            t.epoch += 1;
             t.open.drain().map(|(_, h)| h).collect()
         };
         for h in &drained {

@@ -261,6 +261,23 @@ async fn cancel_passes_through_and_login_latency_applies() {
         let start = Instant::now();
         login(&emu, "bench", "pw").await.expect("slow login");
         assert!(start.elapsed() >= Duration::from_millis(400));
+
+        // A failover while a login is in flight ends that login too.
+        emu.faults().set_login_latency(Duration::from_secs(2));
+        let killed_before = emu.counters().sessions_killed;
+        let (res, _) = tokio::join!(login(&emu, "bench", "pw"), async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            emu.faults().kill_all_sessions()
+        });
+        assert!(
+            res.is_err(),
+            "a login in flight during a failover must fail"
+        );
+        assert!(emu.counters().sessions_killed > killed_before);
+        emu.faults().clear();
+        login(&emu, "bench", "pw")
+            .await
+            .expect("login after the failover");
     })
     .await;
     emu.shutdown().await;
