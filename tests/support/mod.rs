@@ -80,11 +80,15 @@ impl<'a> Explain<'a> {
     pub fn pool(&self, pool: &Pool) {
         *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
     }
+    /// Records a measurement; printed at once (visible with `--nocapture`) and again in
+    /// the failure report.
     pub fn note(&self, note: impl Into<String>) {
+        let note = note.into();
+        eprintln!("[{}] {note}", self.name);
         self.notes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(note.into());
+            .push(note);
     }
 }
 
