@@ -19,7 +19,11 @@ use deadpool_entra_examples::{
 
 // actix-web runs on a Tokio runtime; its workers get their own threads.
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
+    deadpool_entra_examples::report(run().await)
+}
+
+async fn run() -> Result<(), BoxError> {
     init_tracing("info,deadpool_entra=info");
     let Some(backend) = backend::connect(ConnectOptions::default()).await? else {
         return Ok(()); // this process hosted the emulator; the service ran in a child

@@ -34,6 +34,19 @@ pub fn init_tracing(default_filter: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
+/// Turns `main`'s result into the process's exit code, printing an error with its
+/// causes (`Display`, one line) rather than `Debug`, which is what a `main` returning
+/// `Result` would print.
+pub fn report(result: Result<(), BoxError>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&*e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Reads a whole number of seconds from the environment variable `name`.
 ///
 /// Returns `default` when the variable is unset; an unparsable value is an error rather

@@ -48,7 +48,11 @@ CREATE TABLE quickstart_events (
 ";
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
+    deadpool_entra_examples::report(run().await)
+}
+
+async fn run() -> Result<(), BoxError> {
     // Library logs go to stderr at `warn` unless RUST_LOG says otherwise; this program's
     // own lines go to stdout.
     deadpool_entra_examples::init_tracing("warn");

@@ -43,7 +43,11 @@ struct Counters {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
+    deadpool_entra_examples::report(run().await)
+}
+
+async fn run() -> Result<(), BoxError> {
     init_tracing("info,deadpool_entra=info");
     let run_for = seconds_from_env("WORKER_SECONDS", None)?;
     let concurrency: usize = std::env::var("WORKER_CONCURRENCY")
