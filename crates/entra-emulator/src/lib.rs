@@ -678,11 +678,27 @@ impl Emulator {
                 .socket_dir
                 .join(format!(".s.PGSQL.{}", emu.admin.port)),
         });
-        let front_task = runtime
-            .handle()
-            .spawn(async move { front::serve(tokio_listener(front_listener), front).await });
+        // `localhost` may resolve to ::1 first: serve the same port there when IPv6 is up, so
+        // that nothing else can answer on it and clients need no fallback.
+        let front_v6 = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, front_port))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .ok();
+        let mut tasks = vec![id_task, admin_task];
+        if let Some(l) = front_v6 {
+            let front = front.clone();
+            tasks.push(
+                runtime
+                    .handle()
+                    .spawn(async move { front::serve(tokio_listener(l), front).await }),
+            );
+        }
+        tasks.push(
+            runtime
+                .handle()
+                .spawn(async move { front::serve(tokio_listener(front_listener), front).await }),
+        );
         emu.runtime = Some(runtime);
-        emu.tasks = vec![id_task, admin_task, front_task];
+        emu.tasks = tasks;
         tracing::info!(front_port, identity_port, admin_port, root = %emu.root.display(), "entra-emulator ready");
         Ok(emu)
     }
