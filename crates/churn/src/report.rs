@@ -28,6 +28,8 @@ pub struct RunResult {
     pub rounds: usize,
     /// Per pool.
     pub pools: Vec<PoolResult>,
+    /// Per round, per pool: throughput of each segment.
+    pub round_results: Vec<RoundResult>,
     /// Per second, per active pool.
     pub series: Vec<Sample>,
     /// Faults as they were applied.
@@ -98,6 +100,21 @@ impl Machine {
             self.cpu, self.cpus, self.mem_mib, self.kernel
         )
     }
+}
+
+/// One pool's segment of one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundResult {
+    /// Round number, from 0.
+    pub round: usize,
+    /// The pool.
+    pub pool: PoolKind,
+    /// Seconds driven.
+    pub secs: f64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Successful requests per second.
+    pub rps: f64,
 }
 
 /// A point on the timeline (a fault, a token rotation).
@@ -232,6 +249,8 @@ pub struct Sample {
 pub struct Ratios {
     /// Throughput / baseline throughput.
     pub throughput: f64,
+    /// Median over rounds of (throughput / baseline throughput in the same round).
+    pub throughput_median_of_rounds: Option<f64>,
     /// p99 checkout / baseline p99 checkout.
     pub checkout_p99: f64,
     /// p50 checkout / baseline p50 checkout.
@@ -255,6 +274,7 @@ impl Ratios {
         };
         Ratios {
             throughput: ratio(r.throughput_rps, base.throughput_rps),
+            throughput_median_of_rounds: None,
             checkout_p99: ratio(r.checkout.p99_ms, base.checkout.p99_ms),
             checkout_p50: ratio(r.checkout.p50_ms, base.checkout.p50_ms),
             login_checkout_p50: login(|p| p.p50_ms),
@@ -367,9 +387,12 @@ pub fn table(r: &RunResult) -> String {
         {
             let _ = writeln!(
                 s,
-                "{:<11} vs baseline: throughput x{:.3}, p99 checkout x{:.3}, p50 checkout x{:.3}{}",
+                "{:<11} vs baseline: throughput x{:.3} (median of rounds x{}), p99 checkout x{:.3}, p50 checkout x{:.3}{}",
                 p.pool.name(),
                 x.throughput,
+                x.throughput_median_of_rounds
+                    .map(|v| format!("{v:.3}"))
+                    .unwrap_or_else(|| "-".into()),
                 x.checkout_p99,
                 x.checkout_p50,
                 x.login_checkout_p50
@@ -433,29 +456,33 @@ pub fn markdown(r: &RunResult) -> String {
     );
     let _ = writeln!(
         s,
-        "| pool | req/s | x baseline | checkout p50 ms | checkout p99 ms | p99 x baseline | p99.9 ms | max ms | errors | waited for login | login-checkout p50 ms (x baseline) | refreshes | identity calls | expired-token logins |"
+        "| pool | req/s | x baseline | x baseline, median of rounds | checkout p50 ms | checkout p99 ms | p99 x baseline | p99.9 ms | max ms | errors | waited for login | login-checkout p50 ms (x baseline) | refreshes | identity calls | expired-token logins |"
     );
     let _ = writeln!(
         s,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for p in &r.pools {
-        let (tx, px, lx) = match &p.ratios {
+        let (tx, mx, px, lx) = match &p.ratios {
             Some(x) => (
                 format!("{:.3}", x.throughput),
+                x.throughput_median_of_rounds
+                    .map(|v| format!("{v:.3}"))
+                    .unwrap_or_else(|| "–".into()),
                 format!("{:.3}", x.checkout_p99),
                 x.login_checkout_p50
                     .map(|v| format!(" (x{v:.2})"))
                     .unwrap_or_default(),
             ),
-            None => ("–".into(), "–".into(), String::new()),
+            None => ("–".into(), "–".into(), "–".into(), String::new()),
         };
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {} ({:.3} %) | {:.2}{} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {} ({:.3} %) | {:.2}{} | {} | {} | {} |",
             p.pool.name(),
             p.throughput_rps,
             tx,
+            mx,
             p.checkout.p50_ms,
             p.checkout.p99_ms,
             px,

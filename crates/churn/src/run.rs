@@ -13,7 +13,9 @@ use crate::cli::PoolKind;
 use crate::fault::{FaultSink, FaultSpec, timeline};
 use crate::metrics::{Percentiles, Slots, rss_kib};
 use crate::pools::{PoolCounters, PoolUnderTest};
-use crate::report::{FailoverImpact, Marker, PoolResult, Ratios, RunResult, Sample, ServerDelta};
+use crate::report::{
+    FailoverImpact, Marker, PoolResult, Ratios, RoundResult, RunResult, Sample, ServerDelta,
+};
 use crate::workload::{Workload, task_loop};
 
 /// Counters of the server side (the emulator), read once per second.
@@ -68,6 +70,7 @@ struct PoolState {
     prev_errors: u64,
     prev_waited: u64,
     prev_checkouts: u64,
+    round_ok: u64,
     server: ServerDelta,
 }
 
@@ -118,6 +121,7 @@ pub async fn run(
                 prev_errors: 0,
                 prev_waited: 0,
                 prev_checkouts: 0,
+                round_ok: 0,
                 server: ServerDelta::default(),
             }
         })
@@ -153,6 +157,7 @@ pub async fn run(
     let mut series: Vec<Sample> = Vec::new();
     let mut rotations: Vec<Marker> = Vec::new();
     let mut round = 0usize;
+    let mut round_results: Vec<RoundResult> = Vec::new();
     loop {
         let mut any = false;
         for idx in 0..states.len() {
@@ -216,6 +221,16 @@ pub async fn run(
                 );
             }
             let st = &mut states[idx];
+            let seg_secs = (finished.min(deadline).max(start) - start).as_secs_f64();
+            let ok_now = st.slots.take_window().ok;
+            round_results.push(RoundResult {
+                round,
+                pool: st.pool.kind(),
+                secs: seg_secs,
+                ok: ok_now.saturating_sub(st.round_ok),
+                rps: ok_now.saturating_sub(st.round_ok) as f64 / seg_secs.max(1e-9),
+            });
+            st.round_ok = ok_now;
             st.active += finished.min(deadline).max(start) - start;
             let budget_spent = st
                 .budget
@@ -277,7 +292,9 @@ pub async fn run(
         .cloned()
     {
         for r in &mut results {
-            r.ratios = Some(Ratios::against(r, &base));
+            let mut x = Ratios::against(r, &base);
+            x.throughput_median_of_rounds = median_round_ratio(&round_results, r.pool);
+            r.ratios = Some(x);
         }
     }
     let markers: Vec<Marker> = fault_marks
@@ -286,6 +303,7 @@ pub async fn run(
         .clone();
     let failovers = FailoverImpact::compute(&markers, &series, &results);
     RunResult {
+        round_results,
         failovers,
         elapsed_secs: elapsed.as_secs_f64(),
         rounds: round,
@@ -432,4 +450,29 @@ fn progress_line(
         s.pool_size,
         s.pool_waiting,
     ));
+}
+
+/// The median over rounds of `pool`'s throughput divided by the baseline's in the same
+/// round: robust against a noisy machine, where one disturbed round skews a plain ratio.
+fn median_round_ratio(rounds: &[RoundResult], pool: PoolKind) -> Option<f64> {
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .filter(|r| r.pool == pool && r.secs > 0.0)
+        .filter_map(|r| {
+            rounds
+                .iter()
+                .find(|b| b.pool == PoolKind::Baseline && b.round == r.round && b.rps > 0.0)
+                .map(|b| r.rps / b.rps)
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    Some(if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    })
 }
