@@ -95,6 +95,17 @@ impl<'a> Explain<'a> {
 impl Drop for Explain<'_> {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // Every scenario ends with the secret scan over everything captured so far in
+            // this process (its own events and those of the scenarios running beside it).
+            let report = secrets::scan_for_leaks();
+            assert!(
+                report.leaks.is_empty(),
+                "scenario `{}`: secrets found in logs or error messages ({} bytes, {} secrets scanned): {:#?}",
+                self.name,
+                report.bytes_scanned,
+                report.secrets_checked,
+                report.leaks
+            );
             return;
         }
         eprintln!(

@@ -61,10 +61,10 @@ pub fn init_tracing() {
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-            .with_writer(|| CaptureWriter)
-            .finish();
-        // Another subscriber may only exist if a test installed one itself; none does.
-        let _ = tracing::subscriber::set_global_default(subscriber);
+            .with_writer(|| CaptureWriter);
+        // `try_init` also routes the `log` crate's records (tokio-postgres, rustls) into
+        // the capture. Another subscriber could only exist if a test installed one; none does.
+        let _ = subscriber.try_init();
     });
 }
 
