@@ -52,6 +52,7 @@ pub fn short_token_policies(b: PoolBuilder, lifetime: Duration) -> PoolBuilder {
         refresh_before_expiry: lifetime / 2,
         min_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
+        ..Default::default()
     })
     .recycle_policy(RecyclePolicy {
         sweep_interval: Duration::from_millis(100),

@@ -500,8 +500,16 @@ impl PoolBuilder {
         let credential_name = OnceLock::new();
         if !cfg.lazy {
             let first = cache.get();
+            // At least 30 s at startup, and longer than one fetch may take, so that a
+            // source that never answers is reported as such (the token error), not as a
+            // generic create timeout.
+            let startup_limit = |t: Duration| {
+                let fetch = cfg.refresh.fetch_timeout.unwrap_or_default();
+                t.max(Duration::from_secs(30))
+                    .max(fetch + Duration::from_secs(1))
+            };
             let token = match cfg.create_timeout {
-                Some(t) => tokio::time::timeout(t.max(Duration::from_secs(30)), first)
+                Some(t) => tokio::time::timeout(startup_limit(t), first)
                     .await
                     .map_err(|_| Error::Timeout(TimeoutKind::Create))??,
                 None => first.await?,

@@ -209,7 +209,14 @@ impl TokenCache {
         if counted {
             self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
         }
-        let result = self.source.fetch(&self.scope).await;
+        let fetch = self.source.fetch(&self.scope);
+        let result = match self.policy.fetch_timeout {
+            Some(limit) => match tokio::time::timeout(limit, fetch).await {
+                Ok(r) => r,
+                Err(_) => Err(no_answer(limit)),
+            },
+            None => fetch.await,
+        };
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let name = self.source.name();
         *lock(&self.source_name) = name.clone();
@@ -317,6 +324,20 @@ impl TokenCache {
     pub(crate) fn shut_down(&self) {
         self.shutdown.send_replace(true);
     }
+}
+
+/// The error for a fetch that outlived [`RefreshPolicy::fetch_timeout`].
+fn no_answer(limit: Duration) -> crate::TokenSourceError {
+    crate::TokenSourceError::new(format!(
+        "no token from the source within {} s (refresh.fetch_timeout): the identity \
+         endpoint did not answer, or kept failing while the credential retried",
+        limit.as_secs_f64()
+    ))
+    .with_hint(
+        "check that this machine reaches its identity endpoint (IDENTITY_ENDPOINT, or the \
+         instance metadata service at 169.254.169.254) and that `az account get-access-token` \
+         answers when run by hand",
+    )
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

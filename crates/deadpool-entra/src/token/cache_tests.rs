@@ -320,3 +320,80 @@ async fn a_retry_after_hint_sets_the_next_attempt() {
         assert_eq!(w[1] - w[0], Duration::from_secs(7));
     }
 }
+
+/// A source whose calls never answer while `hang` is set when they start (a request to an
+/// endpoint that drops packets): the call stays pending even after `hang` is cleared.
+fn hanging_source(hang: Arc<AtomicBool>, calls: Arc<Mutex<Vec<Instant>>>) -> crate::FnSource {
+    crate::FnSource::new("Hanging", move |_| {
+        let (hang, calls) = (hang.clone(), calls.clone());
+        async move {
+            calls.lock().unwrap().push(Instant::now());
+            if hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            Ok(Token::expiring_in(SECRET, Duration::from_secs(600)))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_source_that_never_answers_does_not_stall_the_refresher() {
+    let hang = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let source = hanging_source(hang.clone(), calls.clone());
+    let cache = TokenCache::new(Box::new(source), "s", RefreshPolicy::default());
+    let t0 = Instant::now();
+    let first = cache.get().await.unwrap();
+    hang.store(true, Ordering::SeqCst);
+    let _r = spawn_refresher(&cache);
+    // The refresh at 330 s hangs; after 30 s (the default fetch_timeout) it counts as
+    // failed and the refresher backs off and calls again.
+    tokio::time::sleep_until(t0 + Duration::from_secs(330 + 30 + 1)).await;
+    assert_eq!(cache.counters.refreshes_failed.load(Ordering::Relaxed), 1);
+    let err = cache.last_error().expect("the hung fetch is recorded");
+    assert!(err.contains("within 30 s"), "{err}");
+    // Meanwhile the cached token keeps serving.
+    assert_eq!(cache.get().await.unwrap().generation, first.generation);
+    // The endpoint answers again: a retry (backoff at most 30 s, plus the one still
+    // hanging) renews the token well before the old one expires at 600 s.
+    hang.store(false, Ordering::SeqCst);
+    tokio::time::sleep_until(t0 + Duration::from_secs(330 + 30 + 30 + 30 + 1)).await;
+    let now = cache.valid_now().expect("a valid token");
+    assert!(
+        now.generation > first.generation,
+        "no renewal after the hang"
+    );
+    assert!(cache.last_error().is_none());
+    assert!(calls.lock().unwrap().len() >= 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_waiting_behind_a_hung_fetch_gets_an_error_not_a_hang() {
+    let hang = Arc::new(AtomicBool::new(true));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let source = hanging_source(hang.clone(), calls.clone());
+    let policy = RefreshPolicy {
+        fetch_timeout: Some(Duration::from_secs(5)),
+        ..RefreshPolicy::default()
+    };
+    let cache = TokenCache::new(Box::new(source), "s", policy);
+    let t0 = Instant::now();
+    let (a, b) = tokio::join!(cache.get(), cache.get());
+    // Single flight: one call, one shared failure, both after the 5 s limit.
+    assert_eq!(Instant::now() - t0, Duration::from_secs(5));
+    assert!(a.unwrap_err().cause.contains("within 5 s"));
+    assert!(b.is_err());
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    // With no limit, the same call would wait forever.
+    let no_limit = RefreshPolicy {
+        fetch_timeout: None,
+        ..RefreshPolicy::default()
+    };
+    let source = hanging_source(hang.clone(), calls.clone());
+    let cache = TokenCache::new(Box::new(source), "s", no_limit);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3600), cache.get())
+            .await
+            .is_err()
+    );
+}

@@ -204,6 +204,15 @@ pub struct RefreshPolicy {
     /// Cap on the retry delay (default 30 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub max_backoff: Duration,
+    /// How long one fetch from the token source may take before it counts as failed
+    /// (default 30 s; `None`: no limit). A source that never answers (an identity endpoint
+    /// behind a firewall that drops packets, a hung `az`) would otherwise hold the refresher
+    /// and every login that waits for a token; with the limit, the refresher backs off and
+    /// tries again while the cached token keeps serving. 30 s leaves room for
+    /// `azure_identity`'s own retries of a failing endpoint (about 25 s) and for several
+    /// attempts inside the default 270 s refresh window.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    pub fetch_timeout: Option<Duration>,
 }
 
 impl Default for RefreshPolicy {
@@ -212,6 +221,7 @@ impl Default for RefreshPolicy {
             refresh_before_expiry: Duration::from_secs(270),
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            fetch_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
