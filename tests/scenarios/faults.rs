@@ -90,6 +90,84 @@ async fn identity_outage_shorter_than_token_validity_fails_no_request() {
     pool.close();
 }
 
+/// The identity endpoint stops answering (a 30 s delay per request, as behind a firewall
+/// that drops packets) for a stretch of a 16 s token's life: with `fetch_timeout` at 1 s,
+/// each hung fetch is cut off and counted as a failed refresh, no request fails, and the
+/// first fetch after the endpoint answers again renews the token before the old one expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_endpoint_that_never_answers_is_cut_off_by_fetch_timeout() {
+    const LIFETIME: Duration = Duration::from_secs(16);
+    let emu = start_emulator(LIFETIME).await;
+    let explain = Explain::new("identity_never_answers", &emu);
+    let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME)
+        .refresh_policy(deadpool_entra::RefreshPolicy {
+            refresh_before_expiry: LIFETIME / 2,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            fetch_timeout: Some(Duration::from_secs(1)),
+        })
+        .max_size(4)
+        .wait_timeout(Some(Duration::from_secs(15)))
+        .build()
+        .await
+        .expect("pool builds");
+    explain.pool(&pool);
+    wait_for_fresh_token(&pool, Duration::from_secs(20)).await;
+    let fresh_at = Instant::now();
+
+    let load = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            run_load(
+                &pool,
+                8,
+                Duration::from_secs(14),
+                Duration::from_millis(10),
+                100_000,
+            )
+            .await
+        })
+    };
+    // The refresh falls due 8 s into the token's life; the endpoint hangs from now until
+    // 11 s into it.
+    emu.faults().set_identity_latency(Duration::from_secs(30));
+    tokio::time::sleep_until((fresh_at + Duration::from_secs(11)).into()).await;
+    let during = pool.stats();
+    emu.faults().set_identity_latency(Duration::ZERO);
+    let ok_at_recovery = during.token.refreshes_ok;
+    let recovered = wait_until(Duration::from_secs(4), || {
+        pool.stats().token.refreshes_ok > ok_at_recovery
+    })
+    .await;
+    let report = load.await.expect("load task");
+    let stats = pool.stats();
+    let counters = emu.counters();
+    explain.note(format!(
+        "load: {report:?}; refreshes failed while the endpoint hung: {} ({:?}); new token {recovered:?} after it answered again",
+        during.token.refreshes_failed, during.token.last_error
+    ));
+
+    assert_eq!(report.failed, 0, "{:?}", report.first_errors);
+    assert!(report.ok > 100);
+    // From 8 s to 11 s: a 1 s timeout plus at most 1 s of backoff per attempt.
+    assert!(
+        during.token.refreshes_failed >= 1,
+        "each hung fetch counts as a failed refresh"
+    );
+    let last = during.token.last_error.unwrap_or_default();
+    assert!(
+        last.contains("within 1 s (refresh.fetch_timeout)"),
+        "the error names the limit: {last}"
+    );
+    assert!(
+        recovered.is_some(),
+        "the refresher took a new token after the endpoint answered again"
+    );
+    assert!(stats.token.last_error.is_none(), "the error clears");
+    assert_eq!(counters.expired_token_logins, 0);
+    pool.close();
+}
+
 /// The identity endpoint is down longer than a 4 s token lives: connections already open
 /// keep serving, checkouts that need a login fail fast with the typed token error, and the
 /// pool recovers on its own within the backoff cap once the endpoint is back.
