@@ -17,6 +17,28 @@ async fn wait_for_fresh_token(pool: &deadpool_entra::Pool, within: Duration) {
     assert!(fresh.is_some(), "no token refresh within {within:?}");
 }
 
+/// Steady background load for `run_for`: 8 tasks, a request every 10 ms each.
+fn spawn_steady_load(
+    pool: &deadpool_entra::Pool,
+    run_for: Duration,
+) -> tokio::task::JoinHandle<deadpool_entra_tests::LoadReport> {
+    let pool = pool.clone();
+    tokio::spawn(
+        async move { run_load(&pool, 8, run_for, Duration::from_millis(10), 100_000).await },
+    )
+}
+
+/// How long after now the pool takes a token newer than the one counted in `before`
+/// (`None`: not within `within`).
+async fn next_refresh_after(
+    pool: &deadpool_entra::Pool,
+    before: &deadpool_entra::Stats,
+    within: Duration,
+) -> Option<Duration> {
+    let seen = before.token.refreshes_ok;
+    wait_until(within, || pool.stats().token.refreshes_ok > seen).await
+}
+
 /// The identity endpoint is down for 7 s of a 10 s token's life: no request fails, the
 /// failed refreshes are counted, and the refresher catches up when the endpoint returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,28 +55,12 @@ async fn identity_outage_shorter_than_token_validity_fails_no_request() {
     explain.pool(&pool);
     wait_for_fresh_token(&pool, Duration::from_secs(12)).await;
 
-    let load = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            run_load(
-                &pool,
-                8,
-                Duration::from_secs(12),
-                Duration::from_millis(10),
-                100_000,
-            )
-            .await
-        })
-    };
+    let load = spawn_steady_load(&pool, Duration::from_secs(12));
     emu.faults().set_identity_outage(true);
     tokio::time::sleep(Duration::from_secs(7)).await;
     let during = pool.stats();
     emu.faults().set_identity_outage(false);
-    let ok_at_recovery = during.token.refreshes_ok;
-    let recovered = wait_until(Duration::from_secs(4), || {
-        pool.stats().token.refreshes_ok > ok_at_recovery
-    })
-    .await;
+    let recovered = next_refresh_after(&pool, &during, Duration::from_secs(4)).await;
     let report = load.await.expect("load task");
     let stats = pool.stats();
     let counters = emu.counters();
@@ -115,30 +121,14 @@ async fn identity_endpoint_that_never_answers_is_cut_off_by_fetch_timeout() {
     wait_for_fresh_token(&pool, Duration::from_secs(20)).await;
     let fresh_at = Instant::now();
 
-    let load = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            run_load(
-                &pool,
-                8,
-                Duration::from_secs(14),
-                Duration::from_millis(10),
-                100_000,
-            )
-            .await
-        })
-    };
+    let load = spawn_steady_load(&pool, Duration::from_secs(14));
     // The refresh falls due 8 s into the token's life; the endpoint hangs from now until
     // 11 s into it.
     emu.faults().set_identity_latency(Duration::from_secs(30));
     tokio::time::sleep_until((fresh_at + Duration::from_secs(11)).into()).await;
     let during = pool.stats();
     emu.faults().set_identity_latency(Duration::ZERO);
-    let ok_at_recovery = during.token.refreshes_ok;
-    let recovered = wait_until(Duration::from_secs(4), || {
-        pool.stats().token.refreshes_ok > ok_at_recovery
-    })
-    .await;
+    let recovered = next_refresh_after(&pool, &during, Duration::from_secs(4)).await;
     let report = load.await.expect("load task");
     let stats = pool.stats();
     let counters = emu.counters();
