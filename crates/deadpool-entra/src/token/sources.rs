@@ -5,7 +5,10 @@ use std::{
     collections::HashMap,
     fmt,
     future::Future,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -158,6 +161,9 @@ struct Link {
 pub struct ChainSource {
     links: Vec<Link>,
     chosen: OnceLock<usize>,
+    /// 1 + the index of the link being asked while none is chosen yet (0: none), so that a
+    /// fetch cut off by `fetch_timeout` names the link that did not answer.
+    trying: AtomicUsize,
 }
 
 impl fmt::Debug for ChainSource {
@@ -287,6 +293,7 @@ impl ChainSource {
         Self {
             links,
             chosen: OnceLock::new(),
+            trying: AtomicUsize::new(0),
         }
     }
 
@@ -306,6 +313,7 @@ impl ChainSource {
                 credential: mi,
             }],
             chosen: OnceLock::new(),
+            trying: AtomicUsize::new(0),
         }
     }
 
@@ -357,7 +365,10 @@ impl TokenSource for ChainSource {
             for (i, link) in self.links.iter().enumerate() {
                 match &link.credential {
                     Err(reason) => failures.push(format!("{}: unavailable: {reason}", link.name)),
-                    Ok(c) => match fetch_from(&**c, scope, link.name).await {
+                    Ok(c) => match {
+                        self.trying.store(i + 1, Ordering::Relaxed);
+                        fetch_from(&**c, scope, link.name).await
+                    } {
                         Ok(t) => {
                             let _ = self.chosen.set(i);
                             tracing::debug!(target: "deadpool_entra", link = link.name, "credential chain link selected");
@@ -373,6 +384,7 @@ impl TokenSource for ChainSource {
                     },
                 }
             }
+            self.trying.store(0, Ordering::Relaxed);
             let mut err = TokenSourceError::new(format!(
                 "no credential in the chain produced a token: {}",
                 failures.join("; ")
@@ -384,9 +396,10 @@ impl TokenSource for ChainSource {
     }
 
     fn name(&self) -> String {
-        match self.chosen.get() {
-            Some(&i) => self.links[i].name.to_owned(),
-            None => "ChainSource".to_owned(),
+        match (self.chosen.get(), self.trying.load(Ordering::Relaxed)) {
+            (Some(&i), _) => self.links[i].name.to_owned(),
+            (None, 0) => "ChainSource".to_owned(),
+            (None, n) => format!("ChainSource (at {})", self.links[n - 1].name),
         }
     }
 }
