@@ -363,25 +363,27 @@ impl TokenSource for ChainSource {
             let mut hint = None;
             let mut retry_after = None;
             for (i, link) in self.links.iter().enumerate() {
-                match &link.credential {
-                    Err(reason) => failures.push(format!("{}: unavailable: {reason}", link.name)),
-                    Ok(c) => match {
-                        self.trying.store(i + 1, Ordering::Relaxed);
-                        fetch_from(&**c, scope, link.name).await
-                    } {
-                        Ok(t) => {
-                            let _ = self.chosen.set(i);
-                            tracing::debug!(target: "deadpool_entra", link = link.name, "credential chain link selected");
-                            return Ok(t);
+                let c = match &link.credential {
+                    Err(reason) => {
+                        failures.push(format!("{}: unavailable: {reason}", link.name));
+                        continue;
+                    }
+                    Ok(c) => c,
+                };
+                self.trying.store(i + 1, Ordering::Relaxed);
+                match fetch_from(&**c, scope, link.name).await {
+                    Ok(t) => {
+                        let _ = self.chosen.set(i);
+                        tracing::debug!(target: "deadpool_entra", link = link.name, "credential chain link selected");
+                        return Ok(t);
+                    }
+                    Err(e) => {
+                        failures.push(format!("{}: {}", link.name, e.message));
+                        if hint.is_none() {
+                            hint = e.hint;
                         }
-                        Err(e) => {
-                            failures.push(format!("{}: {}", link.name, e.message));
-                            if hint.is_none() {
-                                hint = e.hint;
-                            }
-                            retry_after = retry_after.or(e.retry_after);
-                        }
-                    },
+                        retry_after = retry_after.or(e.retry_after);
+                    }
                 }
             }
             self.trying.store(0, Ordering::Relaxed);
