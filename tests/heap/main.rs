@@ -9,7 +9,9 @@ use std::alloc::System;
 use std::time::{Duration, Instant};
 
 use deadpool_entra::RecyclePolicy;
-use deadpool_entra_tests::{builder_for, cli_credential, run_load, short_token_policies};
+use deadpool_entra_tests::{
+    build_pool_of_4, builder_for, cli_credential, run_load, short_token_policies,
+};
 use entra_emulator::Emulator;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
@@ -63,17 +65,16 @@ async fn live_heap_stays_flat_across_thousands_of_logins() {
         .start()
         .await
         .expect("the emulator starts (needs initdb/postgres binaries)");
-    let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME)
-        .recycle_policy(RecyclePolicy {
-            max_lifetime: Some(Duration::from_millis(100)),
-            sweep_interval: Duration::from_millis(100),
-            ..Default::default()
-        })
-        .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(15)))
-        .build()
-        .await
-        .expect("pool builds");
+    let pool = build_pool_of_4(
+        short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME).recycle_policy(
+            RecyclePolicy {
+                max_lifetime: Some(Duration::from_millis(100)),
+                sweep_interval: Duration::from_millis(100),
+                ..Default::default()
+            },
+        ),
+    )
+    .await;
 
     let warm = run_until_logins(&pool, 300, Duration::from_secs(60)).await;
     let stats_warm = pool.stats();

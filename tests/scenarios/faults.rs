@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use deadpool_entra::{Error, LoginErrorKind};
 use deadpool_entra_tests::child::ChildApp;
 use deadpool_entra_tests::{
-    Explain, builder_for, cli_credential, note_error, one_request, run_load, short_token_policies,
-    start_emulator, wait_until,
+    Explain, build_pool_of_4, builder_for, cli_credential, note_error, one_request, run_load,
+    short_token_policies, start_emulator, wait_until,
 };
 
 /// Waits (bounded) until the pool has just taken a new token, so that a fault injected
@@ -46,12 +46,11 @@ async fn identity_outage_shorter_than_token_validity_fails_no_request() {
     const LIFETIME: Duration = Duration::from_secs(10);
     let emu = start_emulator(LIFETIME).await;
     let explain = Explain::new("identity_outage_shorter", &emu);
-    let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME)
-        .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(15)))
-        .build()
-        .await
-        .expect("pool builds");
+    let pool = build_pool_of_4(short_token_policies(
+        builder_for(&emu, cli_credential(&emu)),
+        LIFETIME,
+    ))
+    .await;
     explain.pool(&pool);
     wait_for_fresh_token(&pool, Duration::from_secs(12)).await;
 
@@ -105,18 +104,17 @@ async fn identity_endpoint_that_never_answers_is_cut_off_by_fetch_timeout() {
     const LIFETIME: Duration = Duration::from_secs(16);
     let emu = start_emulator(LIFETIME).await;
     let explain = Explain::new("identity_never_answers", &emu);
-    let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME)
-        .refresh_policy(deadpool_entra::RefreshPolicy {
-            refresh_before_expiry: LIFETIME / 2,
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            fetch_timeout: Some(Duration::from_secs(1)),
-        })
-        .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(15)))
-        .build()
-        .await
-        .expect("pool builds");
+    let pool = build_pool_of_4(
+        short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME).refresh_policy(
+            deadpool_entra::RefreshPolicy {
+                refresh_before_expiry: LIFETIME / 2,
+                min_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                fetch_timeout: Some(Duration::from_secs(1)),
+            },
+        ),
+    )
+    .await;
     explain.pool(&pool);
     wait_for_fresh_token(&pool, Duration::from_secs(20)).await;
     let fresh_at = Instant::now();

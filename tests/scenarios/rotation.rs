@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use deadpool_entra_tests::{
-    Explain, LoadReport, Sampler, builder_for, cli_credential, run_load, short_token_policies,
-    start_emulator,
+    Explain, LoadReport, Sampler, build_pool_of_4, builder_for, cli_credential, run_load,
+    short_token_policies, start_emulator,
 };
 
 /// The largest number of token-age retirements within any `window` of the samples.
@@ -119,12 +119,11 @@ async fn slow_identity_endpoint_never_delays_a_login_after_start_up() {
     let explain = Explain::new("slow_identity_endpoint", &emu);
     emu.faults().set_identity_latency(Duration::from_secs(1));
     let t0 = Instant::now();
-    let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME)
-        .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(15)))
-        .build()
-        .await
-        .expect("pool builds");
+    let pool = build_pool_of_4(short_token_policies(
+        builder_for(&emu, cli_credential(&emu)),
+        LIFETIME,
+    ))
+    .await;
     explain.pool(&pool);
     explain.note(format!(
         "build took {:?} (the first token comes from the slow endpoint)",

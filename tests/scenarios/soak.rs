@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_entra_tests::child::{emit, is_child, run_child};
 use deadpool_entra_tests::{
-    builder_for, cli_credential, run_load, short_token_policies, vm_rss_kib,
+    build_pool_of_4, builder_for, cli_credential, run_load, short_token_policies, vm_rss_kib,
 };
 use entra_emulator::Emulator;
 use serde_json::json;
@@ -39,12 +39,11 @@ async fn app_soak() {
         .start()
         .await
         .expect("emulator");
-    let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), lifetime)
-        .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(15)))
-        .build()
-        .await
-        .expect("pool");
+    let pool = build_pool_of_4(short_token_policies(
+        builder_for(&emu, cli_credential(&emu)),
+        lifetime,
+    ))
+    .await;
     let start = Instant::now();
     let (mut ok, mut failed, mut first_errors) = (0u64, 0u64, Vec::new());
     let (mut max_size, mut max_sessions) = (0usize, 0u64);

@@ -43,6 +43,15 @@ pub fn builder_for(emu: &Emulator, credential: Arc<Recording>) -> PoolBuilder {
         .credential(credential)
 }
 
+/// Builds the small pool most scenarios use: 4 connections, 15 s wait timeout.
+pub async fn build_pool_of_4(b: PoolBuilder) -> Pool {
+    b.max_size(4)
+        .wait_timeout(Some(Duration::from_secs(15)))
+        .build()
+        .await
+        .expect("pool builds")
+}
+
 /// Refresh policy scaled to tokens that live only `lifetime` (seconds in these scenarios):
 /// refresh at half-life and retry quickly (100 ms to 1 s). Recycling keeps the library's
 /// defaults, which scale themselves to the token's life (margin 10 %, spread up to half of
