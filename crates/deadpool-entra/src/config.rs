@@ -513,6 +513,12 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             "password logins need a user (PGUSER or AZURE_POSTGRESQL_USER)",
         ));
     }
+    if cfg.refresh.fetch_timeout == Some(Duration::ZERO) {
+        return Err(ConfigError::new(
+            "refresh.fetch_timeout",
+            "0 s would fail every token fetch; set a positive duration (default 30 s), or null for no limit",
+        ));
+    }
     Ok(())
 }
 

@@ -230,6 +230,12 @@ fn bad_input_names_the_field() {
         ("PGCHANNELBINDING", "require"),
     ])
     .unwrap();
+    // A fetch timeout of zero would fail every token fetch.
+    let mut cfg: Config = "host=db.example.com".parse().unwrap();
+    cfg.refresh.fetch_timeout = Some(std::time::Duration::ZERO);
+    assert_eq!(cfg.validate().unwrap_err().field, "refresh.fetch_timeout");
+    cfg.refresh.fetch_timeout = None;
+    cfg.validate().unwrap();
     // Garbage.
     assert_eq!(field_of("mysql://h/db".parse()), "connection string");
     assert_eq!(field_of("host=h bogus=1".parse()), "bogus");

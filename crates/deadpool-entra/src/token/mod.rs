@@ -208,9 +208,10 @@ pub struct RefreshPolicy {
     /// (default 30 s; `None`: no limit). A source that never answers (an identity endpoint
     /// behind a firewall that drops packets, a hung `az`) would otherwise hold the refresher
     /// and every login that waits for a token; with the limit, the refresher backs off and
-    /// tries again while the cached token keeps serving. 30 s leaves room for
-    /// `azure_identity`'s own retries of a failing endpoint (about 25 s) and for several
-    /// attempts inside the default 270 s refresh window.
+    /// tries again while the cached token keeps serving. Against a failing endpoint,
+    /// `azure_identity` retries inside one fetch (waits of 0.2, 0.4, ... 25.6 s, up to about
+    /// a minute); 30 s lets it make its first seven tries, and then the refresher's own
+    /// backoff takes over, with several attempts inside the default 270 s refresh window.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub fetch_timeout: Option<Duration>,
 }
