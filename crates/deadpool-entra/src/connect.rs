@@ -16,6 +16,7 @@ use crate::{
     ConfigError, Error,
     error::is_auth_refusal,
     pool::Shared,
+    recycle::gate::LoginAttempt,
     token::{BoxFuture, cache::CachedToken, claims::user_from_token},
 };
 
@@ -73,52 +74,60 @@ impl Connect for EntraConnect {
         let span = tracing::debug_span!(target: "deadpool_entra", "login", endpoint = %self.shared.endpoint);
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let shared = &self.shared;
-                let token = match shared.cache.valid_now() {
-                    Some(t) => t,
-                    None => {
-                        shared
-                            .counters
-                            .logins_waited_for_token
-                            .fetch_add(1, Ordering::Relaxed);
-                        match shared.cache.get().await {
-                            Ok(t) => t,
-                            Err(e) => {
-                                shared
-                                    .counters
-                                    .logins_failed
-                                    .fetch_add(1, Ordering::Relaxed);
-                                stash(Error::Token(e));
-                                return Err(stand_in_error());
-                            }
-                        }
-                    }
-                };
-                match login(shared, &pg_config, &token).await {
-                    Err(e)
-                        if is_auth_refusal(&e)
-                            && !shared.cache.is_password()
-                            && refresh_may_help(&e) =>
-                    {
-                        shared
-                            .counters
-                            .forced_refresh_retries
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            target: "deadpool_entra",
-                            sqlstate = e.as_db_error().map(|d| d.code().code()),
-                            "login refused; forcing a token refresh and retrying once"
-                        );
-                        match shared.cache.force_refresh(token.generation).await {
-                            Ok(fresh) => login(shared, &pg_config, &fresh).await,
-                            Err(_) => Err(e),
-                        }
-                    }
-                    other => other,
-                }
+                // Every login's outcome reaches the pool's login health, a cut-off one too.
+                let attempt = LoginAttempt::start(&self.shared.logins);
+                let result = connect_with_token(&self.shared, &pg_config).await;
+                attempt.settle(result.is_ok());
+                result
             },
             span,
         ))
+    }
+}
+
+/// A login with the cached token (fetching one only when none is valid), retried once
+/// with a fresh token when the server refuses it.
+async fn connect_with_token(
+    shared: &Shared,
+    pg_config: &PgConfig,
+) -> Result<(PgClient, JoinHandle<()>), PgError> {
+    let token = match shared.cache.valid_now() {
+        Some(t) => t,
+        None => {
+            shared
+                .counters
+                .logins_waited_for_token
+                .fetch_add(1, Ordering::Relaxed);
+            match shared.cache.get().await {
+                Ok(t) => t,
+                Err(e) => {
+                    shared
+                        .counters
+                        .logins_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    stash(Error::Token(e));
+                    return Err(stand_in_error());
+                }
+            }
+        }
+    };
+    match login(shared, pg_config, &token).await {
+        Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() && refresh_may_help(&e) => {
+            shared
+                .counters
+                .forced_refresh_retries
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "deadpool_entra",
+                sqlstate = e.as_db_error().map(|d| d.code().code()),
+                "login refused; forcing a token refresh and retrying once"
+            );
+            match shared.cache.force_refresh(token.generation).await {
+                Ok(fresh) => login(shared, pg_config, &fresh).await,
+                Err(_) => Err(e),
+            }
+        }
+        other => other,
     }
 }
 

@@ -25,7 +25,7 @@ pub use config::{AuthMethod, ChannelBinding, Config, SslMode};
 pub use error::{ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError};
 pub use pool::{Pool, PoolBuilder};
 pub use recycle::RecyclePolicy;
-pub use stats::{HealthReport, PoolStatus, Stats, TokenStats};
+pub use stats::{Degraded, HealthReport, PoolStatus, Stats, TokenStats};
 pub use token::{
     BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RefreshPolicy,
     StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,

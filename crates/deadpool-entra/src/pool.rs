@@ -17,13 +17,16 @@ use tokio::{sync::watch, time::Instant};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    ChainSource, Config, ConfigError, CredentialSource, Error, HealthReport, PoolStatus,
+    ChainSource, Config, ConfigError, CredentialSource, Degraded, Error, HealthReport, PoolStatus,
     RecyclePolicy, RefreshPolicy, SslMode, StaticPassword, Stats, TimeoutKind, TokenSource,
     TokenStats, UserAssignedId,
     config::{AuthMethod, ChannelBinding, validate},
     connect::{EntraConnect, GET_CONTEXT, GetContext, Tls, no_user_error},
     error::classify_pg,
-    recycle::{self, ConnTable},
+    recycle::{
+        self, ConnTable,
+        gate::{Gate, LoginHealth},
+    },
     stats::PoolCounters,
     token::{
         DEFAULT_SCOPE,
@@ -46,9 +49,23 @@ pub(crate) struct Shared {
     pub(crate) credential_name: OnceLock<String>,
     pub(crate) initial_name: String,
     pub(crate) closed: watch::Sender<bool>,
+    /// Whether logins are succeeding (voluntary retirements pause while they fail).
+    pub(crate) logins: LoginHealth,
+    /// The login configuration, for the sweeper's probe logins.
+    pub(crate) pg_config: tokio_postgres::Config,
 }
 
 impl Shared {
+    /// Whether a replacement could log in, as seen at `now`.
+    pub(crate) fn gate(&self, now: Instant) -> Gate {
+        Gate {
+            unconditional: self.recycle.retire_without_replacement,
+            token: self.cache.ready_token(now, &self.recycle),
+            recent: self.cache.recent_tokens(),
+            logins_ok_since: self.logins.ok_since(),
+        }
+    }
+
     fn user_for_errors(&self) -> String {
         self.user.clone().unwrap_or_else(|| {
             self.cache
@@ -129,18 +146,9 @@ impl Pool {
         if self.inner.is_closed() {
             return Err(Error::Closed);
         }
-        // Token failures surface here, typed, before deadpool is involved. Fast path: one
-        // atomic load.
-        if !self.shared.cache.has_valid() {
-            let fetch = self.shared.cache.get();
-            let r = match timeouts.create {
-                Some(t) => tokio::time::timeout(t, fetch)
-                    .await
-                    .map_err(|_| Error::Timeout(TimeoutKind::Create))?,
-                None => fetch.await,
-            };
-            r?;
-        }
+        // No token check here: an idle session serves without one (the server checked its
+        // token at login). A checkout that needs a login gets the typed token error from
+        // our `Connect`, through the context below.
         let (result, stashed) = GET_CONTEXT
             .scope(GetContext::default(), async {
                 let r = self.inner.timeout_get(timeouts).await;
@@ -192,6 +200,7 @@ impl Pool {
                 refreshes_failed: tc.refreshes_failed.load(Ordering::Relaxed),
                 identity_calls: tc.identity_calls.load(Ordering::Relaxed),
                 last_error: self.shared.cache.last_error(),
+                failing_for_secs: secs_since(self.shared.cache.failing_since(), now),
                 source: self.shared.cache.source_name(),
             },
             logins_ok: c.logins_ok.load(Ordering::Relaxed),
@@ -202,12 +211,32 @@ impl Pool {
             retired_max_lifetime: c.retired_max_lifetime.load(Ordering::Relaxed),
             retired_broken: c.retired_broken.load(Ordering::Relaxed),
             replaced_in_background: c.replaced_in_background.load(Ordering::Relaxed),
+            probe_logins: c.probe_logins.load(Ordering::Relaxed),
+            degraded: self.degraded(now),
             pool: PoolStatus {
                 size: status.size,
                 available: status.available,
                 waiting: status.waiting,
                 max_size: status.max_size,
             },
+        }
+    }
+
+    /// The degraded-but-serving state at `now`.
+    fn degraded(&self, now: Instant) -> Degraded {
+        let survey = self.shared.conns.survey(&self.shared.gate(now), now);
+        Degraded {
+            overdue: survey.overdue,
+            sessions_past_token_expiry: survey.past_token_expiry,
+            oldest_session_token_expires_in_secs: survey.oldest_token_expiry.map(|e| {
+                if e >= now {
+                    (e - now).as_secs_f64()
+                } else {
+                    -(now - e).as_secs_f64()
+                }
+            }),
+            logins_failing_for_secs: secs_since(self.shared.logins.failing_since(), now),
+            identity_failing_for_secs: secs_since(self.shared.cache.failing_since(), now),
         }
     }
 
@@ -232,10 +261,12 @@ impl Pool {
         .unwrap_or(Err(Error::Timeout(TimeoutKind::Health)));
         let latency = start.elapsed().as_secs_f64() * 1000.0;
         let token = self.shared.cache.peek();
-        let token_ok = self.shared.cache.valid_now().is_some();
         let database_ok = result.is_ok();
+        let degraded_state = self.degraded(Instant::now());
         HealthReport {
-            healthy: database_ok && token_ok,
+            healthy: database_ok,
+            degraded: degraded_state.is_degraded(),
+            degraded_state,
             database_ok,
             database_latency_ms: database_ok.then_some(latency),
             token_expires_in_secs: token
@@ -269,6 +300,10 @@ impl Pool {
         }
         &self.shared.initial_name
     }
+}
+
+fn secs_since(since: Option<Instant>, now: Instant) -> Option<f64> {
+    since.map(|s| now.saturating_duration_since(s).as_secs_f64())
 }
 
 /// Builds a [`Pool`]. All setters consume and return the builder.
@@ -559,6 +594,8 @@ impl PoolBuilder {
             credential_name,
             initial_name,
             closed,
+            logins: LoginHealth::new(Instant::now()),
+            pg_config: pg.clone(),
         });
         let manager = Manager::from_connect(
             pg,
@@ -580,11 +617,13 @@ impl PoolBuilder {
         }
         let s = shared.clone();
         builder = builder.post_create(Hook::sync_fn(move |w, _| {
-            recycle::post_create(&s, w);
+            recycle::table::post_create(&s, w);
             Ok(())
         }));
         let s = shared.clone();
-        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| recycle::pre_recycle(&s, w)));
+        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| {
+            recycle::table::pre_recycle(&s, w)
+        }));
         for h in self.post_create {
             builder = builder.post_create(h);
         }
@@ -600,7 +639,7 @@ impl PoolBuilder {
         if !password_mode {
             spawn_refresher(&cache);
         }
-        recycle::spawn_sweeper(&shared, &inner);
+        recycle::sweeper::spawn_sweeper(&shared, &inner);
         tracing::debug!(
             target: "deadpool_entra",
             endpoint = %shared.endpoint,

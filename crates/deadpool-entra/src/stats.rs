@@ -14,6 +14,7 @@ pub(crate) struct PoolCounters {
     pub(crate) retired_max_lifetime: AtomicU64,
     pub(crate) retired_broken: AtomicU64,
     pub(crate) replaced_in_background: AtomicU64,
+    pub(crate) probe_logins: AtomicU64,
 }
 
 impl PoolCounters {
@@ -45,6 +46,8 @@ pub struct TokenStats {
     pub identity_calls: u64,
     /// The last fetch failure, cleared by the next success.
     pub last_error: Option<String>,
+    /// Seconds since fetches began failing (`None`: the last fetch worked).
+    pub failing_for_secs: Option<f64>,
     /// The token source (or chain link) in use.
     pub source: String,
 }
@@ -87,17 +90,60 @@ pub struct Stats {
     pub retired_broken: u64,
     /// Connections created in the background to replace retired ones.
     pub replaced_in_background: u64,
+    /// Logins the sweeper tried, while logins were failing, to learn when they work again
+    /// (the connection is closed at once).
+    pub probe_logins: u64,
+    /// Degraded-but-serving state: sessions kept past their due time, past their token.
+    pub degraded: Degraded,
     /// Pool size.
     pub pool: PoolStatus,
 }
 
+/// Sessions kept in service because no replacement could log in. The server checks a
+/// token only at login, so they keep working; they are retired, spread out, once a fresh
+/// token works and a login succeeds.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Degraded {
+    /// Connections due for retirement and still serving.
+    pub overdue: usize,
+    /// Sessions whose login token has expired (still serving).
+    pub sessions_past_token_expiry: usize,
+    /// Seconds until the oldest token a live session logged in with expires (negative:
+    /// expired that long ago).
+    pub oldest_session_token_expires_in_secs: Option<f64>,
+    /// Seconds since logins began failing (`None`: the last login worked).
+    pub logins_failing_for_secs: Option<f64>,
+    /// Seconds since token fetches began failing (`None`: the last fetch worked).
+    pub identity_failing_for_secs: Option<f64>,
+}
+
+impl Degraded {
+    /// Is anything degraded?
+    pub fn is_degraded(&self) -> bool {
+        self.overdue > 0
+            || self.sessions_past_token_expiry > 0
+            || self.logins_failing_for_secs.is_some()
+            || self.identity_failing_for_secs.is_some()
+    }
+}
+
 /// The result of [`crate::Pool::health`], for a `/healthz` endpoint.
+///
+/// `healthy` follows the database: a pool serving on sessions past their token's expiry
+/// (an identity outage, logins refused) is healthy and `degraded`, so that a load balancer
+/// does not pull an instance that still serves.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct HealthReport {
-    /// `database_ok` and a usable token.
+    /// `SELECT 1` through a checkout worked (the token state is in `degraded`).
     pub healthy: bool,
+    /// Serving, but something needs attention: see `degraded_state`.
+    pub degraded: bool,
+    /// What is degraded.
+    pub degraded_state: Degraded,
     /// `SELECT 1` succeeded within the timeout.
     pub database_ok: bool,
     /// How long checkout plus `SELECT 1` took.

@@ -6,6 +6,7 @@
 //! every decision.
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicU64, Ordering},
@@ -22,7 +23,13 @@ use tokio::{
 };
 
 use super::{Expiry, TokenSource};
-use crate::{RefreshPolicy, TokenError};
+use crate::{
+    RecyclePolicy, RefreshPolicy, TokenError,
+    recycle::{
+        self,
+        gate::{RECENT_TOKENS, ReadyToken, RecentTokens},
+    },
+};
 
 /// A token as the cache holds it.
 pub(crate) struct CachedToken {
@@ -32,6 +39,9 @@ pub(crate) struct CachedToken {
     /// Remaining life when fetched.
     pub(crate) lifetime: Option<Duration>,
     pub(crate) fetched_at: Instant,
+    /// Since when a valid token has been cached without a gap: this token's fetch if the
+    /// one before it had expired (or there was none), else that one's `usable_since`.
+    pub(crate) usable_since: Instant,
     pub(crate) generation: u64,
 }
 
@@ -82,6 +92,10 @@ pub(crate) struct TokenCache {
     last_failure: Mutex<Option<TokenError>>,
     generation: AtomicU64,
     shortest_lifetime_ms: AtomicU64,
+    /// The latest distinct tokens, oldest first: when each was cached, its expiry.
+    recent: Mutex<VecDeque<(Instant, Option<Instant>)>>,
+    /// When the current run of failed fetches began (`None`: the last fetch worked).
+    failing_since: Mutex<Option<Instant>>,
     pub(crate) counters: TokenCounters,
     source_name: Mutex<String>,
     changed: Arc<Notify>,
@@ -106,11 +120,18 @@ impl TokenCache {
             last_failure: Mutex::new(None),
             generation: AtomicU64::new(0),
             shortest_lifetime_ms: AtomicU64::new(u64::MAX),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_TOKENS)),
+            failing_since: Mutex::new(None),
             counters: TokenCounters::default(),
             source_name: Mutex::new(name),
             changed: Arc::new(Notify::new()),
             shutdown: watch::channel(false).0,
         })
+    }
+
+    /// The refresh policy (its backoff also paces the sweeper's probe logins).
+    pub(crate) fn policy(&self) -> &RefreshPolicy {
+        &self.policy
     }
 
     pub(crate) fn is_password(&self) -> bool {
@@ -125,15 +146,6 @@ impl TokenCache {
     pub(crate) fn valid_now(&self) -> Option<Arc<CachedToken>> {
         let t = self.current.load_full()?;
         t.is_valid_at(Instant::now()).then_some(t)
-    }
-
-    /// Is a valid token cached? One atomic load, no reference count traffic: the check on
-    /// every `Pool::get`.
-    pub(crate) fn has_valid(&self) -> bool {
-        self.current
-            .load()
-            .as_ref()
-            .is_some_and(|t| t.is_valid_at(Instant::now()))
     }
 
     /// The cached token, valid or not (stats, fallbacks).
@@ -255,17 +267,30 @@ impl TokenCache {
             Some(o) => (o.lifetime, o.fetched_at),
             None => (lifetime, now),
         };
+        let usable_since = match self.current.load_full() {
+            Some(o) if o.is_valid_at(now) => o.usable_since,
+            _ => now,
+        };
+        if same_as.is_none() {
+            let mut recent = lock(&self.recent);
+            if recent.len() == RECENT_TOKENS {
+                recent.pop_front();
+            }
+            recent.push_back((now, deadline));
+        }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let cached = Arc::new(CachedToken {
             secret: token.secret_arc(),
             deadline,
             lifetime,
             fetched_at,
+            usable_since,
             generation,
         });
         let old = self.current.swap(Some(cached.clone()));
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
         *lock(&self.last_failure) = None;
+        *lock(&self.failing_since) = None;
         if counted {
             self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
         }
@@ -297,7 +322,41 @@ impl TokenCache {
             "token fetch failed"
         );
         *lock(&self.last_failure) = Some(err.clone());
+        lock(&self.failing_since).get_or_insert_with(Instant::now);
         err
+    }
+
+    /// Since when fetches have been failing (`None`: the last one worked).
+    pub(crate) fn failing_since(&self) -> Option<Instant> {
+        *lock(&self.failing_since)
+    }
+
+    /// The cached token, if a replacement connection could log in with it now: valid,
+    /// with more than its retirement margin left (a password always).
+    pub(crate) fn ready_token(&self, now: Instant, policy: &RecyclePolicy) -> Option<ReadyToken> {
+        let guard = self.current.load();
+        let t = guard.as_ref()?;
+        if !t.is_valid_at(now) {
+            return None;
+        }
+        if let (Some(d), Some(life)) = (t.deadline, t.lifetime)
+            && d.saturating_duration_since(now) <= recycle::token_margin(policy, life)
+        {
+            return None;
+        }
+        Some(ReadyToken {
+            expiry: t.deadline,
+            usable_since: t.usable_since,
+        })
+    }
+
+    /// The latest distinct tokens, oldest first.
+    pub(crate) fn recent_tokens(&self) -> RecentTokens {
+        let mut out: RecentTokens = [None; RECENT_TOKENS];
+        for (slot, t) in out.iter_mut().zip(lock(&self.recent).iter()) {
+            *slot = Some(*t);
+        }
+        out
     }
 
     /// When the refresher should renew the current token: `refresh_before_expiry` ahead

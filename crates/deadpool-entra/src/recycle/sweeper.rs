@@ -1,0 +1,210 @@
+//! The background sweeper: retires idle connections that are due (when a replacement can
+//! log in) and replaces them ahead of demand; while logins fail and connections are
+//! overdue, it tries one login now and then (a probe) to learn when they work again; and
+//! it says once when the pool starts serving on sessions past their token's expiry, and
+//! once when it stops.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use deadpool_postgres::{Connect, Timeouts};
+use tokio::time::Instant;
+
+use super::{
+    RetireReason,
+    gate::{Decision, decide},
+    table::{Survey, key},
+};
+use crate::{connect::EntraConnect, pool::Shared, token::cache::backoff};
+
+/// The sweeper's interval: the policy's, but never more than a quarter of the shortest
+/// token lifetime seen (and never below 10 ms).
+pub(crate) fn sweep_interval(shared: &Shared) -> Duration {
+    let mut d = shared.recycle.sweep_interval;
+    if let Some(l) = shared.cache.shortest_lifetime() {
+        d = d.min(l / 4);
+    }
+    d.max(Duration::from_millis(10))
+}
+
+/// The sweeper's memory between sweeps.
+#[derive(Default)]
+struct SweeperState {
+    /// Warned that sessions serve past their token's expiry, not yet said it ended.
+    past_expiry_warned: bool,
+    /// Failed probes in a row (sets the backoff).
+    probe_failures: u32,
+    next_probe: Option<Instant>,
+    probe_in_flight: Arc<AtomicBool>,
+}
+
+/// Starts the background sweeper. It holds only weak references between sweeps and ends
+/// when the pool is dropped or closed.
+pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Pool) {
+    let weak_shared = Arc::downgrade(shared);
+    let weak_pool = inner.weak();
+    let mut closed = shared.closed.subscribe();
+    tokio::spawn(async move {
+        let mut state = SweeperState::default();
+        loop {
+            let interval = match weak_shared.upgrade() {
+                Some(s) => sweep_interval(&s),
+                None => return,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                r = closed.changed() => {
+                    if r.is_err() || *closed.borrow() { return; }
+                    continue;
+                }
+            }
+            let (Some(shared), Some(inner)) = (weak_shared.upgrade(), weak_pool.upgrade()) else {
+                return;
+            };
+            if inner.is_closed() {
+                return;
+            }
+            let now = Instant::now();
+            let removed = sweep(&shared, &inner, now, now + interval);
+            let survey = shared.conns.survey(&shared.gate(now), now);
+            report_past_expiry(&shared, &survey, &mut state, now);
+            maybe_probe(&shared, &survey, &mut state, now);
+            if removed > 0 {
+                let pool = crate::Pool::from_parts(inner, shared);
+                tokio::spawn(replace(pool, removed));
+            }
+        }
+    });
+}
+
+/// Drops idle connections that are closed, or due by `horizon` while a replacement can
+/// log in (as seen at `now`); returns how many.
+fn sweep(
+    shared: &Shared,
+    inner: &deadpool_postgres::Pool,
+    now: Instant,
+    horizon: Instant,
+) -> usize {
+    let gate = shared.gate(now);
+    let mut reasons: Vec<RetireReason> = Vec::new();
+    let removed = {
+        let mut map = shared.conns.write();
+        let result = inner.retain(|w, _| {
+            if w.is_closed() {
+                reasons.push(RetireReason::Broken);
+                return false;
+            }
+            let Some(info) = map.get(&key(w)) else {
+                return true;
+            };
+            match decide(&info.plan, &gate, horizon) {
+                Decision::Retire(reason) => {
+                    reasons.push(reason);
+                    false
+                }
+                Decision::Overdue(_) | Decision::Keep => true,
+            }
+        });
+        for w in &result.removed {
+            map.remove(&key(w));
+        }
+        // Forget connections that left the pool some other way.
+        map.retain(|_, i| i.alive.strong_count() > 0);
+        result.removed
+    };
+    let n = removed.len();
+    drop(removed);
+    for r in reasons {
+        shared.counters.count_retired(r, 1);
+        tracing::debug!(target: "deadpool_entra", reason = r.as_str(), idle = true, "connection retired");
+    }
+    n
+}
+
+/// Warns once when sessions start serving past their token's expiry, and says once when
+/// none does any more.
+fn report_past_expiry(shared: &Shared, survey: &Survey, state: &mut SweeperState, now: Instant) {
+    match (survey.past_token_expiry > 0, state.past_expiry_warned) {
+        (true, false) => {
+            state.past_expiry_warned = true;
+            tracing::warn!(
+                target: "deadpool_entra",
+                sessions = survey.past_token_expiry,
+                overdue = survey.overdue,
+                identity_failing_for_secs = shared.cache.failing_since().map(|s| now.saturating_duration_since(s).as_secs_f64()),
+                logins_failing_for_secs = shared.logins.failing_since().map(|s| now.saturating_duration_since(s).as_secs_f64()),
+                last_token_error = shared.cache.last_error(),
+                "serving on sessions whose login token has expired (the server allows it); they are retired once a new token works"
+            );
+        }
+        (false, true) => {
+            state.past_expiry_warned = false;
+            tracing::info!(
+                target: "deadpool_entra",
+                "no session is past its token's expiry any more"
+            );
+        }
+        _ => {}
+    }
+}
+
+/// While logins fail and connections are overdue, tries one login per backoff step with
+/// the cached token (never without one: the refresher gets tokens). Its outcome, like
+/// every login's, goes to the pool's login health; the probe connection is closed.
+fn maybe_probe(shared: &Arc<Shared>, survey: &Survey, state: &mut SweeperState, now: Instant) {
+    if shared.logins.failing_since().is_none() {
+        state.probe_failures = 0;
+        state.next_probe = None;
+        return;
+    }
+    if survey.overdue == 0
+        || state.next_probe.is_some_and(|t| now < t)
+        || state.probe_in_flight.load(Ordering::Acquire)
+        || shared.cache.ready_token(now, &shared.recycle).is_none()
+    {
+        return;
+    }
+    state.probe_failures = state.probe_failures.saturating_add(1);
+    state.next_probe = Some(now + backoff(shared.cache.policy(), state.probe_failures));
+    state.probe_in_flight.store(true, Ordering::Release);
+    let in_flight = state.probe_in_flight.clone();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let limit = shared.create_timeout.unwrap_or(Duration::from_secs(30));
+        let connect = EntraConnect {
+            shared: shared.clone(),
+        };
+        let outcome = tokio::time::timeout(limit, connect.connect(&shared.pg_config)).await;
+        shared.counters.probe_logins.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            target: "deadpool_entra",
+            ok = matches!(outcome, Ok(Ok(_))),
+            "probe login"
+        );
+        drop(outcome);
+        in_flight.store(false, Ordering::Release);
+    });
+}
+
+/// Replaces `n` retired connections ahead of demand: checks out `n` connections at once
+/// (never waiting for a slot, so requests keep priority), holds them until all are
+/// there, and returns them to the pool.
+async fn replace(pool: crate::Pool, n: usize) {
+    let timeouts = Timeouts {
+        wait: Some(Duration::ZERO),
+        ..pool.inner().timeouts()
+    };
+    let got = futures_util::future::join_all((0..n).map(|_| pool.get_with(&timeouts))).await;
+    let ok = got.iter().filter(|r| r.is_ok()).count();
+    pool.shared
+        .counters
+        .replaced_in_background
+        .fetch_add(ok as u64, Ordering::Relaxed);
+    tracing::debug!(target: "deadpool_entra", wanted = n, replaced = ok, "background replacement");
+    drop(got);
+}

@@ -1,0 +1,156 @@
+//! Per-connection retirement plans, and the two hooks that keep them: `post_create`
+//! records a new connection's plan, `pre_recycle` refuses one that is closed or due (when
+//! a replacement can log in), so deadpool drops it and moves on to the next.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak},
+    time::Duration,
+};
+
+use deadpool_postgres::{ClientWrapper, HookError, StatementCache};
+use tokio::time::Instant;
+
+use super::{
+    RetirePlan, RetireReason,
+    gate::{Decision, decide},
+};
+use crate::{connect::GET_CONTEXT, pool::Shared};
+
+pub(crate) struct ConnInfo {
+    pub(crate) alive: Weak<StatementCache>,
+    pub(crate) plan: RetirePlan,
+}
+
+/// Per-connection login facts, keyed by the address of the connection's statement
+/// cache (unique while the connection lives; entries of dead connections are swept).
+#[derive(Default)]
+pub(crate) struct ConnTable {
+    // Read on every checkout, written on every login and retirement: a read-mostly lock.
+    map: RwLock<HashMap<usize, ConnInfo>>,
+}
+
+pub(crate) fn key(w: &ClientWrapper) -> usize {
+    Arc::as_ptr(&w.statement_cache) as usize
+}
+
+impl ConnTable {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, HashMap<usize, ConnInfo>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, HashMap<usize, ConnInfo>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, w: &ClientWrapper, plan: RetirePlan) {
+        self.write().insert(
+            key(w),
+            ConnInfo {
+                alive: Arc::downgrade(&w.statement_cache),
+                plan,
+            },
+        );
+    }
+
+    fn remove(&self, w: &ClientWrapper) {
+        self.write().remove(&key(w));
+    }
+
+    /// The connection's plan, if it is scheduled to retire by `at` (the fast path: one
+    /// read lock, no gate).
+    fn scheduled_by(&self, w: &ClientWrapper, at: Instant) -> Option<RetirePlan> {
+        let map = self.read();
+        let plan = map.get(&key(w))?.plan;
+        plan.earliest.filter(|(t, _)| *t <= at).map(|_| plan)
+    }
+}
+
+/// Our `post_create` hook: stores the connection's retirement plan.
+pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
+    let now = Instant::now();
+    let record = GET_CONTEXT.try_with(|c| c.login.take()).ok().flatten();
+    let (created, deadline) = match record {
+        Some(r) => (r.created, r.token_deadline),
+        None => {
+            // Created outside our `Pool::get` (someone used the inner deadpool pool):
+            // assume the current token, or the one it replaced if the swap happened
+            // within the create timeout (the login may have used the older one).
+            let current = shared.cache.peek().and_then(|t| t.deadline);
+            let window = shared.create_timeout.unwrap_or(Duration::from_secs(30));
+            let since = now.checked_sub(window).unwrap_or(now);
+            let previous = shared.cache.previous_deadline_since(since);
+            let d = match (current, previous) {
+                (Some(c), Some(p)) => Some(c.min(p)),
+                (c, p) => c.or(p),
+            };
+            (now, d)
+        }
+    };
+    let plan = super::plan(
+        &shared.recycle,
+        created,
+        deadline,
+        shared.spread.next(),
+        rand::random(),
+    );
+    shared.conns.insert(w, plan);
+}
+
+/// Our `pre_recycle` hook: refuses connections that are closed, or due for retirement
+/// while a replacement can log in, so deadpool drops them and moves on to the next one.
+pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), HookError> {
+    if w.is_closed() {
+        shared.conns.remove(w);
+        shared.counters.count_retired(RetireReason::Broken, 1);
+        tracing::debug!(target: "deadpool_entra", reason = "broken", "connection retired");
+        return Err(HookError::message("connection closed"));
+    }
+    let now = Instant::now();
+    let Some(plan) = shared.conns.scheduled_by(w, now) else {
+        return Ok(());
+    };
+    match decide(&plan, &shared.gate(now), now) {
+        Decision::Retire(reason) => {
+            shared.conns.remove(w);
+            shared.counters.count_retired(reason, 1);
+            tracing::debug!(target: "deadpool_entra", reason = reason.as_str(), "connection retired");
+            Err(HookError::message(match reason {
+                RetireReason::TokenAge => "connection retired: its login token is about to expire",
+                _ => "connection retired: maximum lifetime reached",
+            }))
+        }
+        Decision::Overdue(_) | Decision::Keep => Ok(()),
+    }
+}
+
+/// The live connections seen at one moment, for stats and the sweeper's warnings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Survey {
+    /// Due for retirement, kept in service until a replacement can log in.
+    pub(crate) overdue: usize,
+    /// Serving on a session whose login token has expired (the server allows it).
+    pub(crate) past_token_expiry: usize,
+    /// The earliest expiry among the tokens live sessions logged in with.
+    pub(crate) oldest_token_expiry: Option<Instant>,
+}
+
+impl ConnTable {
+    /// Counts what the live connections are doing at `now`, given `gate`.
+    pub(crate) fn survey(&self, gate: &super::gate::Gate, now: Instant) -> Survey {
+        let map = self.read();
+        let mut s = Survey::default();
+        for info in map.values().filter(|i| i.alive.strong_count() > 0) {
+            if matches!(decide(&info.plan, gate, now), Decision::Overdue(_)) {
+                s.overdue += 1;
+            }
+            if let Some(e) = info.plan.token_expiry {
+                if e <= now {
+                    s.past_token_expiry += 1;
+                }
+                s.oldest_token_expiry = Some(s.oldest_token_expiry.map_or(e, |o| o.min(e)));
+            }
+        }
+        s
+    }
+}
