@@ -35,6 +35,12 @@ pub(crate) struct GetContext {
     pub(crate) login: Cell<Option<LoginRecord>>,
     /// A typed error that `Connect` had to squeeze into a `tokio_postgres::Error`.
     pub(crate) error: RefCell<Option<Error>>,
+    /// Set by the caller: log in even while logins fail or no token is valid (the caller
+    /// has waited long enough for an idle session).
+    pub(crate) login_now: Cell<bool>,
+    /// Set by `Connect`: it declined to log in, because logins are failing or no token is
+    /// valid while the pool has sessions; the caller should wait for an idle one.
+    pub(crate) declined: Cell<bool>,
 }
 
 tokio::task_local! {
@@ -74,6 +80,10 @@ impl Connect for EntraConnect {
         let span = tracing::debug_span!(target: "deadpool_entra", "login", endpoint = %self.shared.endpoint);
         Box::pin(tracing::Instrument::instrument(
             async move {
+                if should_decline(&self.shared) {
+                    let _ = GET_CONTEXT.try_with(|c| c.declined.set(true));
+                    return Err(stand_in_error());
+                }
                 // Every login's outcome reaches the pool's login health, a cut-off one too.
                 let attempt = LoginAttempt::start(&self.shared.logins);
                 let result = connect_with_token(&self.shared, &pg_config).await;
@@ -83,6 +93,19 @@ impl Connect for EntraConnect {
             span,
         ))
     }
+}
+
+/// A checkout (not a probe, not a caller that has waited its wait timeout) declines to
+/// log in while logins are failing or no token is valid and the pool still has sessions:
+/// a working session will come back to the pool, a login now would most likely fail the
+/// request (and ask the identity endpoint or the server again).
+fn should_decline(shared: &Shared) -> bool {
+    let may_decline = GET_CONTEXT
+        .try_with(|c| !c.login_now.get())
+        .unwrap_or(false);
+    may_decline
+        && (shared.logins.failing_since().is_some() || shared.cache.valid_now().is_none())
+        && shared.conns.live() > 0
 }
 
 /// A login with the cached token (fetching one only when none is valid), retried once

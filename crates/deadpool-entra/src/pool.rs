@@ -149,14 +149,44 @@ impl Pool {
         // No token check here: an idle session serves without one (the server checked its
         // token at login). A checkout that needs a login gets the typed token error from
         // our `Connect`, through the context below.
-        let (result, stashed) = GET_CONTEXT
-            .scope(GetContext::default(), async {
-                let r = self.inner.timeout_get(timeouts).await;
-                let stashed = GET_CONTEXT.with(|c| c.error.borrow_mut().take());
-                (r, stashed)
-            })
-            .await;
-        result.map_err(|e| self.map_error(e, stashed))
+        //
+        // While logins fail or no token is valid, `Connect` declines to log in as long as
+        // the pool has sessions: the checkout waits for one of them to come back (polling,
+        // since deadpool has no return hook), up to the wait timeout, and then tries one
+        // real login, whose error (or connection) it returns.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let waited = started.elapsed();
+            let login_now = timeouts.wait.is_some_and(|w| waited >= w);
+            let t = Timeouts {
+                wait: timeouts.wait.map(|w| w.saturating_sub(waited)),
+                ..*timeouts
+            };
+            let context = GetContext {
+                login_now: std::cell::Cell::new(login_now),
+                ..GetContext::default()
+            };
+            let (result, stashed, declined) = GET_CONTEXT
+                .scope(context, async {
+                    let r = self.inner.timeout_get(&t).await;
+                    let (stashed, declined) =
+                        GET_CONTEXT.with(|c| (c.error.borrow_mut().take(), c.declined.get()));
+                    (r, stashed, declined)
+                })
+                .await;
+            match result {
+                Err(PoolError::Backend(_)) if declined => {
+                    self.shared.counters.checkouts_waited_for_session.fetch_add(
+                        u64::from(pause == Duration::from_millis(1)),
+                        Ordering::Relaxed,
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                r => return r.map_err(|e| self.map_error(e, stashed)),
+            }
+        }
     }
 
     fn map_error(&self, e: PoolError, stashed: Option<Error>) -> Error {
@@ -212,6 +242,7 @@ impl Pool {
             retired_broken: c.retired_broken.load(Ordering::Relaxed),
             replaced_in_background: c.replaced_in_background.load(Ordering::Relaxed),
             probe_logins: c.probe_logins.load(Ordering::Relaxed),
+            checkouts_waited_for_session: c.checkouts_waited_for_session.load(Ordering::Relaxed),
             degraded: self.degraded(now),
             pool: PoolStatus {
                 size: status.size,

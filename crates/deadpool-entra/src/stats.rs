@@ -15,6 +15,7 @@ pub(crate) struct PoolCounters {
     pub(crate) retired_broken: AtomicU64,
     pub(crate) replaced_in_background: AtomicU64,
     pub(crate) probe_logins: AtomicU64,
+    pub(crate) checkouts_waited_for_session: AtomicU64,
 }
 
 impl PoolCounters {
@@ -93,6 +94,9 @@ pub struct Stats {
     /// Logins the sweeper tried, while logins were failing, to learn when they work again
     /// (the connection is closed at once).
     pub probe_logins: u64,
+    /// Checkouts that found no idle session while logins were failing (or no token was
+    /// valid) and waited for one to come back instead of logging in.
+    pub checkouts_waited_for_session: u64,
     /// Degraded-but-serving state: sessions kept past their due time, past their token.
     pub degraded: Degraded,
     /// Pool size.

@@ -73,7 +73,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
             let removed = sweep(&shared, &inner, now, now + interval);
             let survey = shared.conns.survey(&shared.gate(now), now);
             report_past_expiry(&shared, &survey, &mut state, now);
-            maybe_probe(&shared, &survey, &mut state, now);
+            maybe_probe(&shared, &mut state, now);
             if removed > 0 {
                 let pool = crate::Pool::from_parts(inner, shared);
                 tokio::spawn(replace(pool, removed));
@@ -153,17 +153,18 @@ fn report_past_expiry(shared: &Shared, survey: &Survey, state: &mut SweeperState
     }
 }
 
-/// While logins fail and connections are overdue, tries one login per backoff step with
-/// the cached token (never without one: the refresher gets tokens). Its outcome, like
-/// every login's, goes to the pool's login health; the probe connection is closed.
-fn maybe_probe(shared: &Arc<Shared>, survey: &Survey, state: &mut SweeperState, now: Instant) {
+/// While logins fail, tries one login per backoff step with the cached token (never
+/// without one: the refresher gets tokens), since checkouts then wait for idle sessions
+/// instead of logging in and retirements are paused: something has to find out when
+/// logins work again. Its outcome, like every login's, goes to the pool's login health;
+/// the probe connection is closed.
+fn maybe_probe(shared: &Arc<Shared>, state: &mut SweeperState, now: Instant) {
     if shared.logins.failing_since().is_none() {
         state.probe_failures = 0;
         state.next_probe = None;
         return;
     }
-    if survey.overdue == 0
-        || state.next_probe.is_some_and(|t| now < t)
+    if state.next_probe.is_some_and(|t| now < t)
         || state.probe_in_flight.load(Ordering::Acquire)
         || shared.cache.ready_token(now, &shared.recycle).is_none()
     {

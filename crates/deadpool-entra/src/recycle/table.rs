@@ -53,6 +53,14 @@ impl ConnTable {
         );
     }
 
+    /// How many connections are alive (idle or in use).
+    pub(crate) fn live(&self) -> usize {
+        self.read()
+            .values()
+            .filter(|i| i.alive.strong_count() > 0)
+            .count()
+    }
+
     fn remove(&self, w: &ClientWrapper) {
         self.write().remove(&key(w));
     }
