@@ -157,8 +157,9 @@ async fn identity_endpoint_that_never_answers_is_cut_off_by_fetch_timeout() {
 }
 
 /// The identity endpoint is down longer than a 4 s token lives: connections already open
-/// keep serving, checkouts that need a login fail fast with the typed token error, and the
-/// pool recovers on its own within the backoff cap once the endpoint is back.
+/// keep serving; a checkout that finds no idle session waits for one up to its wait
+/// timeout (2 s here), then tries to log in and gets the typed token error; and the pool
+/// recovers on its own within the backoff cap once the endpoint is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_outage_longer_than_token_validity_fails_fast_and_recovers() {
     const LIFETIME: Duration = Duration::from_secs(4);
@@ -167,7 +168,7 @@ async fn identity_outage_longer_than_token_validity_fails_fast_and_recovers() {
     let explain = Explain::new("identity_outage_longer", &emu);
     let pool = short_token_policies(builder_for(&emu, cli_credential(&emu)), LIFETIME)
         .max_size(4)
-        .wait_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(2)))
         .build()
         .await
         .expect("pool builds");

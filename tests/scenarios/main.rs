@@ -8,6 +8,7 @@ mod auth_methods;
 mod config_errors;
 mod data_layer;
 mod faults;
+mod faults_past_expiry;
 mod rotation;
 mod secrets;
 mod soak;

@@ -151,9 +151,10 @@ impl Pool {
         // our `Connect`, through the context below.
         //
         // While logins fail or no token is valid, `Connect` declines to log in as long as
-        // the pool has sessions: the checkout waits for one of them to come back (polling,
-        // since deadpool has no return hook), up to the wait timeout, and then tries one
-        // real login, whose error (or connection) it returns.
+        // the pool has sessions, and a login that fails then is not the request's end: the
+        // checkout waits for a session to come back (polling, since deadpool has no return
+        // hook), up to the wait timeout, and then tries one real login, whose error (or
+        // connection) it returns.
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -176,7 +177,11 @@ impl Pool {
                 })
                 .await;
             match result {
-                Err(PoolError::Backend(_)) if declined => {
+                // A login that failed while other sessions exist (the first one to meet a
+                // fault): wait for a session too, rather than fail the request.
+                Err(PoolError::Backend(_))
+                    if declined || (!login_now && self.shared.conns.live() > 0) =>
+                {
                     self.shared.counters.checkouts_waited_for_session.fetch_add(
                         u64::from(pause == Duration::from_millis(1)),
                         Ordering::Relaxed,
