@@ -101,6 +101,12 @@ async fn run_fault_past_expiry(name: &'static str, set: impl Fn(&Faults, bool)) 
         "the fault did not cross the token's expiry: nothing proved"
     );
     assert_eq!(outcome.expired_token_logins, 0, "an expired token was sent");
+    assert!(
+        deadpool_entra_tests::secrets::captured_contains(
+            "serving on sessions whose login token has expired"
+        ),
+        "the degraded state is logged"
+    );
     // Recovery: the refresher's backoff cap (1 s), a login, and half the spread window
     // (8 s tokens: 1.8 s), with room for a loaded machine.
     assert!(

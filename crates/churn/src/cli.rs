@@ -103,6 +103,11 @@ pub struct Args {
     /// Password of `--baseline-user` on the `env` target.
     #[arg(long, env = "CHURN_BASELINE_PASSWORD", hide_env_values = true)]
     pub baseline_password: Option<String>,
+
+    /// Our pool retires connections on schedule even when no replacement can log in
+    /// (`RecyclePolicy::retire_without_replacement`), to measure what that costs.
+    #[arg(long)]
+    pub retire_without_replacement: bool,
 }
 
 impl Args {

@@ -176,6 +176,10 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
                     .ssl_root_cert(emu.ca_cert_path())
                     .max_size(args.max_size)
                     .wait_timeout(Some(args.wait_timeout))
+                    .recycle_policy(deadpool_entra::RecyclePolicy {
+                        retire_without_replacement: args.retire_without_replacement,
+                        ..Default::default()
+                    })
                     .lazy(args.cold)
                     .build()
                     .await
@@ -311,6 +315,10 @@ async fn setup_env(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
                     .builder()
                     .max_size(args.max_size)
                     .wait_timeout(Some(args.wait_timeout))
+                    .recycle_policy(deadpool_entra::RecyclePolicy {
+                        retire_without_replacement: args.retire_without_replacement,
+                        ..Default::default()
+                    })
                     .lazy(args.cold)
                     .build()
                     .await
