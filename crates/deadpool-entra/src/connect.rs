@@ -85,7 +85,7 @@ impl Connect for EntraConnect {
                     return Err(stand_in_error());
                 }
                 // Every login's outcome reaches the pool's login health, a cut-off one too.
-                let attempt = LoginAttempt::start(&self.shared.logins);
+                let attempt = LoginAttempt::start(&self.shared.logins, self.shared.create_timeout);
                 let result = connect_with_token(&self.shared, &pg_config).await;
                 attempt.settle(result.is_ok());
                 result

@@ -157,9 +157,14 @@ impl Pool {
         // connection) it returns.
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
+        // Without a wait timeout, wait for a session as long as a login may take.
+        let patience = timeouts
+            .wait
+            .or(timeouts.create)
+            .unwrap_or(Duration::from_secs(30));
         loop {
             let waited = started.elapsed();
-            let login_now = timeouts.wait.is_some_and(|w| waited >= w);
+            let login_now = waited >= patience;
             let t = Timeouts {
                 wait: timeouts.wait.map(|w| w.saturating_sub(waited)),
                 ..*timeouts
@@ -179,7 +184,7 @@ impl Pool {
             match result {
                 // A login that failed while other sessions exist (the first one to meet a
                 // fault): wait for a session too, rather than fail the request.
-                Err(PoolError::Backend(_))
+                Err(PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create))
                     if declined || (!login_now && self.shared.conns.live() > 0) =>
                 {
                     self.shared.counters.checkouts_waited_for_session.fetch_add(

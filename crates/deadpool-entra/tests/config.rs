@@ -167,6 +167,21 @@ fn field_of(r: Result<Config, deadpool_entra::ConfigError>) -> String {
 
 #[test]
 fn bad_input_names_the_field() {
+    // A lifetime jitter that is not a fraction.
+    for jitter in [f64::NAN, -0.1, 1.5] {
+        let cfg = deadpool_entra::Config {
+            host: Some("h.example.com".into()),
+            recycle: deadpool_entra::RecyclePolicy {
+                max_lifetime_jitter: jitter,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            field_of(cfg.validate().map(|()| cfg.clone())),
+            "recycle.max_lifetime_jitter"
+        );
+    }
     // Empty host.
     assert_eq!(field_of("postgresql://:5432/app".parse()), "host");
     assert_eq!(field_of(env(&[("PGDATABASE", "app")])), "host");

@@ -59,7 +59,7 @@ const SAME_TOKEN: Duration = Duration::from_secs(1);
 
 fn newer(expiry: Option<Instant>, own: Option<Instant>) -> bool {
     match (own, expiry) {
-        (Some(own), Some(e)) => e > own + SAME_TOKEN,
+        (Some(own), Some(e)) => own.checked_add(SAME_TOKEN).is_some_and(|o| e > o),
         _ => true,
     }
 }
@@ -208,18 +208,24 @@ impl LoginHealth {
     }
 }
 
-/// Settles a login's outcome in [`LoginHealth`]; a login dropped before it settled (cut
-/// off by `create_timeout`, or its caller gone) counts as failed.
+/// Settles a login's outcome in [`LoginHealth`]. A login dropped before it settled counts
+/// as failed only if it ran for `limit` (cut off by `create_timeout`); one dropped sooner
+/// was abandoned by its caller (a request cancelled, a client gone) and says nothing
+/// about whether logins work.
 pub(crate) struct LoginAttempt<'a> {
     health: &'a LoginHealth,
     settled: bool,
+    started: Instant,
+    limit: Option<Duration>,
 }
 
 impl<'a> LoginAttempt<'a> {
-    pub(crate) fn start(health: &'a LoginHealth) -> Self {
+    pub(crate) fn start(health: &'a LoginHealth, limit: Option<Duration>) -> Self {
         Self {
             health,
             settled: false,
+            started: Instant::now(),
+            limit,
         }
     }
 
@@ -236,7 +242,8 @@ impl<'a> LoginAttempt<'a> {
 
 impl Drop for LoginAttempt<'_> {
     fn drop(&mut self) {
-        if !self.settled {
+        let cut_off = self.limit.is_some_and(|l| self.started.elapsed() >= l);
+        if !self.settled && cut_off {
             self.health.failed(Instant::now());
         }
     }

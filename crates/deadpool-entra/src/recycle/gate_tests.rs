@@ -336,12 +336,21 @@ async fn login_health_pauses_on_failure_and_resumes_on_success() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_login_cut_off_before_it_settles_counts_as_failed() {
+async fn a_login_cut_off_by_its_limit_counts_as_failed_an_abandoned_one_does_not() {
     let h = LoginHealth::new(Instant::now());
-    drop(LoginAttempt::start(&h));
-    assert!(h.failing_since().is_some());
-    LoginAttempt::start(&h).settle(true);
+    let limit = Some(secs(10.0));
+    // Abandoned by its caller after 1 s: no verdict.
+    let a = LoginAttempt::start(&h, limit);
+    tokio::time::advance(secs(1.0)).await;
+    drop(a);
     assert!(h.failing_since().is_none());
-    LoginAttempt::start(&h).settle(false);
+    // Cut off at the create timeout: failed.
+    let a = LoginAttempt::start(&h, limit);
+    tokio::time::advance(secs(10.0)).await;
+    drop(a);
+    assert!(h.failing_since().is_some());
+    LoginAttempt::start(&h, limit).settle(true);
+    assert!(h.failing_since().is_none());
+    LoginAttempt::start(&h, None).settle(false);
     assert!(h.failing_since().is_some());
 }

@@ -129,6 +129,19 @@ impl RetirePlan {
     }
 }
 
+/// Durations beyond this (a century) are treated as this, so that no deadline overflows.
+pub(crate) const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `max_lifetime_jitter` as a usable fraction: clamped to `[0, 1]`, 0 when not a number.
+fn jitter(policy: &RecyclePolicy) -> f64 {
+    let j = policy.max_lifetime_jitter;
+    if j.is_finite() {
+        j.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 /// The plan for a connection created at `created` with a token expiring at
 /// `token_expiry`; `u_token` in `[0, 1)` places it in its token spread window and
 /// `u_life` in its lifetime jitter.
@@ -139,26 +152,31 @@ pub(crate) fn plan(
     u_token: f64,
     u_life: f64,
 ) -> RetirePlan {
-    let u = u_token.clamp(0.0, 1.0);
+    let unit = |x: f64| {
+        if x.is_finite() {
+            x.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    let u = unit(u_token);
     let token_window = token_expiry.filter(|_| policy.by_token_age).map(|d| {
         let remaining = d.saturating_duration_since(created);
-        let end = d - token_margin(policy, remaining);
+        let end = d.checked_sub(token_margin(policy, remaining)).unwrap_or(d);
         let spread = policy
             .token_spread
             .min(end.saturating_duration_since(created) / 2);
-        (end - spread, end)
+        (end.checked_sub(spread).unwrap_or(end), end)
     });
-    let lifetime = policy.max_lifetime.map(|l| {
-        let jitter = policy.max_lifetime_jitter.clamp(0.0, 1.0);
-        created + l.mul_f64(1.0 - u_life.clamp(0.0, 1.0) * jitter)
+    let lifetime = policy.max_lifetime.and_then(|l| {
+        created.checked_add(l.min(LONGEST).mul_f64(1.0 - unit(u_life) * jitter(policy)))
     });
     let recovery_spread = match token_window {
         Some((s, e)) => (e - s) / 2,
         None => {
-            let jitter = policy.max_lifetime_jitter.clamp(0.0, 1.0);
             let by_life = policy
                 .max_lifetime
-                .map_or(Duration::ZERO, |l| l.mul_f64(jitter));
+                .map_or(Duration::ZERO, |l| l.min(LONGEST).mul_f64(jitter(policy)));
             policy.token_spread.min(by_life) / 2
         }
     };
@@ -321,6 +339,32 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert!(seen.len() > 90);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_policy_values_plan_without_panicking() {
+        let created = Instant::now();
+        for jitter in [f64::NAN, f64::INFINITY, -3.0, 7.0] {
+            let policy = RecyclePolicy {
+                max_lifetime: Some(Duration::MAX),
+                max_lifetime_jitter: jitter,
+                token_margin: Duration::MAX,
+                token_spread: Duration::MAX,
+                ..RecyclePolicy::default()
+            };
+            for u in [f64::NAN, 0.0, 0.999] {
+                let p = plan(
+                    &policy,
+                    created,
+                    Some(created + Duration::from_secs(60)),
+                    u,
+                    u,
+                );
+                let (t, _) = p.earliest.expect("the token rule still applies");
+                assert!(t >= created && t <= created + Duration::from_secs(60));
+                assert!(p.lifetime.is_none_or(|l| l > created));
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -180,6 +180,8 @@ fn maybe_probe(shared: &Arc<Shared>, state: &mut SweeperState, now: Instant) {
         let connect = EntraConnect {
             shared: shared.clone(),
         };
+        // Cleared however the probe ends, so that a probe that dies cannot stop the next.
+        let _in_flight = ClearOnDrop(in_flight);
         let outcome = tokio::time::timeout(limit, connect.connect(&shared.pg_config)).await;
         shared.counters.probe_logins.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
@@ -188,8 +190,15 @@ fn maybe_probe(shared: &Arc<Shared>, state: &mut SweeperState, now: Instant) {
             "probe login"
         );
         drop(outcome);
-        in_flight.store(false, Ordering::Release);
     });
+}
+
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// The wait before the next probe: the refresh backoff (1 s doubling by default), but at

@@ -253,7 +253,9 @@ impl TokenCache {
                 retry_after: None,
             }));
         }
-        let deadline = lifetime.map(|l| now + l);
+        // An absurd lifetime from the source is taken as a century, not an overflow.
+        let lifetime = lifetime.map(|l| l.min(crate::recycle::LONGEST));
+        let deadline = lifetime.and_then(|l| now.checked_add(l));
         // A credential that served its own cache returns the same expiry: keep the
         // original lifetime and fetch time so the refresh schedule stays anchored.
         let same_as = self
