@@ -368,6 +368,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn overdue_connections_spread_over_half_their_window() {
+        let created = Instant::now();
+        // 30 s token: window [13.5 s, 27 s] after login, width 13.5 s.
+        let p = plan(
+            &RecyclePolicy::default(),
+            created,
+            Some(created + Duration::from_secs(30)),
+            0.5,
+            0.5,
+        );
+        let (s, e) = p.token_window.unwrap();
+        assert_eq!(e - s, Duration::from_millis(13_500));
+        assert_eq!(p.recovery_spread, Duration::from_millis(6_750));
+        // Lifetime only: half of min(token_spread, max_lifetime * jitter) = min(300, 12) / 2.
+        let life = RecyclePolicy {
+            by_token_age: false,
+            max_lifetime: Some(Duration::from_secs(60)),
+            ..RecyclePolicy::default()
+        };
+        let p = plan(&life, created, None, 0.5, 0.5);
+        assert_eq!(p.recovery_spread, Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn earlier_rule_wins() {
         let policy = RecyclePolicy::default();
         let created = Instant::now();
