@@ -28,6 +28,9 @@ pub mod messages {
     pub const WRONG_AUDIENCE: &str = "The access token does not have a valid audience claim. Please acquire a new token for the resource \"https://ossrdbms-aad.database.windows.net\".";
     /// Start of the message for a malformed token or a bad signature (SQLSTATE 28000).
     pub const TOKEN_INVALID_PREFIX: &str = "The access token is invalid";
+    /// Message for a valid token the server would not accept (the `refuse_issued_tokens`
+    /// fault; SQLSTATE 28000), Azure's text for a token it could not validate.
+    pub const TOKEN_VALIDATION_FAILED: &str = "An error occurred while validating the access token. Please acquire a new token and retry.";
     /// Message for a login refused by the `refuse_logins` fault (SQLSTATE 28000).
     pub const TOKEN_REVOKED: &str = "The access token has been revoked or the principal is disabled. Please acquire a new token and retry.";
     /// SQLSTATE for token problems, unknown roles and plaintext.
@@ -259,6 +262,14 @@ impl Front {
         if aud.trim_end_matches('/') != OSSRDBMS_RESOURCE {
             bump(&c.logins_refused_audience);
             return Decision::Refuse(SQLSTATE_INVALID_AUTHORIZATION, WRONG_AUDIENCE.into());
+        }
+        let uti = claims.get("uti").and_then(Value::as_str).unwrap_or("");
+        if self.shared.issued.is_refused(uti) {
+            bump(&c.logins_refused_validation);
+            return Decision::Refuse(
+                SQLSTATE_INVALID_AUTHORIZATION,
+                TOKEN_VALIDATION_FAILED.into(),
+            );
         }
         if self.shared.refuse_logins() {
             bump(&c.logins_refused_revoked);

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::issued::Issued;
 use crate::state::{FaultSettings, Faults, PrincipalKind, Shared, bump};
 use crate::token::{self, Subject, now_secs};
 use crate::{Admin, IdentitySpec};
@@ -112,6 +113,32 @@ async fn identity_faults(shared: &Shared) -> Option<Response> {
     None
 }
 
+/// The token the endpoint's cache holds for this principal and resource while it may be
+/// served again, else a newly minted one (then cached).
+fn issue_or_reuse(shared: &Shared, resource: &str, subject: &Subject<'_>) -> Issued {
+    if let Some(hit) = shared.issued.cached(subject.object_id, resource) {
+        return hit;
+    }
+    let now = now_secs();
+    let claims = token::claims(
+        &shared.tenant_id,
+        resource,
+        subject,
+        now,
+        shared.token_lifetime(),
+        &shared.issued.next_uti(),
+    );
+    let issued = Issued {
+        token: shared.signer.sign(&claims),
+        exp: claims["exp"].as_u64().unwrap_or(now),
+        iat: now,
+    };
+    shared
+        .issued
+        .store(subject.object_id, resource, issued.clone());
+    issued
+}
+
 async fn msi_token(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -180,22 +207,19 @@ async fn msi_token(
             "The requested identity has not been assigned to this resource.",
         ));
     };
-    let lifetime = shared.token_lifetime();
-    let now = now_secs();
-    let claims = token::claims(
-        &shared.tenant_id,
+    let issued = issue_or_reuse(
+        &shared,
         &resource,
         &Subject {
             object_id: &mi.object_id,
             app_id: &mi.client_id,
             upn: None,
-            mi_resource_id: mi.user_assigned.then_some(mi.resource_id.as_str()),
+            // System-assigned: the resource that owns the identity; user-assigned: the
+            // identity's own resource id. Azure puts either in `xms_mirid`.
+            mi_resource_id: Some(mi.resource_id.as_str()),
         },
-        now,
-        lifetime,
     );
-    let exp = claims["exp"].as_u64().unwrap_or(now);
-    let tok = shared.signer.sign(&claims);
+    let (tok, exp) = (issued.token, issued.exp);
     bump(&shared.counters.tokens_issued_app_service);
     Json(json!({
         "access_token": tok,
@@ -263,9 +287,8 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         )
             .into_response();
     };
-    let now = now_secs();
-    let claims = token::claims(
-        &shared.tenant_id,
+    let issued = issue_or_reuse(
+        &shared,
         &resource,
         &Subject {
             object_id: &oid,
@@ -273,11 +296,8 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
             upn: Some(&user),
             mi_resource_id: None,
         },
-        now,
-        shared.token_lifetime(),
     );
-    let exp = claims["exp"].as_u64().unwrap_or(now);
-    let tok = shared.signer.sign(&claims);
+    let (tok, exp) = (issued.token, issued.exp);
     bump(&shared.counters.tokens_issued_cli);
     Json(json!({
         "accessToken": tok,

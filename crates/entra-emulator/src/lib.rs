@@ -33,6 +33,7 @@
 mod cluster;
 mod front;
 mod http;
+mod issued;
 mod pgwire;
 mod state;
 mod token;
@@ -48,6 +49,7 @@ use tokio::task::JoinHandle;
 
 pub use cluster::Cluster;
 pub use front::{OSSRDBMS_RESOURCE, messages};
+pub use issued::{AZURE_REFRESH_WINDOW, default_refresh_window};
 pub use state::{Counters, FaultSettings, Faults};
 pub use token::decode_claims;
 
@@ -200,6 +202,7 @@ pub struct EmulatorBuilder {
     database: String,
     max_connections: u32,
     cluster_tls: bool,
+    token_cache: bool,
 }
 
 impl Default for EmulatorBuilder {
@@ -213,6 +216,7 @@ impl Default for EmulatorBuilder {
             database: DEFAULT_DATABASE.into(),
             max_connections: 200,
             cluster_tls: true,
+            token_cache: true,
         }
     }
 }
@@ -221,6 +225,13 @@ impl EmulatorBuilder {
     /// Lifetime of issued tokens (default 3600 s; seconds work).
     pub fn token_lifetime(mut self, d: Duration) -> Self {
         self.token_lifetime = d.max(Duration::from_secs(1));
+        self
+    }
+    /// Whether the identity endpoints serve their cached token again while it has more than
+    /// the refresh window left, as Azure's do (default `true`). `false` mints a token per
+    /// call, which is kinder than Azure: a test that needs it should say why.
+    pub fn token_cache(mut self, on: bool) -> Self {
+        self.token_cache = on;
         self
     }
     /// Name of the system-assigned identity that always exists (default `app-identity`).
@@ -432,7 +443,7 @@ impl Admin {
                 object_id: &mi.object_id,
                 app_id: &mi.client_id,
                 upn: None,
-                mi_resource_id: mi.user_assigned.then_some(mi.resource_id.as_str()),
+                mi_resource_id: Some(mi.resource_id.as_str()),
             },
             Some(Principal {
                 kind: PrincipalKind::User { upn, object_id },
@@ -459,6 +470,7 @@ impl Admin {
             &subject,
             issued_at,
             lifetime,
+            &self.shared.issued.next_uti(),
         ))
     }
 
@@ -570,6 +582,7 @@ impl Emulator {
             b.token_lifetime,
             b.default_identity.clone(),
             b.user.clone(),
+            b.token_cache,
         ));
 
         // The servers run on the emulator's own runtime (two threads), like an external server:

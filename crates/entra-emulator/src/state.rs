@@ -26,6 +26,7 @@ pub(crate) struct AtomicCounters {
     pub logins_refused_plaintext: AtomicU64,
     pub logins_refused_bad_password: AtomicU64,
     pub logins_refused_revoked: AtomicU64,
+    pub logins_refused_validation: AtomicU64,
     pub sessions_killed: AtomicU64,
 }
 
@@ -43,6 +44,11 @@ pub struct Counters {
     pub tokens_issued_app_service: u64,
     /// Tokens handed out through the fake `az` command.
     pub tokens_issued_cli: u64,
+    /// Tokens newly signed (by either identity endpoint or the admin API); a token served
+    /// again from the endpoints' cache is not counted here.
+    pub tokens_minted: u64,
+    /// Identity answers served from the endpoints' token cache (the same token again).
+    pub token_cache_hits: u64,
     /// Requests that reached the identity endpoints (managed identity and `az`), refused or not.
     pub identity_requests: u64,
     /// Identity requests refused: faults (error, throttling, outage), bad header, unknown identity,
@@ -64,6 +70,9 @@ pub struct Counters {
     pub logins_refused_bad_password: u64,
     /// Token logins refused by the `refuse_logins` fault (as if the token had been revoked).
     pub logins_refused_revoked: u64,
+    /// Logins refused by the `refuse_issued_tokens` fault: a valid token the server would
+    /// not accept ("An error occurred while validating the access token").
+    pub logins_refused_validation: u64,
     /// Expired tokens offered at login (same value as `logins_refused_expired`).
     pub expired_token_logins: u64,
     /// Sessions currently passed through to the cluster.
@@ -93,6 +102,18 @@ pub struct FaultSettings {
     pub login_latency_ms: Option<u64>,
     /// Lifetime of newly issued tokens, in seconds.
     pub token_lifetime_secs: Option<u64>,
+    /// The identity endpoints serve their cached token again while it has more than the
+    /// refresh window left (on unless the emulator was built without it).
+    pub token_cache: Option<bool>,
+    /// The cache's refresh window in milliseconds; 0: the default (five minutes, or a
+    /// twelfth of the token's lifetime when under an hour).
+    pub token_cache_window_ms: Option<u64>,
+    /// `true`: the next identity request mints a new token whatever the cache holds (as
+    /// after a revocation). Reads back as `false` once used.
+    pub mint_next: Option<bool>,
+    /// The front refuses every token minted so far, though valid ("An error occurred while
+    /// validating the access token"); tokens minted later are accepted.
+    pub refuse_issued_tokens: Option<bool>,
 }
 
 pub(crate) struct SessionTable {
@@ -158,6 +179,8 @@ pub(crate) struct Shared {
     sessions: Mutex<SessionTable>,
     pub registry: RwLock<Registry>,
     pub signer: Signer,
+    pub issued: crate::issued::IssuedTokens,
+    default_token_cache: bool,
     pub identity_header: String,
     pub tenant_id: String,
     pub subscription_id: String,
@@ -172,6 +195,7 @@ impl Shared {
         token_lifetime: Duration,
         default_identity: String,
         default_user: String,
+        token_cache: bool,
     ) -> Self {
         let ms = duration_ms(token_lifetime);
         Shared {
@@ -192,6 +216,8 @@ impl Shared {
             }),
             registry: RwLock::new(Registry::default()),
             signer,
+            issued: crate::issued::IssuedTokens::new(token_cache, None),
+            default_token_cache: token_cache,
             identity_header,
             tenant_id: crate::TENANT_ID.to_string(),
             subscription_id: crate::SUBSCRIPTION_ID.to_string(),
@@ -284,6 +310,8 @@ impl Shared {
         Counters {
             tokens_issued_app_service: l(&c.tokens_issued_app_service),
             tokens_issued_cli: l(&c.tokens_issued_cli),
+            tokens_minted: self.issued.minted(),
+            token_cache_hits: l(&self.issued.cache_hits),
             identity_requests: l(&c.identity_requests),
             identity_requests_refused: l(&c.identity_requests_refused),
             logins_accepted: l(&c.logins_accepted),
@@ -294,6 +322,7 @@ impl Shared {
             logins_refused_plaintext: l(&c.logins_refused_plaintext),
             logins_refused_bad_password: l(&c.logins_refused_bad_password),
             logins_refused_revoked: l(&c.logins_refused_revoked),
+            logins_refused_validation: l(&c.logins_refused_validation),
             expired_token_logins: l(&c.logins_refused_expired),
             sessions_open: self.sessions_open(),
             sessions_killed: l(&c.sessions_killed),
@@ -310,6 +339,10 @@ impl Shared {
             refuse_logins: Some(self.refuse_logins()),
             login_latency_ms: Some(self.login_latency_ms.load(Ordering::Relaxed)),
             token_lifetime_secs: Some(self.token_lifetime().as_secs()),
+            token_cache: Some(self.issued.enabled()),
+            token_cache_window_ms: Some(self.issued.window().map(duration_ms).unwrap_or(0)),
+            mint_next: Some(false),
+            refuse_issued_tokens: Some(self.issued.refusing()),
         }
     }
 }
@@ -390,8 +423,41 @@ impl Faults {
             .token_lifetime_ms
             .store(duration_ms(d).max(1), Ordering::Relaxed);
     }
+    /// The identity endpoints serve their cached token again for the same principal and
+    /// resource while it has more than the refresh window left, as Azure's do (`true`, the
+    /// default), or mint a new token on every call (`false`: kinder than Azure; for tests
+    /// that need a different token per call, which must say why).
+    pub fn set_token_cache(&self, on: bool) {
+        self.shared.issued.set_enabled(on);
+    }
+    /// The cache's refresh window: a cached token with less than this left is replaced.
+    /// `None`: five minutes, or a twelfth of the token's lifetime when that is under an hour.
+    pub fn set_token_cache_window(&self, window: Option<Duration>) {
+        self.shared.issued.set_window(window);
+    }
+    /// The next identity request mints a new token whatever the cache holds, as after a
+    /// revocation or a key rotation.
+    pub fn mint_next(&self) {
+        self.shared.issued.set_mint_next();
+    }
+    /// While `true`, the front refuses every token minted before the call, though its
+    /// signature and `exp` are fine (SQLSTATE 28000, "An error occurred while validating the
+    /// access token"): the server's view of the token differs from the client's (clock
+    /// skew, a revoked session). The endpoints' cache keeps serving those tokens until their
+    /// window, so a client that asks again gets the same refused token unless it forces a
+    /// new one ([`Faults::mint_next`]).
+    pub fn set_refuse_issued_tokens(&self, refuse: bool) {
+        if refuse {
+            self.shared.issued.refuse_issued_so_far();
+        } else {
+            self.shared.issued.accept_all();
+        }
+    }
     /// Clear every fault and restore the token lifetime the emulator started with.
     pub fn clear(&self) {
+        self.set_refuse_issued_tokens(false);
+        self.set_token_cache(self.shared.default_token_cache);
+        self.set_token_cache_window(None);
         self.set_identity_latency(Duration::ZERO);
         self.set_identity_error(None);
         self.set_identity_throttle(None);
@@ -432,6 +498,18 @@ impl Faults {
         }
         if let Some(secs) = s.token_lifetime_secs {
             self.set_token_lifetime(Duration::from_secs(secs));
+        }
+        if let Some(on) = s.token_cache {
+            self.set_token_cache(on);
+        }
+        if let Some(ms) = s.token_cache_window_ms {
+            self.set_token_cache_window((ms > 0).then(|| Duration::from_millis(ms)));
+        }
+        if s.mint_next == Some(true) {
+            self.mint_next();
+        }
+        if let Some(b) = s.refuse_issued_tokens {
+            self.set_refuse_issued_tokens(b);
         }
     }
 }

@@ -139,6 +139,7 @@ pub(crate) fn claims(
     subject: &Subject<'_>,
     issued_at: u64,
     lifetime: Duration,
+    uti: &str,
 ) -> Value {
     let iss = format!("https://sts.windows.net/{tenant}/");
     let exp = issued_at + lifetime.as_secs().max(1);
@@ -148,16 +149,23 @@ pub(crate) fn claims(
         "iat": issued_at,
         "nbf": issued_at,
         "exp": exp,
-        "aio": crate::random_hex(16),
+        // Opaque claims sized like Azure's (its managed identity tokens are about 1,300
+        // to 1,900 characters; the size matters for PgBouncer and the password packet).
+        "aio": crate::random_hex(48),
         "appid": subject.app_id,
         "appidacr": if subject.upn.is_some() { "0" } else { "2" },
         "idp": iss,
         "oid": subject.object_id,
-        "rh": format!("0.{}.", crate::random_hex(8)),
+        "idtyp": if subject.upn.is_some() { "user" } else { "app" },
+        "rh": format!("1.{}.", crate::random_hex(40)),
         "sub": subject.object_id,
         "tid": tenant,
-        "uti": crate::random_hex(11),
+        "uti": uti,
         "ver": "1.0",
+        "xms_ftd": crate::random_hex(30),
+        "xms_idrel": "7 24",
+        "xms_rd": format!("0.{}", crate::random_hex(40)),
+        "xms_tcdt": 1_600_000_000u64,
     });
     if let Some(upn) = subject.upn {
         c["upn"] = json!(upn);

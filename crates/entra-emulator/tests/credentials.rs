@@ -120,7 +120,18 @@ async fn child_real_credentials() {
     assert_eq!(claims["oid"], var("CHILD_MI_OID"));
     assert_eq!(claims["sub"], var("CHILD_MI_OID"));
     assert_eq!(claims["appid"], var("CHILD_MI_CLIENT_ID"));
-    assert!(claims.get("xms_mirid").is_none());
+    // A system-assigned identity's token names the resource that owns it, as Azure's do.
+    assert!(
+        claims["xms_mirid"].as_str().unwrap().ends_with(&format!(
+            "/providers/Microsoft.Web/sites/{}",
+            var("AZURE_POSTGRESQL_USER")
+        )),
+        "{:?}",
+        claims["xms_mirid"]
+    );
+    // Sized like Azure's managed identity tokens (about 1,300 to 1,900 characters).
+    let len = tok.token.secret().len();
+    assert!((1_200..=2_000).contains(&len), "token of {len} characters");
     let (iat, nbf, exp) = (
         claims["iat"].as_i64().unwrap(),
         claims["nbf"].as_i64().unwrap(),

@@ -2,9 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::bounded;
+use common::{bounded, db_error, login};
 use entra_emulator::{Emulator, IdentitySpec, OSSRDBMS_RESOURCE};
 
 fn http() -> reqwest::Client {
@@ -55,7 +55,12 @@ async fn managed_identity_endpoint_and_faults() {
         let exp = claims["exp"].as_u64().unwrap();
         assert_eq!(body["expires_on"], exp.to_string());
         assert_eq!(exp - claims["iat"].as_u64().unwrap(), 90);
-        assert!(claims.get("xms_mirid").is_none());
+        assert!(
+            claims["xms_mirid"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/providers/Microsoft.Web/sites/{}", emu.default_identity().name))
+        );
 
         // User-assigned by client_id, object_id / principal_id, mi_res_id.
         for q in [
@@ -77,8 +82,9 @@ async fn managed_identity_endpoint_and_faults() {
         assert_eq!(msi(&emu, "&client_id=nope", Some(&h)).await.unwrap().status(), 400);
         assert_eq!(emu.counters().identity_requests_refused, 3);
 
-        // Token lifetime changed while running.
+        // Token lifetime changed while running (applies to the next token minted).
         emu.faults().set_token_lifetime(Duration::from_secs(45));
+        emu.faults().mint_next();
         let body: serde_json::Value = msi(&emu, "", Some(&h)).await.unwrap().json().await.unwrap();
         let claims = entra_emulator::decode_claims(body["access_token"].as_str().unwrap()).unwrap();
         assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 45);
@@ -261,6 +267,143 @@ async fn az_command_and_cli_faults() {
         let c = emu.counters();
         assert_eq!(c.tokens_issued_cli, 3);
         assert_eq!(c.identity_requests_refused, 3);
+    })
+    .await;
+    emu.shutdown().await;
+}
+
+async fn msi_token(emu: &Emulator) -> (String, u64) {
+    let body: serde_json::Value = msi(emu, "", Some(emu.identity_header()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tok = body["access_token"].as_str().unwrap().to_owned();
+    let exp = body["expires_on"].as_str().unwrap().parse().unwrap();
+    (tok, exp)
+}
+
+fn az_token(emu: &Emulator) -> String {
+    let out = az(
+        emu,
+        &[
+            "account",
+            "get-access-token",
+            "--resource-type",
+            "oss-rdbms",
+            "--query",
+            "accessToken",
+            "-o",
+            "tsv",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Sleeps (real time) until the wall clock reaches `exp` (Unix seconds) minus `before`.
+async fn sleep_until_before(exp: u64, before: Duration) {
+    let at = UNIX_EPOCH + Duration::from_secs(exp) - before;
+    if let Ok(d) = at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_endpoints_serve_their_cached_token_like_azure() {
+    // 3 s tokens: the default window is a twelfth of that, 250 ms.
+    let emu = Emulator::builder()
+        .token_lifetime(Duration::from_secs(3))
+        .start()
+        .await
+        .expect("start");
+    bounded(async {
+        // Two raw calls to the managed identity endpoint: the same token.
+        let (a, exp) = msi_token(&emu).await;
+        let (b, _) = msi_token(&emu).await;
+        assert_eq!(a, b, "the endpoint serves its cached token");
+        // Two `az account get-access-token` calls: the same token (MSAL's cache).
+        let (x, y) = (az_token(&emu), az_token(&emu));
+        assert_eq!(x, y);
+        assert_ne!(a, x, "another principal, another token");
+        let c = emu.counters();
+        assert_eq!((c.tokens_minted, c.token_cache_hits), (2, 2));
+        assert_eq!((c.tokens_issued_app_service, c.tokens_issued_cli), (2, 2));
+
+        // Inside the window (less than 250 ms left): a new token.
+        sleep_until_before(exp, Duration::from_millis(150)).await;
+        let (c2, exp2) = msi_token(&emu).await;
+        assert_ne!(c2, a, "a token inside its refresh window is replaced");
+        assert!(exp2 > exp);
+
+        // Told to mint (a revocation): a new token at once; switched off: one per call.
+        emu.faults().mint_next();
+        let (d, _) = msi_token(&emu).await;
+        assert_ne!(d, c2);
+        assert_eq!(msi_token(&emu).await.0, d);
+        emu.faults().set_token_cache(false);
+        assert_ne!(msi_token(&emu).await.0, d);
+        assert!(!emu.faults().settings().token_cache.unwrap());
+        emu.faults().clear();
+        assert!(
+            emu.faults().settings().token_cache.unwrap(),
+            "clear restores the cache"
+        );
+
+        // An explicit window through the admin API: longer than the life, so every call mints.
+        let r = http()
+            .post(format!("{}/faults", emu.admin_url()))
+            .json(&serde_json::json!({"token_cache_window_ms": 10_000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (e1, _) = msi_token(&emu).await;
+        assert_ne!(msi_token(&emu).await.0, e1);
+        emu.faults().clear();
+    })
+    .await;
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_can_refuse_a_valid_token_that_the_cache_keeps_serving() {
+    let emu = Emulator::builder()
+        .token_lifetime(Duration::from_secs(3600))
+        .start()
+        .await
+        .expect("start");
+    bounded(async {
+        let user = emu.default_identity().name.clone();
+        let (old, _) = msi_token(&emu).await;
+        emu.faults().set_refuse_issued_tokens(true);
+        let e = login(&emu, &user, &old).await.err().expect("refused");
+        assert_eq!(
+            db_error(&e),
+            (
+                "28000".into(),
+                entra_emulator::messages::TOKEN_VALIDATION_FAILED.into()
+            )
+        );
+        // Asking again gives the same, refused token: the cache still holds it.
+        assert_eq!(msi_token(&emu).await.0, old);
+        // A token minted after the refusal (as after a forced new one) is accepted.
+        emu.faults().mint_next();
+        let (new, _) = msi_token(&emu).await;
+        assert_ne!(new, old);
+        login(&emu, &user, &new)
+            .await
+            .expect("a newer token logs in");
+        let c = emu.counters();
+        assert_eq!(c.logins_refused_validation, 1);
+        assert_eq!(c.logins_accepted, 1);
+        emu.faults().set_refuse_issued_tokens(false);
+        login(&emu, &user, &old).await.expect("the fault ended");
     })
     .await;
     emu.shutdown().await;
