@@ -1,6 +1,7 @@
 //! Logins: the `Connect` that deadpool_postgres's own `Manager` calls. It takes the
 //! cached token as the password, never waits on the identity endpoint while a valid
-//! token is cached, and retries once with a fresh token when the server refuses one.
+//! token is cached, and retries once with a different token when the server refuses one
+//! (never with the refused one again).
 
 use std::{
     cell::{Cell, RefCell},
@@ -13,11 +14,15 @@ use tokio_postgres::{Client as PgClient, Config as PgConfig, Error as PgError, N
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    ConfigError, Error,
+    ConfigError, Error, TokenRefusedError,
     error::is_auth_refusal,
     pool::Shared,
     recycle::gate::LoginAttempt,
-    token::{BoxFuture, cache::CachedToken, claims::user_from_token},
+    token::{
+        BoxFuture,
+        cache::{CachedToken, Forced},
+        claims::{exp_of, user_from_token},
+    },
 };
 
 /// What a login records for the `post_create` hook that follows it in the same task.
@@ -136,21 +141,84 @@ async fn connect_with_token(
     };
     match login(shared, pg_config, &token).await {
         Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() && refresh_may_help(&e) => {
-            shared
-                .counters
-                .forced_refresh_retries
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                target: "deadpool_entra",
-                sqlstate = e.as_db_error().map(|d| d.code().code()),
-                "login refused; forcing a token refresh and retrying once"
-            );
-            match shared.cache.force_refresh(token.generation).await {
-                Ok(fresh) => login(shared, pg_config, &fresh).await,
-                Err(_) => Err(e),
+            // Retry only with a different secret: the same one would be refused again.
+            match shared.cache.force_refresh(&token).await {
+                Forced::New(fresh) => {
+                    shared
+                        .counters
+                        .forced_refresh_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        target: "deadpool_entra",
+                        sqlstate = e.as_db_error().map(|d| d.code().code()),
+                        "login refused; retrying once with a new token"
+                    );
+                    login(shared, pg_config, &fresh).await
+                }
+                Forced::Same(same) => {
+                    shared
+                        .counters
+                        .same_token_after_refusal
+                        .fetch_add(1, Ordering::Relaxed);
+                    let refused = same_token_error(shared, pg_config, &same, &e);
+                    tracing::warn!(
+                        target: "deadpool_entra",
+                        source = %refused.source_name,
+                        expires_in_secs = refused.expires_in_secs,
+                        "login refused and the token source returns the same token; not retrying"
+                    );
+                    stash(Error::TokenRefused(refused));
+                    Err(e)
+                }
+                Forced::Failed(te) => {
+                    tracing::warn!(
+                        target: "deadpool_entra",
+                        source = %te.source_name,
+                        cause = %te.cause,
+                        "login refused and no new token could be fetched"
+                    );
+                    Err(e)
+                }
             }
         }
         other => other,
+    }
+}
+
+/// The error for a refused token that the source keeps returning.
+fn same_token_error(
+    shared: &Shared,
+    pg_config: &PgConfig,
+    token: &CachedToken,
+    e: &PgError,
+) -> TokenRefusedError {
+    let user = pg_config
+        .get_user()
+        .map(str::to_owned)
+        .or_else(|| user_from_token(token.secret.expose()))
+        .unwrap_or_default();
+    let login = match e.as_db_error() {
+        Some(db) => crate::error::classify_login(db, &user),
+        None => crate::LoginError {
+            kind: crate::LoginErrorKind::Other,
+            server_message: e.to_string(),
+            sqlstate: String::new(),
+            user,
+        },
+    };
+    let expires_in_secs = token.deadline.map(|d| {
+        let now = Instant::now();
+        if d >= now {
+            i64::try_from(d.duration_since(now).as_secs()).unwrap_or(i64::MAX)
+        } else {
+            -i64::try_from(now.duration_since(d).as_secs()).unwrap_or(i64::MAX)
+        }
+    });
+    TokenRefusedError {
+        login,
+        source_name: shared.cache.source_name(),
+        expires_in_secs,
+        exp: exp_of(token.secret.expose()),
     }
 }
 
@@ -160,9 +228,9 @@ async fn login(
     token: &CachedToken,
 ) -> Result<(PgClient, JoinHandle<()>), PgError> {
     let mut cfg = pg_config.clone();
-    cfg.password(token.secret.as_bytes());
+    cfg.password(token.secret.expose().as_bytes());
     if cfg.get_user().is_none() {
-        match user_from_token(&token.secret) {
+        match user_from_token(token.secret.expose()) {
             Some(u) => {
                 cfg.user(u);
             }

@@ -18,6 +18,10 @@ pub enum Error {
     /// The server refused the login.
     #[error(transparent)]
     Login(#[from] LoginError),
+    /// The server refused the token and the token source gives no other: it returns the
+    /// same one. No second login was attempted.
+    #[error(transparent)]
+    TokenRefused(#[from] TokenRefusedError),
     /// The TLS handshake failed (certificate chain or host name).
     #[error(
         "TLS handshake with {endpoint} failed: {cause}; check the server certificate, the host name and `sslrootcert`/PGSSLROOTCERT (the CA that signed the server's certificate)"
@@ -133,6 +137,39 @@ impl TokenError {
             retry_after: e.retry_after,
         }
     }
+}
+
+/// The server refused a token that the token source keeps returning.
+///
+/// Every Azure credential serves its cached token until shortly before it expires, so
+/// after a refusal the pool asks for a token that bypasses the caches it can bypass; when
+/// even that returns the same token, this error says so instead of sending it again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the server refused the token (login as {:?}, SQLSTATE {}: {}) and the token source {source_name} returns the same token{}, so no second login was sent; check this machine's clock against the server's (the pool trusts the token until its `exp` by this machine's clock; compare `date -u` here with `SELECT now()` on the server), and the token's `exp` claim; if the server refused a token that is still valid (revoked, or the principal changed), the identity endpoint hands out a new one only when its cached one nears expiry (5 minutes before, on Azure)",
+    login.user, login.sqlstate, login.server_message,
+    expiry_text(*expires_in_secs, *exp)
+)]
+pub struct TokenRefusedError {
+    /// The refused login.
+    pub login: LoginError,
+    /// The token source (or chain link) that returned the same token.
+    pub source_name: String,
+    /// Seconds until the token expires by this machine's clock (negative: past).
+    pub expires_in_secs: Option<i64>,
+    /// The token's `exp` claim (Unix seconds).
+    pub exp: Option<u64>,
+}
+
+fn expiry_text(expires_in: Option<i64>, exp: Option<u64>) -> String {
+    let mut out = String::new();
+    if let Some(s) = expires_in {
+        out.push_str(&format!(", which by this machine's clock expires in {s} s"));
+    }
+    if let Some(e) = exp {
+        out.push_str(&format!(" (exp {e}, Unix seconds)"));
+    }
+    out
 }
 
 /// Why the server refused a login.

@@ -22,11 +22,13 @@ pub use deadpool_postgres::{
 pub use tokio_postgres;
 
 pub use config::{AuthMethod, ChannelBinding, Config, SslMode};
-pub use error::{ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError};
+pub use error::{
+    ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError, TokenRefusedError,
+};
 pub use pool::{Pool, PoolBuilder};
 pub use recycle::RecyclePolicy;
 pub use stats::{Degraded, HealthReport, PoolStatus, Stats, TokenStats};
 pub use token::{
-    BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RefreshPolicy,
-    StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
+    BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RETRY_AFTER_CAP,
+    RefreshPolicy, StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
 };

@@ -70,7 +70,7 @@ impl Shared {
         self.user.clone().unwrap_or_else(|| {
             self.cache
                 .peek()
-                .and_then(|t| user_from_token(&t.secret))
+                .and_then(|t| user_from_token(t.secret.expose()))
                 .unwrap_or_else(|| "<from token>".into())
         })
     }
@@ -239,6 +239,14 @@ impl Pool {
                 refreshes_ok: tc.refreshes_ok.load(Ordering::Relaxed),
                 refreshes_failed: tc.refreshes_failed.load(Ordering::Relaxed),
                 identity_calls: tc.identity_calls.load(Ordering::Relaxed),
+                same_token_answers: tc.same_token_answers.load(Ordering::Relaxed),
+                retry_in_secs: self
+                    .shared
+                    .cache
+                    .retry_at()
+                    .filter(|&r| r > now)
+                    .map(|r| r.saturating_duration_since(now).as_secs_f64()),
+                refresher_panics: tc.refresher_panics.load(Ordering::Relaxed),
                 last_error: self.shared.cache.last_error(),
                 failing_for_secs: secs_since(self.shared.cache.failing_since(), now),
                 source: self.shared.cache.source_name(),
@@ -247,6 +255,7 @@ impl Pool {
             logins_failed: c.logins_failed.load(Ordering::Relaxed),
             logins_waited_for_token: c.logins_waited_for_token.load(Ordering::Relaxed),
             forced_refresh_retries: c.forced_refresh_retries.load(Ordering::Relaxed),
+            same_token_after_refusal: c.same_token_after_refusal.load(Ordering::Relaxed),
             retired_token_age: c.retired_token_age.load(Ordering::Relaxed),
             retired_max_lifetime: c.retired_max_lifetime.load(Ordering::Relaxed),
             retired_broken: c.retired_broken.load(Ordering::Relaxed),
@@ -590,7 +599,10 @@ impl PoolBuilder {
                     .map_err(|_| Error::Timeout(TimeoutKind::Create))??,
                 None => first.await?,
             };
-            if cfg.user.is_none() && !password_mode && user_from_token(&token.secret).is_none() {
+            if cfg.user.is_none()
+                && !password_mode
+                && user_from_token(token.secret.expose()).is_none()
+            {
                 return Err(no_user_error().into());
             }
             let _ = credential_name.set(cache.source_name());

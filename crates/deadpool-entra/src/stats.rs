@@ -10,6 +10,7 @@ pub(crate) struct PoolCounters {
     pub(crate) logins_failed: AtomicU64,
     pub(crate) logins_waited_for_token: AtomicU64,
     pub(crate) forced_refresh_retries: AtomicU64,
+    pub(crate) same_token_after_refusal: AtomicU64,
     pub(crate) retired_token_age: AtomicU64,
     pub(crate) retired_max_lifetime: AtomicU64,
     pub(crate) retired_broken: AtomicU64,
@@ -45,6 +46,14 @@ pub struct TokenStats {
     pub refreshes_failed: u64,
     /// Calls to the token source.
     pub identity_calls: u64,
+    /// Answers that returned the token already cached (a credential serving its own
+    /// cache); not counted in `refreshes_ok`.
+    pub same_token_answers: u64,
+    /// Seconds until the next fetch may be made after a failed one (`None`: none stands);
+    /// until then logins that need a token get the failure without a new identity call.
+    pub retry_in_secs: Option<f64>,
+    /// Panics caught in the background refresher, which was restarted after each.
+    pub refresher_panics: u64,
     /// The last fetch failure, cleared by the next success.
     pub last_error: Option<String>,
     /// Seconds since fetches began failing (`None`: the last fetch worked).
@@ -81,8 +90,11 @@ pub struct Stats {
     pub logins_failed: u64,
     /// Logins that had to wait for a token fetch (no valid token cached).
     pub logins_waited_for_token: u64,
-    /// Logins retried after the server refused the token.
+    /// Logins retried with a new token after the server refused the one they used.
     pub forced_refresh_retries: u64,
+    /// Refused logins not retried because the token source returned the same token
+    /// (the caller got [`crate::Error::TokenRefused`]).
+    pub same_token_after_refusal: u64,
     /// Connections retired before their token's expiry.
     pub retired_token_age: u64,
     /// Connections retired at their maximum lifetime.

@@ -1,12 +1,17 @@
-//! One cached token per pool, fetched single-flight, refreshed ahead of expiry by a
-//! background task that holds only a `Weak` reference.
+//! One cached token per pool, fetched single-flight in a task of its own that callers join
+//! and leave freely, refreshed ahead of expiry by a background task; a failed fetch is
+//! remembered for its retry delay, so a storm of checkouts during an outage makes one
+//! identity call per backoff step. The tasks hold only `Weak` references and end when the
+//! cache is shut down or dropped, a fetch in flight included.
 //!
-//! All times are on tokio's clock: a token's wall-clock expiry is turned into a
+//! Times are on tokio's clock: a token's wall-clock expiry is turned into a
 //! `tokio::time::Instant` deadline the moment it is fetched, so paused-time tests drive
-//! every decision.
+//! every decision. The wall-clock expiry is checked as well before a token is handed out:
+//! the monotonic clock stands still while a machine is suspended.
 
 use std::{
     collections::VecDeque,
+    panic::AssertUnwindSafe,
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicU64, Ordering},
@@ -15,6 +20,7 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
+use futures_util::FutureExt;
 use rand::Rng;
 use tokio::{
     sync::{Notify, watch},
@@ -22,7 +28,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Expiry, TokenSource};
+use super::{Expiry, RETRY_AFTER_CAP, TokenSource, TokenSourceError, secret::Secret};
 use crate::{
     RecyclePolicy, RefreshPolicy, TokenError,
     recycle::{
@@ -33,9 +39,11 @@ use crate::{
 
 /// A token as the cache holds it.
 pub(crate) struct CachedToken {
-    pub(crate) secret: Arc<str>,
+    pub(crate) secret: Arc<Secret>,
     /// `None`: never expires (a password).
     pub(crate) deadline: Option<Instant>,
+    /// The same expiry on the wall clock, which keeps running while the machine sleeps.
+    pub(crate) expires_wall: Option<SystemTime>,
     /// Remaining life when fetched.
     pub(crate) lifetime: Option<Duration>,
     pub(crate) fetched_at: Instant,
@@ -64,11 +72,14 @@ impl CachedToken {
             .unwrap_or(Duration::ZERO)
     }
 
-    pub(crate) fn is_valid_at(&self, now: Instant) -> bool {
-        match self.deadline {
-            None => true,
-            Some(d) => now + self.safety() < d,
-        }
+    /// Valid at `now` on tokio's clock and at `wall` on the wall clock.
+    pub(crate) fn is_valid_at(&self, now: Instant, wall: SystemTime) -> bool {
+        let safety = self.safety();
+        let monotonic = self.deadline.is_none_or(|d| now + safety < d);
+        let by_wall = self
+            .expires_wall
+            .is_none_or(|w| wall.checked_add(safety).is_some_and(|t| t < w));
+        monotonic && by_wall
     }
 }
 
@@ -78,17 +89,61 @@ pub(crate) struct TokenCounters {
     pub(crate) refreshes_ok: AtomicU64,
     pub(crate) refreshes_failed: AtomicU64,
     pub(crate) identity_calls: AtomicU64,
+    /// Answers that returned the token already cached (a credential serving its cache).
+    pub(crate) same_token_answers: AtomicU64,
+    /// Panics caught in the refresher, which was restarted each time.
+    pub(crate) refresher_panics: AtomicU64,
+}
+
+/// The wall clock (a seam: tests simulate a suspended machine).
+pub(crate) type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// A fetch's outcome as the joiners of its flight see it.
+type Outcome = Result<Arc<CachedToken>, TokenError>;
+
+/// The fetch in flight and the memory of the last failure, under one lock so that a
+/// caller sees either a flight to join, a failure to share, or neither.
+#[derive(Default)]
+struct Flight {
+    /// The fetch in progress: joiners wait on this until it holds the outcome.
+    inflight: Option<watch::Receiver<Option<Outcome>>>,
+    /// The last failure and until when it stands in for a new fetch.
+    failure: Option<Failure>,
+    /// A token the server refused, for which the source gave no other: its generation,
+    /// until when that answer stands, and how many times in a row it came.
+    refused: Option<(u64, Instant, u32)>,
+}
+
+struct Failure {
+    error: TokenError,
+    until: Instant,
+    attempt: u32,
+}
+
+/// The refresher's fetch: an outcome at once, or a flight to wait for.
+enum Refresh {
+    Done(Outcome),
+    Wait(watch::Receiver<Option<Outcome>>),
+}
+
+/// What a fetch after a refused login found.
+pub(crate) enum Forced {
+    /// A different token to log in with.
+    New(Arc<CachedToken>),
+    /// The source returns the refused token again: no other can be had now.
+    Same(Arc<CachedToken>),
+    /// The fetch failed.
+    Failed(TokenError),
 }
 
 pub(crate) struct TokenCache {
-    source: Box<dyn TokenSource>,
-    scope: String,
+    source: Arc<dyn TokenSource>,
+    scope: Arc<str>,
     policy: RefreshPolicy,
     current: ArcSwapOption<CachedToken>,
     /// When the last replacement happened and the deadline of the token it replaced.
     previous: Mutex<Option<(Instant, Option<Instant>)>>,
-    fetch_lock: tokio::sync::Mutex<()>,
-    attempts: AtomicU64,
+    flight: Mutex<Flight>,
     last_failure: Mutex<Option<TokenError>>,
     generation: AtomicU64,
     shortest_lifetime_ms: AtomicU64,
@@ -100,6 +155,7 @@ pub(crate) struct TokenCache {
     source_name: Mutex<String>,
     changed: Arc<Notify>,
     shutdown: watch::Sender<bool>,
+    wall: WallClock,
 }
 
 impl TokenCache {
@@ -108,15 +164,24 @@ impl TokenCache {
         scope: impl Into<String>,
         policy: RefreshPolicy,
     ) -> Arc<Self> {
+        Self::with_wall_clock(source, scope, policy, Arc::new(SystemTime::now))
+    }
+
+    /// A cache reading the wall clock from `wall`.
+    pub(crate) fn with_wall_clock(
+        source: Box<dyn TokenSource>,
+        scope: impl Into<String>,
+        policy: RefreshPolicy,
+        wall: WallClock,
+    ) -> Arc<Self> {
         let name = source.name();
         Arc::new(Self {
-            source,
-            scope: scope.into(),
+            source: Arc::from(source),
+            scope: Arc::from(scope.into()),
             policy,
             current: ArcSwapOption::empty(),
             previous: Mutex::new(None),
-            fetch_lock: tokio::sync::Mutex::new(()),
-            attempts: AtomicU64::new(0),
+            flight: Mutex::new(Flight::default()),
             last_failure: Mutex::new(None),
             generation: AtomicU64::new(0),
             shortest_lifetime_ms: AtomicU64::new(u64::MAX),
@@ -126,6 +191,7 @@ impl TokenCache {
             source_name: Mutex::new(name),
             changed: Arc::new(Notify::new()),
             shutdown: watch::channel(false).0,
+            wall,
         })
     }
 
@@ -142,10 +208,14 @@ impl TokenCache {
         lock(&self.source_name).clone()
     }
 
-    /// The cached token if it is still valid: one atomic load.
+    fn valid(&self, t: &CachedToken, now: Instant) -> bool {
+        t.is_valid_at(now, (self.wall)())
+    }
+
+    /// The cached token if it is still valid (by tokio's clock and the wall clock).
     pub(crate) fn valid_now(&self) -> Option<Arc<CachedToken>> {
         let t = self.current.load_full()?;
-        t.is_valid_at(Instant::now()).then_some(t)
+        self.valid(&t, Instant::now()).then_some(t)
     }
 
     /// The cached token, valid or not (stats, fallbacks).
@@ -156,6 +226,11 @@ impl TokenCache {
     /// The last failure's text, cleared by the next success.
     pub(crate) fn last_error(&self) -> Option<String> {
         lock(&self.last_failure).as_ref().map(|e| e.to_string())
+    }
+
+    /// When the next fetch may be made after a failure (`None`: no failure stands).
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        lock(&self.flight).failure.as_ref().map(|f| f.until)
     }
 
     /// Shortest token lifetime seen so far.
@@ -175,105 +250,198 @@ impl TokenCache {
         }
     }
 
-    /// A valid token: the cached one, or one fetched single-flight.
-    pub(crate) async fn get(&self) -> Result<Arc<CachedToken>, TokenError> {
+    /// A valid token: the cached one, or one fetched single-flight. While a failed fetch
+    /// stands (its retry delay), its error is returned without asking the source.
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<Arc<CachedToken>, TokenError> {
         if let Some(t) = self.valid_now() {
             return Ok(t);
         }
-        self.fetch_single_flight(None).await
-    }
-
-    /// A token newer than generation `used` (after the server refused `used`). Skips the
-    /// fetch when another task already replaced it.
-    pub(crate) async fn force_refresh(&self, used: u64) -> Result<Arc<CachedToken>, TokenError> {
-        self.fetch_single_flight(Some(used)).await
-    }
-
-    async fn fetch_single_flight(
-        &self,
-        newer_than: Option<u64>,
-    ) -> Result<Arc<CachedToken>, TokenError> {
-        // `attempts` counts finished fetches: if one finished while we queued, its
-        // result is ours too.
-        let seen_attempts = self.attempts.load(Ordering::SeqCst);
-        let _guard = self.fetch_lock.lock().await;
-        if let Some(t) = self.current.load_full() {
-            let newer = newer_than.is_none_or(|g| t.generation > g);
-            if newer && t.is_valid_at(Instant::now()) {
+        let rx = {
+            let mut flight = lock(&self.flight);
+            // Stored while we took the lock?
+            if let Some(t) = self.valid_now() {
                 return Ok(t);
             }
-        }
-        // Someone fetched while we waited and we still have no usable token: they failed.
-        // Share their failure instead of calling the source once per waiter.
-        if self.attempts.load(Ordering::SeqCst) != seen_attempts
-            && let Some(e) = lock(&self.last_failure).clone()
-        {
-            return Err(e);
-        }
-        self.fetch_locked(true).await
+            if let Some(f) = &flight.failure
+                && Instant::now() < f.until
+            {
+                return Err(f.error.clone());
+            }
+            self.join_or_start(&mut flight, false)?
+        };
+        join(rx).await
     }
 
-    /// Fetches from the source; the caller holds `fetch_lock`. `notify` wakes the
-    /// refresher so that it recomputes its schedule.
-    async fn fetch_locked(&self, notify: bool) -> Result<Arc<CachedToken>, TokenError> {
-        // A static password is not an identity call: stats count only real fetches.
+    /// After the server refused `refused`: a different token, or word that the source
+    /// returns the same one. Asks the source (bypassing its cache where it can) at most once
+    /// per retry delay for the same refused token.
+    pub(crate) async fn force_refresh(self: &Arc<Self>, refused: &Arc<CachedToken>) -> Forced {
+        let rx = {
+            let mut flight = lock(&self.flight);
+            let now = Instant::now();
+            if let Some(t) = self.current.load_full()
+                && t.generation != refused.generation
+                && self.valid(&t, now)
+            {
+                return Forced::New(t);
+            }
+            if let Some((generation, until, _)) = flight.refused
+                && generation == refused.generation
+                && now < until
+            {
+                return Forced::Same(refused.clone());
+            }
+            if let Some(f) = &flight.failure
+                && now < f.until
+            {
+                return Forced::Failed(f.error.clone());
+            }
+            match self.join_or_start(&mut flight, true) {
+                Ok(rx) => rx,
+                Err(e) => return Forced::Failed(e),
+            }
+        };
+        match join(rx).await {
+            Ok(t) if t.generation != refused.generation => Forced::New(t),
+            Ok(t) => {
+                // Asked again after a backoff step (1 s, 2 s, ... up to max_backoff).
+                let mut flight = lock(&self.flight);
+                let times = match flight.refused {
+                    Some((g, _, n)) if g == t.generation => n + 1,
+                    _ => 1,
+                };
+                let hold = backoff_ceiling(&self.policy, times);
+                flight.refused = Some((t.generation, later(Instant::now(), hold), times));
+                Forced::Same(t)
+            }
+            Err(e) => Forced::Failed(e),
+        }
+    }
+
+    /// Joins the fetch in flight, or starts one (`fresh`: bypassing the source's cache).
+    fn join_or_start(
+        self: &Arc<Self>,
+        flight: &mut Flight,
+        fresh: bool,
+    ) -> Result<watch::Receiver<Option<Outcome>>, TokenError> {
+        // A flight whose task ended without settling (it panicked) is not joined.
+        if let Some(rx) = &flight.inflight
+            && rx.has_changed().is_ok()
+        {
+            return Ok(rx.clone());
+        }
+        if *self.shutdown.borrow() {
+            return Err(self.closed_error());
+        }
+        let (tx, rx) = watch::channel(None);
+        flight.inflight = Some(rx.clone());
         let counted = !self.source.is_password();
         if counted {
             self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
         }
-        let fetch = self.source.fetch(&self.scope);
-        let result = match self.policy.fetch_timeout {
-            Some(limit) => match tokio::time::timeout(limit, fetch).await {
-                Ok(r) => r,
-                Err(_) => Err(no_answer(limit)),
-            },
-            None => fetch.await,
-        };
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        let name = self.source.name();
+        let weak = Arc::downgrade(self);
+        let source = self.source.clone();
+        let scope = self.scope.clone();
+        let limit = self.policy.fetch_timeout;
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            let fetch = async {
+                let f = if fresh {
+                    source.fetch_fresh(&scope)
+                } else {
+                    source.fetch(&scope)
+                };
+                match limit {
+                    Some(limit) => tokio::time::timeout(limit, f)
+                        .await
+                        .unwrap_or_else(|_| Err(no_answer(limit))),
+                    None => f.await,
+                }
+            };
+            // A panicking source fails this fetch; it does not take the pool down.
+            let fetch = AssertUnwindSafe(fetch).catch_unwind();
+            let result = tokio::select! {
+                r = fetch => r.unwrap_or_else(|_| Err(TokenSourceError::new(
+                    "the token source panicked while fetching a token",
+                ))),
+                // Shut down or dropped: the fetch (and what it holds) goes now.
+                () = wait_shutdown(&mut shutdown) => {
+                    if let Some(cache) = weak.upgrade() {
+                        lock(&cache.flight).inflight = None;
+                    }
+                    return;
+                }
+            };
+            let name = std::panic::catch_unwind(AssertUnwindSafe(|| source.name()))
+                .unwrap_or_else(|_| "token source".to_owned());
+            drop(source);
+            let Some(cache) = weak.upgrade() else { return };
+            let outcome = cache.settle(result, name);
+            let _ = tx.send(Some(outcome));
+        });
+        Ok(rx)
+    }
+
+    fn closed_error(&self) -> TokenError {
+        TokenError {
+            source_name: self.source_name(),
+            cause: "the pool was closed".into(),
+            hint: None,
+            retry_after: None,
+        }
+    }
+
+    /// Stores a fetch's result: the token, or the failure with its retry delay.
+    fn settle(&self, result: Result<super::Token, TokenSourceError>, name: String) -> Outcome {
         *lock(&self.source_name) = name.clone();
         let now = Instant::now();
         let token = match result {
             Ok(t) => t,
-            Err(e) => return Err(self.record_failure(TokenError::from_source(name, e))),
+            Err(e) => return Err(self.record_failure(TokenError::from_source(name, e), now)),
         };
         let lifetime = match token.expiry {
             Expiry::Never => None,
             Expiry::In(d) => Some(d),
-            Expiry::At(t) => Some(
-                t.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO),
-            ),
+            Expiry::At(t) => Some(t.duration_since((self.wall)()).unwrap_or(Duration::ZERO)),
         };
         if lifetime == Some(Duration::ZERO) {
-            return Err(self.record_failure(TokenError {
-                source_name: name,
-                cause: "the token source returned a token that has already expired".into(),
-                hint: Some("check this machine's clock".into()),
-                retry_after: None,
-            }));
+            return Err(self.record_failure(
+                TokenError {
+                    source_name: name,
+                    cause: "the token source returned a token that has already expired".into(),
+                    hint: Some("check this machine's clock".into()),
+                    retry_after: None,
+                },
+                now,
+            ));
+        }
+        let mut flight = lock(&self.flight);
+        flight.inflight = None;
+        flight.failure = None;
+        *lock(&self.last_failure) = None;
+        *lock(&self.failing_since) = None;
+        let old = self.current.load_full();
+        // The source served its own cache: the same token is not a refresh.
+        if let Some(o) = &old
+            && *o.secret == *token.secret_arc()
+        {
+            self.counters
+                .same_token_answers
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(o.clone());
         }
         // An absurd lifetime from the source is taken as a century, not an overflow.
         let lifetime = lifetime.map(|l| l.min(crate::recycle::LONGEST));
         let deadline = lifetime.and_then(|l| now.checked_add(l));
-        // A credential that served its own cache returns the same expiry: keep the
-        // original lifetime and fetch time so the refresh schedule stays anchored.
-        let same_as = self
-            .current
-            .load_full()
-            .filter(|o| match (o.deadline, deadline) {
-                (Some(od), Some(nd)) => nd <= od + Duration::from_secs(1),
-                _ => false,
-            });
-        let (lifetime, fetched_at) = match &same_as {
-            Some(o) => (o.lifetime, o.fetched_at),
-            None => (lifetime, now),
+        let expires_wall = match token.expiry {
+            Expiry::At(t) => Some(t),
+            _ => lifetime.and_then(|l| (self.wall)().checked_add(l)),
         };
-        let usable_since = match self.current.load_full() {
-            Some(o) if o.is_valid_at(now) => o.usable_since,
+        let usable_since = match &old {
+            Some(o) if self.valid(o, now) => o.usable_since,
             _ => now,
         };
-        if same_as.is_none() {
+        {
             let mut recent = lock(&self.recent);
             if recent.len() == RECENT_TOKENS {
                 recent.pop_front();
@@ -284,16 +452,16 @@ impl TokenCache {
         let cached = Arc::new(CachedToken {
             secret: token.secret_arc(),
             deadline,
+            expires_wall,
             lifetime,
-            fetched_at,
+            fetched_at: now,
             usable_since,
             generation,
         });
-        let old = self.current.swap(Some(cached.clone()));
+        self.current.store(Some(cached.clone()));
+        drop(flight);
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
-        *lock(&self.last_failure) = None;
-        *lock(&self.failing_since) = None;
-        if counted {
+        if !self.source.is_password() {
             self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(l) = lifetime {
@@ -307,24 +475,35 @@ impl TokenCache {
             generation,
             "token acquired"
         );
-        if notify {
-            self.changed.notify_one();
-        }
+        self.changed.notify_one();
         Ok(cached)
     }
 
-    fn record_failure(&self, err: TokenError) -> TokenError {
+    fn record_failure(&self, err: TokenError, now: Instant) -> TokenError {
         self.counters
             .refreshes_failed
             .fetch_add(1, Ordering::Relaxed);
+        let mut flight = lock(&self.flight);
+        flight.inflight = None;
+        let attempt = flight.failure.as_ref().map_or(1, |f| f.attempt + 1);
+        let delay = retry_delay(&self.policy, attempt, err.retry_after);
+        flight.failure = Some(Failure {
+            error: err.clone(),
+            until: later(now, delay),
+            attempt,
+        });
+        drop(flight);
         tracing::warn!(
             target: "deadpool_entra",
             source = %err.source_name,
             cause = %err.cause,
-            "token fetch failed"
+            attempt,
+            next_try_in_secs = delay.as_secs_f64(),
+            "token fetch failed; serving the cached token while it is valid"
         );
         *lock(&self.last_failure) = Some(err.clone());
-        lock(&self.failing_since).get_or_insert_with(Instant::now);
+        lock(&self.failing_since).get_or_insert(now);
+        self.changed.notify_one();
         err
     }
 
@@ -338,7 +517,7 @@ impl TokenCache {
     pub(crate) fn ready_token(&self, now: Instant, policy: &RecyclePolicy) -> Option<ReadyToken> {
         let guard = self.current.load();
         let t = guard.as_ref()?;
-        if !t.is_valid_at(now) {
+        if !self.valid(t, now) {
             return None;
         }
         if let (Some(d), Some(life)) = (t.deadline, t.lifetime)
@@ -369,22 +548,68 @@ impl TokenCache {
         Some(deadline - self.policy.refresh_before_expiry.min(life / 2))
     }
 
-    /// The refresher's fetch: single flight, skipped if another task already replaced
-    /// generation `seen`.
-    async fn refresh(&self, seen: u64) -> Result<Arc<CachedToken>, TokenError> {
-        let _guard = self.fetch_lock.lock().await;
+    /// The refresher's fetch: joins a flight or starts one, unless another task already
+    /// replaced generation `seen` (`Done`) or a failure still stands (`None`).
+    fn refresh_start(self: &Arc<Self>, seen: u64) -> Option<Refresh> {
+        let mut flight = lock(&self.flight);
         if let Some(t) = self.current.load_full()
             && t.generation != seen
         {
-            return Ok(t);
+            return Some(Refresh::Done(Ok(t)));
         }
-        self.fetch_locked(false).await
+        if flight
+            .failure
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.until)
+        {
+            return None;
+        }
+        Some(match self.join_or_start(&mut flight, false) {
+            Ok(rx) => Refresh::Wait(rx),
+            Err(e) => Refresh::Done(Err(e)),
+        })
     }
 
-    /// Stops the refresher (pool closed).
+    /// Stops the refresher and any fetch in flight (pool closed).
     pub(crate) fn shut_down(&self) {
         self.shutdown.send_replace(true);
     }
+}
+
+/// Waits for a flight's outcome; a flight that ended without one (shut down) is an error.
+async fn join(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or_else(|| Err(ended_error())),
+        Err(_) => Err(ended_error()),
+    }
+}
+
+fn ended_error() -> TokenError {
+    TokenError {
+        source_name: "token cache".into(),
+        cause: "the token fetch ended without an answer (the pool was closed)".into(),
+        hint: None,
+        retry_after: None,
+    }
+}
+
+/// Resolves when `rx` says shut down, or its sender (the cache) is gone.
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `now + d`, saturating at a century ahead.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(crate::recycle::LONGEST))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
 }
 
 /// The error for a fetch that outlived [`RefreshPolicy::fetch_timeout`].
@@ -405,115 +630,172 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The shortest retry delay, whatever the policy says: a failing endpoint is never asked
+/// in a tight loop.
+pub(crate) const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+fn floor(policy: &RefreshPolicy) -> Duration {
+    policy.min_backoff.max(MIN_RETRY_DELAY)
+}
+
 /// Upper bound of the n-th retry delay (n >= 1): `min_backoff * 2^(n-1)`, capped.
 pub(crate) fn backoff_ceiling(policy: &RefreshPolicy, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-    policy
-        .min_backoff
+    floor(policy)
         .saturating_mul(factor)
         .min(policy.max_backoff)
-        .max(policy.min_backoff)
+        .max(floor(policy))
 }
 
 /// The n-th retry delay: uniform in `[min_backoff, ceiling]` ("full jitter" with a floor,
 /// so a failing endpoint is never hammered in a tight loop).
 pub(crate) fn backoff(policy: &RefreshPolicy, attempt: u32) -> Duration {
     let ceiling = backoff_ceiling(policy, attempt);
-    let span = ceiling.saturating_sub(policy.min_backoff);
-    policy.min_backoff + span.mul_f64(rand::rng().random::<f64>())
+    let span = ceiling.saturating_sub(floor(policy));
+    floor(policy) + span.mul_f64(rand::rng().random::<f64>())
 }
 
-/// Starts the refresher. It holds only a `Weak` to the cache and ends when the cache is
-/// dropped or shut down.
+/// The delay before the next fetch after `attempt` failures: the endpoint's `Retry-After`
+/// when it sent one (at least the floor, at most [`RETRY_AFTER_CAP`]), else the backoff.
+pub(crate) fn retry_delay(
+    policy: &RefreshPolicy,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    match retry_after {
+        Some(ra) => ra.clamp(floor(policy), RETRY_AFTER_CAP.max(floor(policy))),
+        None => backoff(policy, attempt),
+    }
+}
+
+/// Starts the refresher under a supervisor that restarts it if it panics (logged and
+/// counted). Both hold only a `Weak` to the cache and end when it is dropped or shut down.
 pub(crate) fn spawn_refresher(cache: &Arc<TokenCache>) -> JoinHandle<()> {
     let weak: Weak<TokenCache> = Arc::downgrade(cache);
-    let mut shutdown = cache.shutdown.subscribe();
+    let shutdown = cache.shutdown.subscribe();
     let changed = cache.changed.clone();
     tokio::spawn(async move {
-        let mut failures: u32 = 0;
-        let mut retry_at: Option<Instant> = None;
         loop {
-            {
-                let Some(cache) = weak.upgrade() else { return };
-                if *shutdown.borrow() || cache.is_password() {
-                    return;
-                }
-                if let (Some(_), Some(p)) = (retry_at, cache.refresh_point())
-                    && p > Instant::now()
-                {
-                    // Renewed elsewhere (a forced refresh) while we were backing off.
-                    retry_at = None;
-                    failures = 0;
-                }
-                let wake = retry_at.or_else(|| cache.refresh_point());
-                drop(cache);
-                // Sleep holding only the Weak, the notifier and the shutdown receiver.
-                tokio::select! {
-                    _ = sleep_until_opt(wake) => {}
-                    // A token was stored elsewhere (first fetch, forced refresh):
-                    // recompute the schedule.
-                    _ = changed.notified() => continue,
-                    r = shutdown.changed() => {
-                        if r.is_err() || *shutdown.borrow() { return; }
-                        continue;
-                    }
-                }
-            }
-            let Some(cache) = weak.upgrade() else { return };
-            if retry_at.is_none() {
-                // Not due yet (the token was replaced meanwhile)?
-                if let Some(p) = cache.refresh_point()
-                    && Instant::now() < p
-                {
-                    continue;
-                }
-            }
-            let old = cache.peek();
-            let seen = old.as_ref().map(|t| t.generation).unwrap_or(0);
-            let old_deadline = old.as_ref().and_then(|t| t.deadline);
-            let outcome = cache.refresh(seen).await;
-            let now = Instant::now();
-            match outcome {
-                Ok(new) => {
-                    let renewed = match (old_deadline, new.deadline) {
-                        (Some(o), Some(n)) => n > o + Duration::from_secs(1),
-                        _ => true,
-                    };
-                    if renewed {
-                        failures = 0;
-                        retry_at = None;
-                    } else {
-                        // The credential served its own cache: it has not reached its
-                        // renewal window yet. Ask again soon.
-                        failures += 1;
-                        let d = backoff(&cache.policy, failures);
-                        tracing::debug!(
-                            target: "deadpool_entra",
-                            next_retry_in_secs = d.as_secs_f64(),
-                            "token source returned the same token; retrying"
-                        );
-                        retry_at = Some(now + d);
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    let d = match e.retry_after {
-                        Some(ra) => ra.max(cache.policy.min_backoff),
-                        None => backoff(&cache.policy, failures),
-                    };
-                    tracing::warn!(
+            let run = tokio::spawn(refresh_loop(
+                weak.clone(),
+                shutdown.clone(),
+                changed.clone(),
+            ));
+            match run.await {
+                Err(e) if e.is_panic() => {
+                    let Some(cache) = weak.upgrade() else { return };
+                    cache
+                        .counters
+                        .refresher_panics
+                        .fetch_add(1, Ordering::Relaxed);
+                    let pause = floor(&cache.policy);
+                    drop(cache);
+                    tracing::error!(
                         target: "deadpool_entra",
-                        source = %e.source_name,
-                        cause = %e.cause,
-                        attempt = failures,
-                        next_retry_in_secs = d.as_secs_f64(),
-                        "token refresh failed; serving the cached token while it is valid"
+                        restart_in_secs = pause.as_secs_f64(),
+                        "the token refresher panicked; restarting it"
                     );
-                    retry_at = Some(now + d);
+                    let mut rx = shutdown.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = wait_shutdown(&mut rx) => return,
+                    }
                 }
+                _ => return,
             }
         }
     })
+}
+
+/// The refresher: renews the token at its refresh point, retries after failures when
+/// their retry delay ends, and asks again soon when the source served its cache.
+async fn refresh_loop(
+    weak: Weak<TokenCache>,
+    mut shutdown: watch::Receiver<bool>,
+    changed: Arc<Notify>,
+) {
+    // After the source returned the same token: how often, and when to ask again.
+    let mut same: u32 = 0;
+    let mut same_retry_at: Option<Instant> = None;
+    loop {
+        {
+            let Some(cache) = weak.upgrade() else { return };
+            if *shutdown.borrow() || cache.is_password() {
+                return;
+            }
+            let point = cache.refresh_point();
+            let retry_at = cache.retry_at();
+            if let (Some(_), Some(p)) = (same_retry_at, point)
+                && p > Instant::now()
+            {
+                // Renewed elsewhere while we waited for the source's cache to turn over.
+                same_retry_at = None;
+                same = 0;
+            }
+            let due = same_retry_at.or(point).or_else(|| {
+                // No token at all (a lazy pool whose first fetch failed): retry when the
+                // failure's delay ends.
+                retry_at.filter(|_| cache.peek().is_none())
+            });
+            let wake = match (due, retry_at) {
+                (Some(d), Some(r)) => Some(d.max(r)),
+                (d, _) => d,
+            };
+            drop(cache);
+            tokio::select! {
+                () = sleep_until_opt(wake) => {}
+                // A token or a failure was stored elsewhere: recompute the schedule.
+                () = changed.notified() => continue,
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() { return; }
+                    continue;
+                }
+            }
+        }
+        let Some(cache) = weak.upgrade() else { return };
+        let now = Instant::now();
+        if same_retry_at.is_none()
+            && let Some(p) = cache.refresh_point()
+            && now < p
+        {
+            continue;
+        }
+        let seen = cache.peek().map(|t| t.generation).unwrap_or(0);
+        let policy = cache.policy.clone();
+        let start = cache.refresh_start(seen);
+        drop(cache);
+        // The fetch runs in its own task; waiting for it holds no strong reference, and
+        // shutdown wins.
+        let outcome = match start {
+            None => None,
+            Some(Refresh::Done(o)) => Some(o),
+            Some(Refresh::Wait(rx)) => tokio::select! {
+                o = join(rx) => Some(o),
+                () = wait_shutdown(&mut shutdown) => return,
+            },
+        };
+        match outcome {
+            Some(Ok(t)) if t.generation == seen => {
+                // The credential served its own cache: it has not reached its renewal
+                // window yet. Ask again soon.
+                same += 1;
+                let d = backoff(&policy, same);
+                tracing::debug!(
+                    target: "deadpool_entra",
+                    next_retry_in_secs = d.as_secs_f64(),
+                    "token source returned the same token; asking again later"
+                );
+                same_retry_at = Some(later(Instant::now(), d));
+            }
+            Some(Ok(_)) => {
+                same = 0;
+                same_retry_at = None;
+            }
+            // A failure is remembered by the cache with its retry delay; `None`: one
+            // still stands. Either way the schedule is recomputed from the cache.
+            Some(Err(_)) | None => {}
+        }
+    }
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

@@ -73,7 +73,9 @@ impl TokenSource for Fake {
                 return Err(TokenSourceError::new("identity endpoint returned 500")
                     .with_hint("check IDENTITY_ENDPOINT"));
             }
-            Ok(Token::expiring_in(SECRET, self.lifetime))
+            // Every new token has a new secret.
+            let n = self.calls.load(Ordering::SeqCst);
+            Ok(Token::expiring_in(format!("{SECRET}-{n}"), self.lifetime))
         })
     }
     fn name(&self) -> String {
@@ -217,6 +219,8 @@ async fn expired_token_is_never_returned() {
     assert!(cache.get().await.is_err());
     assert!(cache.valid_now().is_none());
     h.fail(false);
+    // The last failure stands for its retry delay, then the next call fetches.
+    tokio::time::sleep_until(cache.retry_at().expect("a failure stands")).await;
     let t = cache.get().await.unwrap();
     assert_eq!(t.generation, 2);
 }
@@ -284,12 +288,117 @@ async fn same_token_from_the_credential_is_not_a_renewal() {
 async fn forced_refresh_is_skipped_when_another_task_already_refreshed() {
     let (source, h) = fake(HOUR, Duration::ZERO);
     let cache = cache_with(source);
-    let used = cache.get().await.unwrap().generation;
-    let a = cache.force_refresh(used).await.unwrap();
-    let b = cache.force_refresh(used).await.unwrap();
+    let used = cache.get().await.unwrap();
+    let Forced::New(a) = cache.force_refresh(&used).await else {
+        panic!("a new token was expected")
+    };
+    let Forced::New(b) = cache.force_refresh(&used).await else {
+        panic!("the token already replaced was expected")
+    };
     assert_eq!(a.generation, 2);
     assert_eq!(b.generation, 2);
     assert_eq!(h.calls(), 2);
+}
+
+/// A credential that serves its own cache: `fetch` returns the same token until told to
+/// mint; `fetch_fresh` (a new credential instance) returns a new one only if `fresh_helps`.
+struct Caching {
+    calls: Arc<AtomicU64>,
+    fresh_calls: Arc<AtomicU64>,
+    minted: Arc<AtomicU64>,
+    fresh_helps: bool,
+}
+
+impl Caching {
+    fn token(&self) -> Token {
+        let n = self.minted.load(Ordering::SeqCst);
+        Token::expiring_in(format!("{SECRET}-{n}"), HOUR)
+    }
+}
+
+impl TokenSource for Caching {
+    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let t = self.token();
+        Box::pin(async move { Ok(t) })
+    }
+    fn fetch_fresh<'a>(
+        &'a self,
+        _scope: &'a str,
+    ) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        self.fresh_calls.fetch_add(1, Ordering::SeqCst);
+        if self.fresh_helps {
+            self.minted.fetch_add(1, Ordering::SeqCst);
+        }
+        let t = self.token();
+        Box::pin(async move { Ok(t) })
+    }
+    fn name(&self) -> String {
+        "Caching".into()
+    }
+}
+
+fn caching(fresh_helps: bool) -> (Arc<TokenCache>, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let (calls, fresh_calls) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let source = Caching {
+        calls: calls.clone(),
+        fresh_calls: fresh_calls.clone(),
+        minted: Arc::new(AtomicU64::new(0)),
+        fresh_helps,
+    };
+    (cache_with_source(source), calls, fresh_calls)
+}
+
+fn cache_with_source(source: impl TokenSource) -> Arc<TokenCache> {
+    TokenCache::new(Box::new(source), "scope/.default", RefreshPolicy::default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_refusal_the_same_token_is_reported_not_resent_nor_counted_as_a_refresh() {
+    let (cache, calls, fresh_calls) = caching(false);
+    let used = cache.get().await.unwrap();
+    assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 1);
+    let Forced::Same(same) = cache.force_refresh(&used).await else {
+        panic!("the source returns the refused token: nothing new to log in with")
+    };
+    assert_eq!(same.generation, used.generation);
+    assert_eq!(
+        fresh_calls.load(Ordering::SeqCst),
+        1,
+        "a cache-bypassing fetch was asked for"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Not a refresh: same generation, same counters, counted as a same-token answer.
+    assert_eq!(cache.valid_now().unwrap().generation, used.generation);
+    assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 1);
+    assert_eq!(cache.counters.same_token_answers.load(Ordering::Relaxed), 1);
+    // The next refusal of the same token within the retry delay asks nobody.
+    assert!(matches!(cache.force_refresh(&used).await, Forced::Same(_)));
+    assert_eq!(fresh_calls.load(Ordering::SeqCst), 1);
+    // After a backoff step (1 s, then 2 s) it asks again.
+    tokio::time::sleep(Duration::from_millis(1001)).await;
+    assert!(matches!(cache.force_refresh(&used).await, Forced::Same(_)));
+    assert_eq!(fresh_calls.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(cache.force_refresh(&used).await, Forced::Same(_)));
+    assert_eq!(
+        fresh_calls.load(Ordering::SeqCst),
+        2,
+        "the second step is 2 s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_refusal_a_cache_bypassing_fetch_gives_a_new_token() {
+    let (cache, _calls, fresh_calls) = caching(true);
+    let used = cache.get().await.unwrap();
+    let Forced::New(new) = cache.force_refresh(&used).await else {
+        panic!("a fresh credential instance mints a new token")
+    };
+    assert_ne!(new.secret.expose(), used.secret.expose());
+    assert_eq!(new.generation, used.generation + 1);
+    assert_eq!(fresh_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -327,11 +436,18 @@ fn hanging_source(hang: Arc<AtomicBool>, calls: Arc<Mutex<Vec<Instant>>>) -> cra
     crate::FnSource::new("Hanging", move |_| {
         let (hang, calls) = (hang.clone(), calls.clone());
         async move {
-            calls.lock().unwrap().push(Instant::now());
+            let n = {
+                let mut calls = calls.lock().unwrap();
+                calls.push(Instant::now());
+                calls.len()
+            };
             if hang.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
-            Ok(Token::expiring_in(SECRET, Duration::from_secs(600)))
+            Ok(Token::expiring_in(
+                format!("{SECRET}-{n}"),
+                Duration::from_secs(600),
+            ))
         }
     })
 }
@@ -396,4 +512,246 @@ async fn a_login_waiting_behind_a_hung_fetch_gets_an_error_not_a_hang() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storm_of_checkouts_during_an_outage_makes_one_identity_call_per_backoff_step() {
+    let (source, h) = fake(Duration::from_secs(60), Duration::ZERO);
+    let policy = RefreshPolicy {
+        min_backoff: Duration::from_secs(5),
+        max_backoff: Duration::from_secs(5),
+        ..RefreshPolicy::default()
+    };
+    let cache = TokenCache::new(Box::new(source), "s", policy);
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    // The identity endpoint goes down; the refresher's tries fail; the token runs out at
+    // 55 s (its last 5 s are not handed out).
+    h.fail(true);
+    tokio::time::sleep_until(t0 + Duration::from_secs(55)).await;
+    assert!(cache.valid_now().is_none());
+    let before = h.calls();
+    let outage = Duration::from_secs(60);
+    let start = Instant::now();
+    // 1,000 checkouts spread over the outage, each needing a token.
+    let mut errors = 0;
+    for i in 0..1000u32 {
+        tokio::time::sleep_until(start + outage * i / 1000).await;
+        if cache.get().await.is_err() {
+            errors += 1;
+        }
+    }
+    let calls = h.calls() - before;
+    // One call per 5 s retry delay (12 in 60 s), plus the one that started it.
+    let steps = (outage.as_secs() / 5) as u64;
+    assert!(
+        calls <= steps + 1,
+        "{calls} identity calls for {steps} backoff steps"
+    );
+    assert!(calls >= steps - 1, "the endpoint was retried: {calls}");
+    assert_eq!(errors, 1000);
+    // When the endpoint answers again, a token comes within one step.
+    h.fail(false);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(cache.get().await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_timeout_does_not_cancel_the_shared_fetch() {
+    // A fetch that takes 8 s; the first caller gives up after 2 s.
+    let (source, h) = fake(HOUR, Duration::from_secs(8));
+    let cache = cache_with(source);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), cache.get())
+            .await
+            .is_err()
+    );
+    // The next caller joins the same fetch: it completes at 8 s, one call in all.
+    let t = cache.get().await.unwrap();
+    assert_eq!(t.generation, 1);
+    assert_eq!(h.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_is_capped_and_harmless() {
+    let calls = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let c2 = calls.clone();
+    let source = crate::FnSource::new("Throttled", move |_| {
+        let c = c2.clone();
+        async move {
+            c.lock().unwrap().push(Instant::now());
+            Err::<Token, _>(
+                TokenSourceError::new("429").with_retry_after(Duration::from_secs(u64::MAX)),
+            )
+        }
+    });
+    let cache = TokenCache::new(Box::new(source), "s", RefreshPolicy::default());
+    let _r = spawn_refresher(&cache);
+    let t0 = Instant::now();
+    assert!(cache.get().await.is_err());
+    assert_eq!(cache.retry_at(), Some(t0 + crate::RETRY_AFTER_CAP));
+    tokio::time::sleep(crate::RETRY_AFTER_CAP + Duration::from_secs(1)).await;
+    let times = calls.lock().unwrap().clone();
+    assert_eq!(
+        times,
+        [t0, t0 + crate::RETRY_AFTER_CAP],
+        "the refresher retried at the cap"
+    );
+    assert_eq!(cache.counters.refresher_panics.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_min_backoff_does_not_make_a_busy_loop() {
+    let (source, h) = fake(HOUR, Duration::ZERO);
+    h.fail(true);
+    let policy = RefreshPolicy {
+        min_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        ..RefreshPolicy::default()
+    };
+    let cache = TokenCache::new(Box::new(source), "s", policy);
+    let _r = spawn_refresher(&cache);
+    let _ = cache.get().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // At most one call per 100 ms floor.
+    assert!(h.calls() <= 101, "{} calls in 10 s", h.calls());
+}
+
+/// A source whose fetch never answers and holds `alive` while pending.
+fn never_answering(alive: Arc<()>) -> crate::FnSource {
+    crate::FnSource::new("Never", move |_| {
+        let alive = alive.clone();
+        async move {
+            let _held = alive;
+            std::future::pending::<Result<Token, TokenSourceError>>().await
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_wins_over_a_fetch_in_flight() {
+    let alive = Arc::new(());
+    let policy = RefreshPolicy {
+        fetch_timeout: None,
+        ..RefreshPolicy::default()
+    };
+    let cache = TokenCache::new(Box::new(never_answering(alive.clone())), "s", policy);
+    let refresher = spawn_refresher(&cache);
+    let waiter = {
+        let c = cache.clone();
+        tokio::spawn(async move { c.get().await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(Arc::strong_count(&alive), 3, "the fetch is pending");
+    cache.shut_down();
+    let e = tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .expect("the waiter was released")
+        .unwrap()
+        .expect_err("no token");
+    assert!(e.cause.contains("closed"), "{e}");
+    tokio::time::timeout(Duration::from_secs(1), refresher)
+        .await
+        .expect("the refresher ended")
+        .unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(
+        Arc::strong_count(&alive),
+        2,
+        "the pending fetch was dropped"
+    );
+    drop(cache);
+    assert_eq!(
+        Arc::strong_count(&alive),
+        1,
+        "the source was dropped with the cache"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_cache_ends_a_fetch_in_flight() {
+    let alive = Arc::new(());
+    let policy = RefreshPolicy {
+        fetch_timeout: None,
+        ..RefreshPolicy::default()
+    };
+    let cache = TokenCache::new(Box::new(never_answering(alive.clone())), "s", policy);
+    let _ = tokio::time::timeout(Duration::from_secs(1), cache.get()).await;
+    assert_eq!(
+        Arc::strong_count(&alive),
+        3,
+        "the fetch is pending in its own task"
+    );
+    drop(cache);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        Arc::strong_count(&alive),
+        1,
+        "fetch and source were dropped"
+    );
+}
+
+/// A source whose `is_password` panics on its `n`-th call (a bug in user code).
+struct PanicsOnce {
+    calls: AtomicU64,
+    at: u64,
+    fetches: Arc<AtomicU64>,
+}
+
+impl TokenSource for PanicsOnce {
+    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        let n = self.fetches.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move { Ok(Token::expiring_in(format!("{SECRET}-{n}"), HOUR)) })
+    }
+    fn name(&self) -> String {
+        "PanicsOnce".into()
+    }
+    fn is_password(&self) -> bool {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(n != self.at, "injected panic");
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_refresher_is_counted_and_the_refresher_restarted() {
+    let fetches = Arc::new(AtomicU64::new(0));
+    let source = PanicsOnce {
+        calls: AtomicU64::new(0),
+        at: 3,
+        fetches: fetches.clone(),
+    };
+    let cache = cache_with_source(source);
+    let t0 = Instant::now();
+    cache.get().await.unwrap(); // is_password calls 1 and 2
+    let _r = spawn_refresher(&cache); // call 3 panics in the refresher
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cache.counters.refresher_panics.load(Ordering::Relaxed), 1);
+    // Restarted: it still refreshes at the refresh point (3600 - 270 s).
+    tokio::time::sleep_until(t0 + Duration::from_secs(3331)).await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.valid_now().unwrap().generation, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_past_its_wall_clock_expiry_is_not_handed_out_after_a_suspend() {
+    let (source, h) = fake(HOUR, Duration::ZERO);
+    let skew = Arc::new(AtomicU64::new(0));
+    let s2 = skew.clone();
+    let wall: WallClock = Arc::new(move || {
+        std::time::SystemTime::now() + Duration::from_secs(s2.load(Ordering::SeqCst))
+    });
+    let cache = TokenCache::with_wall_clock(Box::new(source), "s", RefreshPolicy::default(), wall);
+    cache.get().await.unwrap();
+    // The machine sleeps for two hours: the monotonic clock stood still, the wall clock
+    // did not.
+    skew.store(7200, Ordering::SeqCst);
+    assert!(
+        cache.valid_now().is_none(),
+        "an expired token counts as valid"
+    );
+    let t = cache.get().await.unwrap();
+    assert_eq!(t.generation, 2);
+    assert_eq!(h.calls(), 2);
 }

@@ -4,14 +4,24 @@
 
 use base64::Engine;
 
-/// `upn`, `preferred_username`, `unique_name`, or the last path segment of `xms_mirid`
-/// (a user-assigned identity's resource id ends with its name).
-pub(crate) fn user_from_token(token: &str) -> Option<String> {
+fn claims_of(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The token's `exp` claim (Unix seconds), if it has one.
+pub(crate) fn exp_of(token: &str) -> Option<u64> {
+    claims_of(token)?.get("exp")?.as_u64()
+}
+
+/// `upn`, `preferred_username`, `unique_name`, or the last path segment of `xms_mirid`
+/// (a user-assigned identity's resource id ends with its name; a system-assigned one's
+/// names the resource that owns it, whose name is the identity's).
+pub(crate) fn user_from_token(token: &str) -> Option<String> {
+    let claims = claims_of(token)?;
     for key in ["upn", "preferred_username", "unique_name"] {
         if let Some(v) = claims.get(key).and_then(|v| v.as_str())
             && !v.is_empty()
@@ -35,6 +45,13 @@ mod tests {
             e.encode(r#"{"alg":"RS256"}"#),
             e.encode(claims)
         )
+    }
+
+    #[test]
+    fn exp_is_read_when_present() {
+        assert_eq!(exp_of(&jwt(r#"{"exp":1700000000}"#)), Some(1_700_000_000));
+        assert_eq!(exp_of(&jwt(r#"{"upn":"a"}"#)), None);
+        assert_eq!(exp_of("not a jwt"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod claims;
+pub(crate) mod secret;
 mod sources;
 
 use std::{
@@ -31,10 +32,11 @@ pub(crate) enum Expiry {
 
 /// A secret (access token or password) and when it expires.
 ///
-/// `Debug` shows the expiry only; the secret is never printed.
+/// `Debug` shows the expiry only; the secret is never printed, and its memory is zeroed
+/// when the last copy of the token is dropped.
 #[derive(Clone)]
 pub struct Token {
-    secret: Arc<str>,
+    secret: Arc<secret::Secret>,
     pub(crate) expiry: Expiry,
 }
 
@@ -42,7 +44,7 @@ impl Token {
     /// A token that expires at `expires_on` (wall clock, as credentials report it).
     pub fn new(secret: impl Into<String>, expires_on: SystemTime) -> Self {
         Self {
-            secret: Arc::from(secret.into()),
+            secret: Arc::new(secret::Secret::new(secret.into())),
             expiry: Expiry::At(expires_on),
         }
     }
@@ -51,7 +53,7 @@ impl Token {
     /// it the natural constructor for tests with paused time).
     pub fn expiring_in(secret: impl Into<String>, expires_in: Duration) -> Self {
         Self {
-            secret: Arc::from(secret.into()),
+            secret: Arc::new(secret::Secret::new(secret.into())),
             expiry: Expiry::In(expires_in),
         }
     }
@@ -59,17 +61,17 @@ impl Token {
     /// A secret that never expires (a static password).
     pub fn never_expiring(secret: impl Into<String>) -> Self {
         Self {
-            secret: Arc::from(secret.into()),
+            secret: Arc::new(secret::Secret::new(secret.into())),
             expiry: Expiry::Never,
         }
     }
 
     /// The secret. Handle with care: never log it.
     pub fn secret(&self) -> &str {
-        &self.secret
+        self.secret.expose()
     }
 
-    pub(crate) fn secret_arc(&self) -> Arc<str> {
+    pub(crate) fn secret_arc(&self) -> Arc<secret::Secret> {
         self.secret.clone()
     }
 
@@ -167,6 +169,16 @@ pub trait TokenSource: Send + Sync + 'static {
     /// A name for logs, stats and errors (for a chain: the link in use).
     fn name(&self) -> String;
 
+    /// A token that bypasses any cache the source keeps, where it can (a new credential
+    /// instance, whose in-process cache is empty). The pool asks for one only after the
+    /// server refused the token that [`TokenSource::fetch`] returned; the default is
+    /// `fetch`. An identity endpoint may still answer with the token it has cached: the
+    /// pool then reports that no other token can be had instead of sending the same one
+    /// again.
+    fn fetch_fresh<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        self.fetch(scope)
+    }
+
     /// `true` when the secret is a password rather than an Entra token (no refresh, no
     /// user derivation from claims, channel binding allowed).
     fn is_password(&self) -> bool {
@@ -178,6 +190,9 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
         (**self).fetch(scope)
     }
+    fn fetch_fresh<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        (**self).fetch_fresh(scope)
+    }
     fn name(&self) -> String {
         (**self).name()
     }
@@ -185,6 +200,10 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
         (**self).is_password()
     }
 }
+
+/// The longest `Retry-After` honoured (5 minutes): an identity endpoint that asks for more
+/// is asked again after this.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
 /// When and how the background refresher renews the token.
 ///
@@ -198,10 +217,13 @@ pub struct RefreshPolicy {
     /// How long before expiry to refresh (default 270 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub refresh_before_expiry: Duration,
-    /// First retry delay after a failed refresh (default 1 s).
+    /// First retry delay after a failed fetch (default 1 s; at least 100 ms, `validate`
+    /// refuses less). A failed fetch is remembered for its retry delay: logins in that time
+    /// get the same error without asking the identity endpoint again.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub min_backoff: Duration,
-    /// Cap on the retry delay (default 30 s).
+    /// Cap on the retry delay (default 30 s). A `Retry-After` from the identity endpoint
+    /// is honoured up to [`RETRY_AFTER_CAP`], even beyond this.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration"))]
     pub max_backoff: Duration,
     /// How long one fetch from the token source may take before it counts as failed

@@ -6,7 +6,7 @@ use std::{
     fmt,
     future::Future,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -17,10 +17,20 @@ pub use azure_identity::UserAssignedId;
 
 use super::{BoxFuture, Token, TokenSource, TokenSourceError};
 
+/// Makes a new credential instance (with an empty in-process token cache).
+pub type CredentialFactory =
+    dyn Fn() -> Result<Arc<dyn TokenCredential>, String> + Send + Sync + 'static;
+
 /// Any `azure_core` [`TokenCredential`] as a token source.
+///
+/// Built with [`CredentialSource::from_factory`], it can bypass the credential's own token
+/// cache after the server refused a token: it makes a new instance and asks that one
+/// (`azure_identity`'s credentials serve their cached token until 5 minutes before it
+/// expires).
 #[derive(Clone)]
 pub struct CredentialSource {
-    credential: Arc<dyn TokenCredential>,
+    credential: Arc<Mutex<Arc<dyn TokenCredential>>>,
+    factory: Option<Arc<CredentialFactory>>,
     name: String,
 }
 
@@ -28,16 +38,70 @@ impl CredentialSource {
     /// Wraps a credential; its name is taken from its type.
     pub fn new(credential: Arc<dyn TokenCredential>) -> Self {
         let name = type_name_of(&*credential);
-        Self { credential, name }
+        Self {
+            credential: Arc::new(Mutex::new(credential)),
+            factory: None,
+            name,
+        }
     }
 
     /// Wraps a credential under an explicit name.
     pub fn with_name(credential: Arc<dyn TokenCredential>, name: impl Into<String>) -> Self {
         Self {
-            credential,
+            credential: Arc::new(Mutex::new(credential)),
+            factory: None,
             name: name.into(),
         }
     }
+
+    /// A source that makes its credential with `factory`, and makes a new instance when
+    /// it needs a token that bypasses the instance's cache (after a refused login).
+    ///
+    /// ```no_run
+    /// use deadpool_entra::CredentialSource;
+    /// use std::sync::Arc;
+    /// let source = CredentialSource::from_factory("ManagedIdentityCredential", || {
+    ///     azure_identity::ManagedIdentityCredential::new(None)
+    ///         .map(|c| c as Arc<dyn azure_core::credentials::TokenCredential>)
+    ///         .map_err(|e| e.to_string())
+    /// })?;
+    /// # Ok::<(), deadpool_entra::TokenSourceError>(())
+    /// ```
+    pub fn from_factory<F>(name: impl Into<String>, factory: F) -> Result<Self, TokenSourceError>
+    where
+        F: Fn() -> Result<Arc<dyn TokenCredential>, String> + Send + Sync + 'static,
+    {
+        let name = name.into();
+        let credential =
+            factory().map_err(|e| TokenSourceError::new(format!("cannot create {name}: {e}")))?;
+        Ok(Self {
+            credential: Arc::new(Mutex::new(credential)),
+            factory: Some(Arc::new(factory)),
+            name,
+        })
+    }
+
+    fn current(&self) -> Arc<dyn TokenCredential> {
+        self.credential
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Asks a new instance from `factory` and, when it answers, keeps it: its cache holds the
+/// new token, which the old instance's does not.
+async fn fetch_from_new_instance(
+    factory: &CredentialFactory,
+    slot: &Mutex<Arc<dyn TokenCredential>>,
+    scope: &str,
+    name: &str,
+) -> Result<Token, TokenSourceError> {
+    let fresh =
+        factory().map_err(|e| TokenSourceError::new(format!("cannot create {name}: {e}")))?;
+    let token = fetch_from(&*fresh, scope, name).await?;
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+    Ok(token)
 }
 
 /// The credential's type name from its `Debug` output, cut before any field so that no
@@ -132,7 +196,15 @@ async fn fetch_from(
 
 impl TokenSource for CredentialSource {
     fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
-        Box::pin(fetch_from(&*self.credential, scope, &self.name))
+        Box::pin(async move { fetch_from(&*self.current(), scope, &self.name).await })
+    }
+    fn fetch_fresh<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        Box::pin(async move {
+            match &self.factory {
+                Some(f) => fetch_from_new_instance(&**f, &self.credential, scope, &self.name).await,
+                None => fetch_from(&*self.current(), scope, &self.name).await,
+            }
+        })
     }
     fn name(&self) -> String {
         self.name.clone()
@@ -141,7 +213,34 @@ impl TokenSource for CredentialSource {
 
 struct Link {
     name: &'static str,
-    credential: Result<Arc<dyn TokenCredential>, String>,
+    /// The instance in use (or why the link is unavailable).
+    credential: Result<Mutex<Arc<dyn TokenCredential>>, String>,
+    /// Makes a new instance, for a token that bypasses the instance's cache.
+    make: Box<CredentialFactory>,
+}
+
+impl Link {
+    fn new(
+        name: &'static str,
+        make: impl Fn() -> Result<Arc<dyn TokenCredential>, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            credential: make().map(Mutex::new),
+            make: Box::new(make),
+        }
+    }
+
+    fn current(&self) -> Result<Arc<dyn TokenCredential>, &str> {
+        match &self.credential {
+            Ok(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            Err(reason) => Err(reason),
+        }
+    }
+}
+
+fn unavailable(reason: &'static str) -> impl Fn() -> Result<Arc<dyn TokenCredential>, String> {
+    move || Err(reason.to_owned())
 }
 
 /// The credential chain of the Azure guides, assembled from `azure_identity` 1.x:
@@ -205,39 +304,55 @@ impl ChainSource {
         let mut links = Vec::new();
 
         // 1. Environment service principal.
-        let env_link = match (
+        match (
             get("AZURE_TENANT_ID"),
             get("AZURE_CLIENT_ID"),
             get("AZURE_CLIENT_SECRET"),
             get("AZURE_CLIENT_CERTIFICATE_PATH"),
         ) {
             (Some(tenant), Some(client), Some(secret), _) => {
-                azure_identity::ClientSecretCredential::new(&tenant, client, secret.into(), None)
+                let secret = super::secret::Secret::new(secret);
+                links.push(Link::new("EnvironmentCredential", move || {
+                    azure_identity::ClientSecretCredential::new(
+                        &tenant,
+                        client.clone(),
+                        secret.expose().to_owned().into(),
+                        None,
+                    )
                     .map(|c| c as Arc<dyn TokenCredential>)
                     .map_err(|e| e.to_string())
+                }));
             }
             (Some(tenant), Some(client), None, Some(path)) => {
-                certificate_credential(tenant, client, path, get("AZURE_CLIENT_CERTIFICATE_PASSWORD"))
+                let password = get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(super::secret::Secret::new);
+                links.push(Link::new("EnvironmentCredential", move || {
+                    certificate_credential(
+                        tenant.clone(),
+                        client.clone(),
+                        path.clone(),
+                        password.as_ref().map(|p| p.expose().to_owned()),
+                    )
+                }));
             }
-            _ => Err("AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH) are not all set".into()),
-        };
-        links.push(Link {
-            name: "EnvironmentCredential",
-            credential: env_link,
-        });
+            _ => links.push(Link::new(
+                "EnvironmentCredential",
+                unavailable("AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH) are not all set"),
+            )),
+        }
 
         // 2. Workload identity.
-        let wi = if get("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-            azure_identity::WorkloadIdentityCredential::new(None)
-                .map(|c| c as Arc<dyn TokenCredential>)
-                .map_err(|e| e.to_string())
+        if get("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+            links.push(Link::new("WorkloadIdentityCredential", || {
+                azure_identity::WorkloadIdentityCredential::new(None)
+                    .map(|c| c as Arc<dyn TokenCredential>)
+                    .map_err(|e| e.to_string())
+            }));
         } else {
-            Err("AZURE_FEDERATED_TOKEN_FILE is not set".into())
-        };
-        links.push(Link {
-            name: "WorkloadIdentityCredential",
-            credential: wi,
-        });
+            links.push(Link::new(
+                "WorkloadIdentityCredential",
+                unavailable("AZURE_FEDERATED_TOKEN_FILE is not set"),
+            ));
+        }
 
         // 3. Managed identity.
         let id = managed_identity.or_else(|| {
@@ -260,36 +375,28 @@ impl ChainSource {
         let mi_shown = ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"]
             .iter()
             .any(|k| get(k).is_some());
-        let mi = if mi_shown || id.is_some() {
-            azure_identity::ManagedIdentityCredential::new(Some(
-                azure_identity::ManagedIdentityCredentialOptions {
-                    user_assigned_id: id,
-                    ..Default::default()
-                },
-            ))
-            .map(|c| c as Arc<dyn TokenCredential>)
-            .map_err(|e| e.to_string())
+        if mi_shown || id.is_some() {
+            links.push(Link::new("ManagedIdentityCredential", move || {
+                managed_identity_credential(id.clone())
+            }));
         } else {
-            Err("no managed identity in this environment (IDENTITY_ENDPOINT, MSI_ENDPOINT and AZURE_POSTGRESQL_CLIENTID unset); on an Azure VM set AZURE_AUTH_METHOD=managed_identity".into())
-        };
-        links.push(Link {
-            name: "ManagedIdentityCredential",
-            credential: mi,
-        });
+            links.push(Link::new(
+                "ManagedIdentityCredential",
+                unavailable("no managed identity in this environment (IDENTITY_ENDPOINT, MSI_ENDPOINT and AZURE_POSTGRESQL_CLIENTID unset); on an Azure VM set AZURE_AUTH_METHOD=managed_identity"),
+            ));
+        }
 
         // 4. and 5. Developer tools.
-        links.push(Link {
-            name: "AzureCliCredential",
-            credential: azure_identity::AzureCliCredential::new(None)
+        links.push(Link::new("AzureCliCredential", || {
+            azure_identity::AzureCliCredential::new(None)
                 .map(|c| c as Arc<dyn TokenCredential>)
-                .map_err(|e| e.to_string()),
-        });
-        links.push(Link {
-            name: "AzureDeveloperCliCredential",
-            credential: azure_identity::AzureDeveloperCliCredential::new(None)
+                .map_err(|e| e.to_string())
+        }));
+        links.push(Link::new("AzureDeveloperCliCredential", || {
+            azure_identity::AzureDeveloperCliCredential::new(None)
                 .map(|c| c as Arc<dyn TokenCredential>)
-                .map_err(|e| e.to_string()),
-        });
+                .map_err(|e| e.to_string())
+        }));
         Self {
             links,
             chosen: OnceLock::new(),
@@ -299,19 +406,10 @@ impl ChainSource {
 
     /// A chain of only the managed identity link (`AZURE_AUTH_METHOD=managed_identity`).
     pub fn managed_identity_only(id: Option<UserAssignedId>) -> Self {
-        let mi = azure_identity::ManagedIdentityCredential::new(Some(
-            azure_identity::ManagedIdentityCredentialOptions {
-                user_assigned_id: id,
-                ..Default::default()
-            },
-        ))
-        .map(|c| c as Arc<dyn TokenCredential>)
-        .map_err(|e| e.to_string());
         Self {
-            links: vec![Link {
-                name: "ManagedIdentityCredential",
-                credential: mi,
-            }],
+            links: vec![Link::new("ManagedIdentityCredential", move || {
+                managed_identity_credential(id.clone())
+            })],
             chosen: OnceLock::new(),
             trying: AtomicUsize::new(0),
         }
@@ -321,6 +419,19 @@ impl ChainSource {
     pub fn link_names(&self) -> Vec<&'static str> {
         self.links.iter().map(|l| l.name).collect()
     }
+}
+
+fn managed_identity_credential(
+    id: Option<UserAssignedId>,
+) -> Result<Arc<dyn TokenCredential>, String> {
+    azure_identity::ManagedIdentityCredential::new(Some(
+        azure_identity::ManagedIdentityCredentialOptions {
+            user_assigned_id: id,
+            ..Default::default()
+        },
+    ))
+    .map(|c| c as Arc<dyn TokenCredential>)
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "client-certificate")]
@@ -355,15 +466,15 @@ impl TokenSource for ChainSource {
         Box::pin(async move {
             if let Some(&i) = self.chosen.get() {
                 let link = &self.links[i];
-                if let Ok(c) = &link.credential {
-                    return fetch_from(&**c, scope, link.name).await;
+                if let Ok(c) = link.current() {
+                    return fetch_from(&*c, scope, link.name).await;
                 }
             }
             let mut failures = Vec::new();
             let mut hint = None;
             let mut retry_after = None;
             for (i, link) in self.links.iter().enumerate() {
-                let c = match &link.credential {
+                let c = match link.current() {
                     Err(reason) => {
                         failures.push(format!("{}: unavailable: {reason}", link.name));
                         continue;
@@ -371,7 +482,7 @@ impl TokenSource for ChainSource {
                     Ok(c) => c,
                 };
                 self.trying.store(i + 1, Ordering::Relaxed);
-                match fetch_from(&**c, scope, link.name).await {
+                match fetch_from(&*c, scope, link.name).await {
                     Ok(t) => {
                         let _ = self.chosen.set(i);
                         tracing::debug!(target: "deadpool_entra", link = link.name, "credential chain link selected");
@@ -394,6 +505,20 @@ impl TokenSource for ChainSource {
             err.hint = Some(hint.unwrap_or_else(|| "configure one of them: a managed identity on Azure, or `az login` on a developer machine".into()));
             err.retry_after = retry_after;
             Err(err)
+        })
+    }
+
+    /// The chosen link asked through a new instance of its credential (empty in-process
+    /// cache), which is kept when it answers; before a link is chosen, the same as `fetch`.
+    fn fetch_fresh<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        Box::pin(async move {
+            if let Some(&i) = self.chosen.get() {
+                let link = &self.links[i];
+                if let Ok(slot) = &link.credential {
+                    return fetch_from_new_instance(&*link.make, slot, scope, link.name).await;
+                }
+            }
+            self.fetch(scope).await
         })
     }
 
@@ -486,3 +611,7 @@ impl TokenSource for FnSource {
         self.name.clone()
     }
 }
+
+#[cfg(test)]
+#[path = "sources_tests.rs"]
+mod tests;

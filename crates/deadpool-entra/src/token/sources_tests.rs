@@ -1,0 +1,77 @@
+//! Credential sources: a new instance bypasses the instance's token cache.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+
+use super::*;
+
+/// A credential with an in-process cache, as `azure_identity`'s have: it serves its token
+/// until told otherwise; a new instance starts empty and mints.
+#[derive(Debug)]
+struct Caching {
+    cached: Mutex<Option<String>>,
+    minted: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for Caching {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let mut c = self.cached.lock().unwrap();
+        let secret = c
+            .get_or_insert_with(|| format!("token-{}", self.minted.fetch_add(1, Ordering::SeqCst)))
+            .clone();
+        let expires =
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
+        Ok(AccessToken::new(secret, expires))
+    }
+}
+
+fn factory(minted: Arc<AtomicU64>) -> impl Fn() -> Result<Arc<dyn TokenCredential>, String> {
+    move || {
+        Ok(Arc::new(Caching {
+            cached: Mutex::new(None),
+            minted: minted.clone(),
+        }) as Arc<dyn TokenCredential>)
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_fetch_uses_a_new_instance_and_keeps_it() {
+    let minted = Arc::new(AtomicU64::new(0));
+    let source = CredentialSource::from_factory("Caching", factory(minted.clone())).unwrap();
+    let a = source.fetch("s").await.unwrap();
+    let b = source.fetch("s").await.unwrap();
+    assert_eq!(a.secret(), b.secret(), "the instance serves its cache");
+    let fresh = source.fetch_fresh("s").await.unwrap();
+    assert_ne!(fresh.secret(), a.secret());
+    // The new instance is kept: its cache holds the new token.
+    assert_eq!(source.fetch("s").await.unwrap().secret(), fresh.secret());
+    assert_eq!(minted.load(Ordering::SeqCst), 2);
+    assert_eq!(source.name(), "Caching");
+}
+
+#[tokio::test]
+async fn without_a_factory_a_fresh_fetch_is_a_plain_fetch() {
+    let minted = Arc::new(AtomicU64::new(0));
+    let source = CredentialSource::new(factory(minted.clone())().unwrap());
+    let a = source.fetch("s").await.unwrap();
+    assert_eq!(source.fetch_fresh("s").await.unwrap().secret(), a.secret());
+    assert_eq!(minted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_factory_that_fails_at_once_is_an_error_naming_the_source() {
+    let e = CredentialSource::from_factory("Broken", || Err("no endpoint".into())).unwrap_err();
+    assert!(
+        e.message.contains("Broken") && e.message.contains("no endpoint"),
+        "{e}"
+    );
+}
