@@ -591,7 +591,7 @@ impl PoolBuilder {
             let startup_limit = |t: Duration| {
                 let fetch = cfg.refresh.fetch_timeout.unwrap_or_default();
                 t.max(Duration::from_secs(30))
-                    .max(fetch + Duration::from_secs(1))
+                    .max(fetch.saturating_add(Duration::from_secs(1)))
             };
             let token = match cfg.create_timeout {
                 Some(t) => tokio::time::timeout(startup_limit(t), first)

@@ -182,6 +182,36 @@ fn bad_input_names_the_field() {
             "recycle.max_lifetime_jitter"
         );
     }
+    // A retry delay that would make a busy loop, or a cap below the floor.
+    for (min, max, field) in [
+        (
+            Duration::ZERO,
+            Duration::from_secs(30),
+            "refresh.min_backoff",
+        ),
+        (
+            Duration::from_millis(99),
+            Duration::from_secs(30),
+            "refresh.min_backoff",
+        ),
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+            "refresh.max_backoff",
+        ),
+    ] {
+        let cfg = deadpool_entra::Config {
+            host: Some("h.example.com".into()),
+            refresh: deadpool_entra::RefreshPolicy {
+                min_backoff: min,
+                max_backoff: max,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = cfg.validate().expect_err("refused");
+        assert_eq!(e.field, field, "{e}");
+    }
     // Empty host.
     assert_eq!(field_of("postgresql://:5432/app".parse()), "host");
     assert_eq!(field_of(env(&[("PGDATABASE", "app")])), "host");

@@ -229,3 +229,58 @@ async fn an_untrusted_certificate_is_a_tls_error() {
     }
     assert_eq!(emu.counters().logins_accepted, 0);
 }
+
+/// Every duration a user can configure at its largest, and a token source that says its
+/// token lives for ever: the pool builds, serves, reports and closes without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_durations_and_lifetimes_neither_panic_nor_stall() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (e2, p) = (emu.clone(), mi.clone());
+    let forever = FnSource::new("Forever", move |scope| {
+        let t = e2.issue_token(&p, &scope, HOUR);
+        async move { Ok(Token::expiring_in(t, Duration::MAX)) }
+    });
+    let huge = Duration::MAX;
+    let pool = builder(&emu)
+        .token_source(forever)
+        .max_size(2)
+        .wait_timeout(Some(huge))
+        .create_timeout(Some(huge))
+        .recycle_timeout(Some(huge))
+        .refresh_policy(deadpool_entra::RefreshPolicy {
+            refresh_before_expiry: huge,
+            min_backoff: huge,
+            max_backoff: huge,
+            fetch_timeout: Some(huge),
+        })
+        .recycle_policy(RecyclePolicy {
+            token_margin: huge,
+            token_spread: huge,
+            max_lifetime: Some(huge),
+            sweep_interval: huge,
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .expect("builds");
+    for _ in 0..3 {
+        let c = pool.get().await.expect("a connection");
+        assert_eq!(generic(&c).await.unwrap(), mi);
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.token.refresher_panics, 0);
+    assert!(
+        pool.health_with_timeout(Duration::from_secs(5))
+            .await
+            .database_ok
+    );
+    pool.close();
+    emu_shutdown(emu).await;
+}
+
+async fn emu_shutdown(emu: Arc<Emulator>) {
+    if let Ok(emu) = Arc::try_unwrap(emu) {
+        emu.shutdown().await;
+    }
+}

@@ -126,7 +126,7 @@ async fn trace_output_of_a_pool_lifecycle_never_contains_the_token() {
 
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("token acquired"), "capture works: {logs}");
-    assert!(logs.contains("token refresh failed"), "{logs}");
+    assert!(logs.contains("token fetch failed"), "{logs}");
     assert_clean("trace output", &logs);
     for t in texts {
         assert_clean("error/stats/health text", &t);

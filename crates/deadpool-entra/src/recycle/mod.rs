@@ -132,6 +132,13 @@ impl RetirePlan {
 /// Durations beyond this (a century) are treated as this, so that no deadline overflows.
 pub(crate) const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// `at + d`, with `d` capped at [`LONGEST`] (and at a day should even that overflow).
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(LONGEST))
+        .or_else(|| at.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(at)
+}
+
 /// `max_lifetime_jitter` as a usable fraction: clamped to `[0, 1]`, 0 when not a number.
 fn jitter(policy: &RecyclePolicy) -> f64 {
     let j = policy.max_lifetime_jitter;

@@ -70,7 +70,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 return;
             }
             let now = Instant::now();
-            let removed = sweep(&shared, &inner, now, now + interval);
+            let removed = sweep(&shared, &inner, now, super::later(now, interval));
             let survey = shared.conns.survey(&shared.gate(now), now);
             report_past_expiry(&shared, &survey, &mut state, now);
             maybe_probe(&shared, &mut state, now);

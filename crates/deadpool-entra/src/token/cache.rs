@@ -34,6 +34,7 @@ use crate::{
     recycle::{
         self,
         gate::{RECENT_TOKENS, ReadyToken, RecentTokens},
+        later,
     },
 };
 
@@ -603,13 +604,6 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-/// `now + d`, saturating at a century ahead.
-fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d.min(crate::recycle::LONGEST))
-        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
-        .unwrap_or(now)
 }
 
 /// The error for a fetch that outlived [`RefreshPolicy::fetch_timeout`].

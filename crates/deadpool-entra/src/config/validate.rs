@@ -1,0 +1,100 @@
+//! The rules a configuration must follow before a pool is built from it: where a token
+//! may be sent, which settings contradict each other, which values are absurd.
+
+use std::time::Duration;
+
+use super::{AuthMethod, ChannelBinding, Config};
+use crate::{ConfigError, tls::is_loopback, token::cache::MIN_RETRY_DELAY};
+
+/// The checks of [`Config::validate`]; `password_mode` is decided by the builder (an
+/// explicit token source overrides the configured method).
+pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigError> {
+    let host = cfg.host.as_deref().unwrap_or("");
+    if host.trim().is_empty() {
+        return Err(ConfigError::new(
+            "host",
+            "no host configured: set PGHOST or AZURE_POSTGRESQL_HOST, DATABASE_URL, or the builder's host()",
+        ));
+    }
+    if cfg.port == Some(0) {
+        return Err(ConfigError::new("port", "port 0 is not a valid port"));
+    }
+    if !cfg.ssl_mode.uses_tls() {
+        let what = if password_mode {
+            "the password"
+        } else {
+            "the access token"
+        };
+        if !cfg.dangerous_allow_plaintext_on_loopback {
+            return Err(ConfigError::new(
+                "sslmode",
+                format!(
+                    "sslmode={:?} would send {what} in clear text; use verify-full (default), verify-ca or require",
+                    cfg.ssl_mode
+                ),
+            ));
+        }
+        if !is_loopback(host) {
+            return Err(ConfigError::new(
+                "sslmode",
+                format!(
+                    "sslmode={:?} would send {what} in clear text to {host}; dangerous_allow_plaintext_on_loopback only applies to loopback hosts (127.0.0.0/8, ::1, localhost, unix sockets)",
+                    cfg.ssl_mode
+                ),
+            ));
+        }
+    }
+    if cfg.channel_binding == ChannelBinding::Require && !password_mode {
+        return Err(ConfigError::new(
+            "channel_binding",
+            "channel_binding=require cannot work with Entra token logins: the server asks for the token as a cleartext password (over TLS), and channel binding only exists for SCRAM; use prefer or disable",
+        ));
+    }
+    if password_mode && cfg.password.is_none() && cfg.auth_method == AuthMethod::Password {
+        return Err(ConfigError::new(
+            "password",
+            "AZURE_AUTH_METHOD=password needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
+        ));
+    }
+    if password_mode && cfg.user.is_none() {
+        return Err(ConfigError::new(
+            "user",
+            "password logins need a user (PGUSER or AZURE_POSTGRESQL_USER)",
+        ));
+    }
+    let jitter = cfg.recycle.max_lifetime_jitter;
+    if !(0.0..=1.0).contains(&jitter) {
+        return Err(ConfigError::new(
+            "recycle.max_lifetime_jitter",
+            format!("{jitter} is not a fraction: use a number from 0 to 1 (default 0.2)"),
+        ));
+    }
+    let (min, max) = (cfg.refresh.min_backoff, cfg.refresh.max_backoff);
+    if min < MIN_RETRY_DELAY {
+        return Err(ConfigError::new(
+            "refresh.min_backoff",
+            format!(
+                "{} ms would call a failing identity endpoint in a tight loop; use at least {} ms (default 1 s)",
+                min.as_millis(),
+                MIN_RETRY_DELAY.as_millis()
+            ),
+        ));
+    }
+    if max < min {
+        return Err(ConfigError::new(
+            "refresh.max_backoff",
+            format!(
+                "{} s is below refresh.min_backoff ({} s); the cap on the retry delay must be at least its floor (default 30 s)",
+                max.as_secs_f64(),
+                min.as_secs_f64()
+            ),
+        ));
+    }
+    if cfg.refresh.fetch_timeout == Some(Duration::ZERO) {
+        return Err(ConfigError::new(
+            "refresh.fetch_timeout",
+            "0 s would fail every token fetch; set a positive duration (default 30 s), or null for no limit",
+        ));
+    }
+    Ok(())
+}
