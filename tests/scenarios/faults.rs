@@ -400,13 +400,15 @@ async fn failover_restores_the_pool_within_two_seconds() {
     pool.close();
 }
 
-/// The front refuses the current token (as if revoked): one forced refresh and one retry,
-/// no more, before the error reaches the caller; when the refusal stops, logins work.
-/// A principal that is really removed gives the "role/principal" error with its fix.
+/// The front refuses a token that is still valid ("An error occurred while validating the
+/// access token"), and the identity endpoint, like Azure's, keeps serving it from its
+/// cache: the pool sends it once, asks for another, gets the same, and says so (no second
+/// refused login). Once the endpoint mints a new token (as after a revocation), the next
+/// checkout's refused login is retried once with the new token and works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_token_forces_one_refresh_and_retry() {
+async fn a_refused_token_is_never_resent_and_a_new_one_is_used_once_minted() {
     let emu = start_emulator(Duration::from_secs(3600)).await;
-    let explain = Explain::new("revocation", &emu);
+    let explain = Explain::new("refused_token", &emu);
     let pool = builder_for(&emu, cli_credential(&emu))
         .max_size(2)
         .wait_timeout(Some(Duration::from_secs(10)))
@@ -414,38 +416,91 @@ async fn revoked_token_forces_one_refresh_and_retry() {
         .await
         .expect("pool builds");
     explain.pool(&pool);
-    one_request(&pool)
-        .await
-        .expect("works before the revocation");
+    one_request(&pool).await.expect("works before the refusal");
     // Drop the idle session so that the next checkout needs a login.
     pool.inner().retain(|_, _| false);
 
     let before = emu.counters();
     let stats_before = pool.stats();
-    emu.faults().set_refuse_logins(true);
-    let err = pool.get().await.expect_err("every token login is refused");
+    emu.faults().set_refuse_issued_tokens(true);
+    let err = pool.get().await.expect_err("the cached token is refused");
     let text = note_error(&err);
     let after = emu.counters();
     let stats_after = pool.stats();
-    emu.faults().set_refuse_logins(false);
     explain.note(format!("error: {text}"));
-    match &err {
-        Error::Login(l) => assert_eq!(l.kind(), LoginErrorKind::Revoked, "{text}"),
-        other => panic!("expected a login error, got {other:?}"),
-    }
     assert_eq!(
-        after.logins_refused_revoked - before.logins_refused_revoked,
-        2,
-        "one login and one retry"
-    );
-    assert_eq!(
-        stats_after.forced_refresh_retries - stats_before.forced_refresh_retries,
-        1
+        after.logins_refused_validation - before.logins_refused_validation,
+        1,
+        "the refused token was sent again"
     );
     assert_eq!(
         after.identity_requests - before.identity_requests,
         1,
-        "one forced refresh"
+        "one fetch for another token"
+    );
+    assert_eq!(
+        after.tokens_minted, before.tokens_minted,
+        "the endpoint served its cache"
+    );
+    match &err {
+        Error::TokenRefused(r) => {
+            assert_eq!(r.login.sqlstate, "28000");
+            assert!(r.expires_in_secs.is_some_and(|s| s > 3000), "{r:?}");
+            assert!(r.exp.is_some());
+        }
+        other => panic!("expected TokenRefused, got {other:?}"),
+    }
+    assert!(
+        text.contains("same token") && text.contains("clock") && text.contains("exp"),
+        "{text}"
+    );
+    assert_eq!(
+        stats_after.same_token_after_refusal - stats_before.same_token_after_refusal,
+        1
+    );
+    assert_eq!(
+        stats_after.forced_refresh_retries,
+        stats_before.forced_refresh_retries
+    );
+    assert_eq!(
+        stats_after.token.refreshes_ok, stats_before.token.refreshes_ok,
+        "a same-token answer is no refresh"
+    );
+
+    // The endpoint mints a new token (the old one revoked); after the pool's retry delay
+    // for the refused token, a checkout's refused login is retried with the new token.
+    emu.faults().mint_next();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = emu.counters();
+    one_request(&pool).await.expect("the new token logs in");
+    let after = emu.counters();
+    assert_eq!(after.tokens_minted - before.tokens_minted, 1);
+    assert_eq!(
+        after.logins_refused_validation - before.logins_refused_validation,
+        1
+    );
+    assert_eq!(
+        pool.stats().forced_refresh_retries - stats_before.forced_refresh_retries,
+        1
+    );
+    emu.faults().set_refuse_issued_tokens(false);
+
+    // Every token login refused (revoked principal): one refused login per checkout, the
+    // error names the refusal.
+    pool.inner().retain(|_, _| false);
+    let before = emu.counters();
+    emu.faults().set_refuse_logins(true);
+    let err = pool.get().await.expect_err("every token login is refused");
+    let text = note_error(&err);
+    emu.faults().set_refuse_logins(false);
+    let after = emu.counters();
+    match &err {
+        Error::TokenRefused(r) => assert_eq!(r.login.kind(), LoginErrorKind::Revoked, "{text}"),
+        other => panic!("expected TokenRefused, got {other:?}"),
+    }
+    assert_eq!(
+        after.logins_refused_revoked - before.logins_refused_revoked,
+        1
     );
     one_request(&pool)
         .await

@@ -21,10 +21,19 @@ pub use secrets::{init_tracing, note_error, note_text, record_secret};
 pub const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
 
 /// Starts an emulator whose tokens live `lifetime`, with the TRACE capture installed.
+///
+/// Its identity endpoints cache tokens as Azure's do (the same token again until the
+/// refresh window), with the window scaled to these seconds-long tokens the way the pool's
+/// own schedule is scaled ([`short_token_policies`]): on Azure the pool asks for a new
+/// token 270 s before expiry, inside the endpoints' 5-minute window, and retires
+/// connections from 360 s to 60 s before; here it asks at half-life and retires in the
+/// second half, so the window is 60 % of the life. The default (a twelfth of the life,
+/// 0.5 s for a 6 s token) would leave no room to spread retirements that Azure leaves.
 pub async fn start_emulator(lifetime: Duration) -> Emulator {
     init_tracing();
     Emulator::builder()
         .token_lifetime(lifetime)
+        .token_cache_window(lifetime * 6 / 10)
         .start()
         .await
         .expect("the emulator starts (needs initdb/postgres binaries)")

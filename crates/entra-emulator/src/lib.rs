@@ -203,6 +203,7 @@ pub struct EmulatorBuilder {
     max_connections: u32,
     cluster_tls: bool,
     token_cache: bool,
+    token_cache_window: Option<Duration>,
 }
 
 impl Default for EmulatorBuilder {
@@ -217,6 +218,7 @@ impl Default for EmulatorBuilder {
             max_connections: 200,
             cluster_tls: true,
             token_cache: true,
+            token_cache_window: None,
         }
     }
 }
@@ -232,6 +234,13 @@ impl EmulatorBuilder {
     /// call, which is kinder than Azure: a test that needs it should say why.
     pub fn token_cache(mut self, on: bool) -> Self {
         self.token_cache = on;
+        self
+    }
+    /// The token cache's refresh window (default: five minutes, or a twelfth of the token's
+    /// lifetime when that is under an hour). A cached token with less than this left is
+    /// replaced by a new one.
+    pub fn token_cache_window(mut self, window: Duration) -> Self {
+        self.token_cache_window = Some(window);
         self
     }
     /// Name of the system-assigned identity that always exists (default `app-identity`).
@@ -584,6 +593,7 @@ impl Emulator {
             b.user.clone(),
             b.token_cache,
         ));
+        shared.issued.set_window(b.token_cache_window);
 
         // The servers run on the emulator's own runtime (two threads), like an external server:
         // they do not compete with the caller's runtime (a current-thread test runtime, a load
