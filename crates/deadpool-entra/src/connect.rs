@@ -133,7 +133,12 @@ async fn connect_with_token(
                         .counters
                         .logins_failed
                         .fetch_add(1, Ordering::Relaxed);
-                    stash(Error::Token(e));
+                    // A fetch ended by `close()` is the pool's closing, not a token error.
+                    stash(if *shared.closed.borrow() {
+                        Error::Closed
+                    } else {
+                        Error::Token(e)
+                    });
                     return Err(stand_in_error());
                 }
             }
@@ -206,12 +211,12 @@ fn same_token_error(
             user,
         },
     };
-    let expires_in_secs = token.deadline.map(|d| {
-        let now = Instant::now();
-        if d >= now {
-            i64::try_from(d.duration_since(now).as_secs()).unwrap_or(i64::MAX)
-        } else {
-            -i64::try_from(now.duration_since(d).as_secs()).unwrap_or(i64::MAX)
+    // By this machine's wall clock, which is what the server's clock is compared with.
+    let expires_in_secs = token.expires_wall.map(|w| {
+        let now = std::time::SystemTime::now();
+        match w.duration_since(now) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
         }
     });
     TokenRefusedError {

@@ -382,7 +382,7 @@ async fn the_front_can_refuse_a_valid_token_that_the_cache_keeps_serving() {
         let user = emu.default_identity().name.clone();
         let (old, _) = msi_token(&emu).await;
         emu.faults().set_refuse_issued_tokens(true);
-        let e = login(&emu, &user, &old).await.err().expect("refused");
+        let e = login(&emu, &user, &old).await.expect_err("refused");
         assert_eq!(
             db_error(&e),
             (

@@ -76,7 +76,9 @@ impl CachedToken {
     /// Valid at `now` on tokio's clock and at `wall` on the wall clock.
     pub(crate) fn is_valid_at(&self, now: Instant, wall: SystemTime) -> bool {
         let safety = self.safety();
-        let monotonic = self.deadline.is_none_or(|d| now + safety < d);
+        let monotonic = self
+            .deadline
+            .is_none_or(|d| now.checked_add(safety).is_some_and(|t| t < d));
         let by_wall = self
             .expires_wall
             .is_none_or(|w| wall.checked_add(safety).is_some_and(|t| t < w));
@@ -108,6 +110,8 @@ type Outcome = Result<Arc<CachedToken>, TokenError>;
 struct Flight {
     /// The fetch in progress: joiners wait on this until it holds the outcome.
     inflight: Option<watch::Receiver<Option<Outcome>>>,
+    /// Whether that fetch bypasses the source's cache (`fetch_fresh`).
+    inflight_fresh: bool,
     /// The last failure and until when it stands in for a new fetch.
     failure: Option<Failure>,
     /// A token the server refused, for which the source gave no other: its generation,
@@ -139,6 +143,11 @@ pub(crate) enum Forced {
 
 pub(crate) struct TokenCache {
     source: Arc<dyn TokenSource>,
+    /// `source.is_password()`, asked once: user code is not called under our locks.
+    password: bool,
+    /// Test seam: the refresher panics once when set.
+    #[cfg(test)]
+    pub(crate) panic_refresher_once: std::sync::atomic::AtomicBool,
     scope: Arc<str>,
     policy: RefreshPolicy,
     current: ArcSwapOption<CachedToken>,
@@ -176,8 +185,12 @@ impl TokenCache {
         wall: WallClock,
     ) -> Arc<Self> {
         let name = source.name();
+        let password = source.is_password();
         Arc::new(Self {
             source: Arc::from(source),
+            password,
+            #[cfg(test)]
+            panic_refresher_once: std::sync::atomic::AtomicBool::new(false),
             scope: Arc::from(scope.into()),
             policy,
             current: ArcSwapOption::empty(),
@@ -202,7 +215,7 @@ impl TokenCache {
     }
 
     pub(crate) fn is_password(&self) -> bool {
-        self.source.is_password()
+        self.password
     }
 
     pub(crate) fn source_name(&self) -> String {
@@ -268,7 +281,7 @@ impl TokenCache {
             {
                 return Err(f.error.clone());
             }
-            self.join_or_start(&mut flight, false)?
+            self.join_or_start(&mut flight, false)?.0
         };
         join(rx).await
     }
@@ -277,46 +290,57 @@ impl TokenCache {
     /// returns the same one. Asks the source (bypassing its cache where it can) at most once
     /// per retry delay for the same refused token.
     pub(crate) async fn force_refresh(self: &Arc<Self>, refused: &Arc<CachedToken>) -> Forced {
-        let rx = {
-            let mut flight = lock(&self.flight);
-            let now = Instant::now();
-            if let Some(t) = self.current.load_full()
-                && t.generation != refused.generation
-                && self.valid(&t, now)
-            {
-                return Forced::New(t);
-            }
-            if let Some((generation, until, _)) = flight.refused
-                && generation == refused.generation
-                && now < until
-            {
-                return Forced::Same(refused.clone());
-            }
-            if let Some(f) = &flight.failure
-                && now < f.until
-            {
-                return Forced::Failed(f.error.clone());
-            }
-            match self.join_or_start(&mut flight, true) {
-                Ok(rx) => rx,
+        // Joining a plain fetch already in flight can answer with the credential's cache;
+        // then one cache-bypassing fetch follows before the answer is "the same token".
+        for _ in 0..2 {
+            let (rx, fresh) = {
+                let mut flight = lock(&self.flight);
+                let now = Instant::now();
+                if let Some(t) = self.current.load_full()
+                    && t.secret != refused.secret
+                    && self.valid(&t, now)
+                {
+                    return Forced::New(t);
+                }
+                if let Some((generation, until, _)) = flight.refused
+                    && generation == refused.generation
+                    && now < until
+                {
+                    return Forced::Same(refused.clone());
+                }
+                if let Some(f) = &flight.failure
+                    && now < f.until
+                {
+                    return Forced::Failed(f.error.clone());
+                }
+                match self.join_or_start(&mut flight, true) {
+                    Ok(joined) => joined,
+                    Err(e) => return Forced::Failed(e),
+                }
+            };
+            match join(rx).await {
+                Ok(t) if t.secret != refused.secret => return Forced::New(t),
+                Ok(_) if !fresh => continue,
+                Ok(t) => {
+                    // Asked again after a backoff step (1 s, 2 s, ... up to max_backoff);
+                    // refusals answered by the same flight count as one.
+                    let mut flight = lock(&self.flight);
+                    let now = Instant::now();
+                    let times = match flight.refused {
+                        Some((g, until, _)) if g == t.generation && now < until => {
+                            return Forced::Same(t);
+                        }
+                        Some((g, _, n)) if g == t.generation => n.saturating_add(1),
+                        _ => 1,
+                    };
+                    let hold = backoff_ceiling(&self.policy, times);
+                    flight.refused = Some((t.generation, later(now, hold), times));
+                    return Forced::Same(t);
+                }
                 Err(e) => return Forced::Failed(e),
             }
-        };
-        match join(rx).await {
-            Ok(t) if t.generation != refused.generation => Forced::New(t),
-            Ok(t) => {
-                // Asked again after a backoff step (1 s, 2 s, ... up to max_backoff).
-                let mut flight = lock(&self.flight);
-                let times = match flight.refused {
-                    Some((g, _, n)) if g == t.generation => n + 1,
-                    _ => 1,
-                };
-                let hold = backoff_ceiling(&self.policy, times);
-                flight.refused = Some((t.generation, later(Instant::now(), hold), times));
-                Forced::Same(t)
-            }
-            Err(e) => Forced::Failed(e),
         }
+        Forced::Same(refused.clone())
     }
 
     /// Joins the fetch in flight, or starts one (`fresh`: bypassing the source's cache).
@@ -324,19 +348,20 @@ impl TokenCache {
         self: &Arc<Self>,
         flight: &mut Flight,
         fresh: bool,
-    ) -> Result<watch::Receiver<Option<Outcome>>, TokenError> {
+    ) -> Result<(watch::Receiver<Option<Outcome>>, bool), TokenError> {
         // A flight whose task ended without settling (it panicked) is not joined.
         if let Some(rx) = &flight.inflight
             && rx.has_changed().is_ok()
         {
-            return Ok(rx.clone());
+            return Ok((rx.clone(), flight.inflight_fresh));
         }
         if *self.shutdown.borrow() {
             return Err(self.closed_error());
         }
         let (tx, rx) = watch::channel(None);
         flight.inflight = Some(rx.clone());
-        let counted = !self.source.is_password();
+        flight.inflight_fresh = fresh;
+        let counted = !self.password;
         if counted {
             self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
         }
@@ -380,7 +405,7 @@ impl TokenCache {
             let outcome = cache.settle(result, name);
             let _ = tx.send(Some(outcome));
         });
-        Ok(rx)
+        Ok((rx, fresh))
     }
 
     fn closed_error(&self) -> TokenError {
@@ -416,21 +441,45 @@ impl TokenCache {
                 now,
             ));
         }
-        let mut flight = lock(&self.flight);
-        flight.inflight = None;
-        flight.failure = None;
-        *lock(&self.last_failure) = None;
-        *lock(&self.failing_since) = None;
         let old = self.current.load_full();
-        // The source served its own cache: the same token is not a refresh.
+        // The source served its own cache: the same token is not a refresh. If it is no
+        // longer valid here, that is a failure (with its retry delay), not a token.
         if let Some(o) = &old
             && *o.secret == *token.secret_arc()
         {
             self.counters
                 .same_token_answers
                 .fetch_add(1, Ordering::Relaxed);
+            if !self.valid(o, now) {
+                return Err(self.record_failure(
+                    TokenError {
+                        source_name: name,
+                        cause: "the token source keeps returning the token it returned before, \
+                                which is expired or about to expire by this machine's clock"
+                            .into(),
+                        hint: Some(
+                            "check this machine's clock; the credential renews its token only \
+                             when it nears expiry by its own clock"
+                                .into(),
+                        ),
+                        retry_after: None,
+                    },
+                    now,
+                ));
+            }
+            let mut flight = lock(&self.flight);
+            flight.inflight = None;
+            flight.failure = None;
+            drop(flight);
+            *lock(&self.last_failure) = None;
+            *lock(&self.failing_since) = None;
             return Ok(o.clone());
         }
+        let mut flight = lock(&self.flight);
+        flight.inflight = None;
+        flight.failure = None;
+        *lock(&self.last_failure) = None;
+        *lock(&self.failing_since) = None;
         // An absurd lifetime from the source is taken as a century, not an overflow.
         let lifetime = lifetime.map(|l| l.min(crate::recycle::LONGEST));
         let deadline = lifetime.and_then(|l| now.checked_add(l));
@@ -462,7 +511,7 @@ impl TokenCache {
         self.current.store(Some(cached.clone()));
         drop(flight);
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
-        if !self.source.is_password() {
+        if !self.password {
             self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(l) = lifetime {
@@ -486,7 +535,10 @@ impl TokenCache {
             .fetch_add(1, Ordering::Relaxed);
         let mut flight = lock(&self.flight);
         flight.inflight = None;
-        let attempt = flight.failure.as_ref().map_or(1, |f| f.attempt + 1);
+        let attempt = flight
+            .failure
+            .as_ref()
+            .map_or(1, |f| f.attempt.saturating_add(1));
         let delay = retry_delay(&self.policy, attempt, err.retry_after);
         flight.failure = Some(Failure {
             error: err.clone(),
@@ -566,7 +618,7 @@ impl TokenCache {
             return None;
         }
         Some(match self.join_or_start(&mut flight, false) {
-            Ok(rx) => Refresh::Wait(rx),
+            Ok((rx, _)) => Refresh::Wait(rx),
             Err(e) => Refresh::Done(Err(e)),
         })
     }
@@ -588,7 +640,9 @@ async fn join(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
 fn ended_error() -> TokenError {
     TokenError {
         source_name: "token cache".into(),
-        cause: "the token fetch ended without an answer (the pool was closed)".into(),
+        cause: "the token fetch ended without an answer (the pool was closed, or the fetch \
+                panicked)"
+            .into(),
         hint: None,
         retry_after: None,
     }
@@ -624,6 +678,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How often the refresher looks at the wall clock at the latest.
+const WALL_CHECK: Duration = Duration::from_secs(60);
+
 /// The shortest retry delay, whatever the policy says: a failing endpoint is never asked
 /// in a tight loop.
 pub(crate) const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -646,7 +703,9 @@ pub(crate) fn backoff_ceiling(policy: &RefreshPolicy, attempt: u32) -> Duration 
 pub(crate) fn backoff(policy: &RefreshPolicy, attempt: u32) -> Duration {
     let ceiling = backoff_ceiling(policy, attempt);
     let span = ceiling.saturating_sub(floor(policy));
-    floor(policy) + span.mul_f64(rand::rng().random::<f64>())
+    floor(policy)
+        .saturating_add(span.mul_f64(rand::rng().random::<f64>()))
+        .min(ceiling)
 }
 
 /// The delay before the next fetch after `attempt` failures: the endpoint's `Retry-After`
@@ -735,6 +794,12 @@ async fn refresh_loop(
                 (Some(d), Some(r)) => Some(d.max(r)),
                 (d, _) => d,
             };
+            // Look at least once a minute: after a suspend the monotonic clock is behind
+            // and only the wall clock shows that the token expired.
+            let wake = Some(match wake {
+                Some(w) => w.min(later(Instant::now(), WALL_CHECK)),
+                None => later(Instant::now(), WALL_CHECK),
+            });
             drop(cache);
             tokio::select! {
                 () = sleep_until_opt(wake) => {}
@@ -747,11 +812,23 @@ async fn refresh_loop(
             }
         }
         let Some(cache) = weak.upgrade() else { return };
+        #[cfg(test)]
+        if cache.panic_refresher_once.swap(false, Ordering::SeqCst) {
+            panic!("injected refresher panic");
+        }
         let now = Instant::now();
-        if same_retry_at.is_none()
-            && let Some(p) = cache.refresh_point()
-            && now < p
-        {
+        let retry_at = cache.retry_at();
+        if retry_at.is_some_and(|r| now < r) {
+            // A failure still stands; the schedule waits for its end.
+            continue;
+        }
+        let due = same_retry_at.is_some_and(|t| t <= now)
+            // Expired by the wall clock (a resume from suspend), or by tokio's clock.
+            || (cache.peek().is_some() && cache.valid_now().is_none())
+            || cache.refresh_point().is_some_and(|p| p <= now)
+            // No token at all and the last failure's delay is over.
+            || (cache.peek().is_none() && retry_at.is_some());
+        if !due {
             continue;
         }
         let seen = cache.peek().map(|t| t.generation).unwrap_or(0);
@@ -772,7 +849,7 @@ async fn refresh_loop(
             Some(Ok(t)) if t.generation == seen => {
                 // The credential served its own cache: it has not reached its renewal
                 // window yet. Ask again soon.
-                same += 1;
+                same = same.saturating_add(1);
                 let d = backoff(&policy, same);
                 tracing::debug!(
                     target: "deadpool_entra",
@@ -786,8 +863,17 @@ async fn refresh_loop(
                 same_retry_at = None;
             }
             // A failure is remembered by the cache with its retry delay; `None`: one
-            // still stands. Either way the schedule is recomputed from the cache.
-            Some(Err(_)) | None => {}
+            // still stands. Either way the schedule is recomputed from the cache, unless
+            // the flight ended without settling (it panicked): then back off here.
+            Some(Err(_)) | None => {
+                let settled = weak
+                    .upgrade()
+                    .is_some_and(|c| c.retry_at().is_some_and(|r| r > Instant::now()));
+                if !settled {
+                    same = same.saturating_add(1);
+                    same_retry_at = Some(later(Instant::now(), backoff(&policy, same)));
+                }
+            }
         }
     }
 }

@@ -544,7 +544,7 @@ async fn a_storm_of_checkouts_during_an_outage_makes_one_identity_call_per_backo
     }
     let calls = h.calls() - before;
     // One call per 5 s retry delay (12 in 60 s), plus the one that started it.
-    let steps = (outage.as_secs() / 5) as u64;
+    let steps = outage.as_secs() / 5;
     assert!(
         calls <= steps + 1,
         "{calls} identity calls for {steps} backoff steps"
@@ -692,45 +692,20 @@ async fn dropping_the_cache_ends_a_fetch_in_flight() {
     );
 }
 
-/// A source whose `is_password` panics on its `n`-th call (a bug in user code).
-struct PanicsOnce {
-    calls: AtomicU64,
-    at: u64,
-    fetches: Arc<AtomicU64>,
-}
-
-impl TokenSource for PanicsOnce {
-    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
-        let n = self.fetches.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move { Ok(Token::expiring_in(format!("{SECRET}-{n}"), HOUR)) })
-    }
-    fn name(&self) -> String {
-        "PanicsOnce".into()
-    }
-    fn is_password(&self) -> bool {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        assert!(n != self.at, "injected panic");
-        false
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_refresher_is_counted_and_the_refresher_restarted() {
-    let fetches = Arc::new(AtomicU64::new(0));
-    let source = PanicsOnce {
-        calls: AtomicU64::new(0),
-        at: 3,
-        fetches: fetches.clone(),
-    };
-    let cache = cache_with_source(source);
+    let (source, h) = fake(HOUR, Duration::ZERO);
+    let cache = cache_with(source);
     let t0 = Instant::now();
-    cache.get().await.unwrap(); // is_password calls 1 and 2
-    let _r = spawn_refresher(&cache); // call 3 panics in the refresher
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    cache.get().await.unwrap();
+    cache.panic_refresher_once.store(true, Ordering::SeqCst);
+    let _r = spawn_refresher(&cache);
+    // The first look (at the latest after a minute) panics.
+    tokio::time::sleep(Duration::from_secs(62)).await;
     assert_eq!(cache.counters.refresher_panics.load(Ordering::Relaxed), 1);
     // Restarted: it still refreshes at the refresh point (3600 - 270 s).
     tokio::time::sleep_until(t0 + Duration::from_secs(3331)).await;
-    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(h.calls(), 2);
     assert_eq!(cache.valid_now().unwrap().generation, 2);
 }
 
@@ -754,4 +729,83 @@ async fn a_token_past_its_wall_clock_expiry_is_not_handed_out_after_a_suspend() 
     let t = cache.get().await.unwrap();
     assert_eq!(t.generation, 2);
     assert_eq!(h.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_refresher_notices_a_suspend_by_the_wall_clock() {
+    let (source, h) = fake(HOUR, Duration::ZERO);
+    let skew = Arc::new(AtomicU64::new(0));
+    let s2 = skew.clone();
+    let wall: WallClock = Arc::new(move || {
+        std::time::SystemTime::now() + Duration::from_secs(s2.load(Ordering::SeqCst))
+    });
+    let cache = TokenCache::with_wall_clock(Box::new(source), "s", RefreshPolicy::default(), wall);
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    skew.store(7200, Ordering::SeqCst);
+    // Within a minute, without any checkout, a new token is there.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(h.calls(), 2);
+    assert!(cache.valid_now().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_same_token_answer_for_an_expired_token_is_a_failure_with_backoff() {
+    // A credential that keeps its token past expiry (its clock behind ours).
+    let calls = Arc::new(AtomicU64::new(0));
+    let c2 = calls.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let source = crate::FnSource::new("Stuck", move |_| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        async move { Ok(Token::expiring_in(SECRET, left)) }
+    });
+    let cache = TokenCache::new(Box::new(source), "s", RefreshPolicy::default());
+    cache.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(56)).await;
+    let e = cache
+        .get()
+        .await
+        .expect_err("the same, nearly expired token is no answer");
+    assert!(e.cause.contains("returned before"), "{e}");
+    // Remembered: a burst of checkouts makes no further call.
+    for _ in 0..100 {
+        assert!(cache.get().await.is_err());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_answered_by_one_flight_count_as_one_backoff_step() {
+    let (cache, _calls, fresh_calls) = caching(false);
+    let used = cache.get().await.unwrap();
+    let all = futures_util::future::join_all((0..10).map(|_| cache.force_refresh(&used))).await;
+    assert!(all.iter().all(|f| matches!(f, Forced::Same(_))));
+    assert_eq!(fresh_calls.load(Ordering::SeqCst), 1);
+    // One step (1 s), not ten.
+    tokio::time::sleep(Duration::from_millis(1001)).await;
+    assert!(matches!(cache.force_refresh(&used).await, Forced::Same(_)));
+    assert_eq!(fresh_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_during_a_plain_fetch_still_asks_for_a_fresh_token() {
+    let (cache, calls, fresh_calls) = caching(true);
+    let used = cache.get().await.unwrap();
+    // A plain fetch is in flight (it answers from the credential's cache).
+    let plain = {
+        let mut flight = lock(&cache.flight);
+        cache.join_or_start(&mut flight, false).unwrap().0
+    };
+    let forced = cache.force_refresh(&used).await;
+    let _ = join(plain).await;
+    assert!(
+        matches!(forced, Forced::New(_)),
+        "a fresh fetch followed the plain one"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(fresh_calls.load(Ordering::SeqCst), 1);
 }
