@@ -186,6 +186,10 @@ pub enum LoginErrorKind {
     BadPassword,
     /// The token or principal has been revoked or disabled.
     Revoked,
+    /// The server could not validate the token ("An error occurred while validating the
+    /// access token", "The access token is invalid"): its signature, issuer or tenant, or
+    /// a clock that disagrees.
+    TokenInvalid,
     /// Logged in, but not allowed (SQLSTATE 42501 and friends).
     PermissionDenied,
     /// Anything else the server said.
@@ -227,6 +231,7 @@ fn hint_for(kind: LoginErrorKind, user: &str) -> Option<String> {
         ),
         LoginErrorKind::BadPassword => "check the password, or the user name matching the identity".into(),
         LoginErrorKind::Revoked => "the principal was disabled or its token revoked; check the identity in Entra ID".into(),
+        LoginErrorKind::TokenInvalid => "check that the token comes from the server's Entra tenant (the credential's tenant) and this machine's clock".into(),
         LoginErrorKind::PermissionDenied => "grant the role the privileges it needs (CONNECT on the database)".into(),
         LoginErrorKind::Other => return None,
     })
@@ -242,6 +247,10 @@ pub(crate) fn classify_login(db: &tokio_postgres::error::DbError, user: &str) ->
         LoginErrorKind::WrongAudience
     } else if lower.contains("revoked") || lower.contains("disabled") {
         LoginErrorKind::Revoked
+    } else if lower.contains("validating the access token")
+        || lower.contains("access token is invalid")
+    {
+        LoginErrorKind::TokenInvalid
     } else if lower.contains("password authentication failed") {
         LoginErrorKind::BadPassword
     } else if (lower.contains("role") && lower.contains("does not exist"))
