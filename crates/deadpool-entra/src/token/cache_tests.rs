@@ -809,3 +809,77 @@ async fn a_refusal_during_a_plain_fetch_still_asks_for_a_fresh_token() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(fresh_calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_while_a_failure_stands_makes_no_call() {
+    let (source, h) = fake(Duration::from_secs(60), Duration::ZERO);
+    let cache = cache_with(source);
+    let used = cache.get().await.unwrap();
+    h.fail(true);
+    tokio::time::sleep(Duration::from_secs(56)).await;
+    assert!(cache.get().await.is_err(), "a failure now stands");
+    let calls = h.calls();
+    assert!(matches!(
+        cache.force_refresh(&used).await,
+        Forced::Failed(_)
+    ));
+    assert_eq!(h.calls(), calls, "the standing failure answered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn usable_since_spans_refreshes_without_a_gap_and_restarts_after_one() {
+    let (source, h) = fake(Duration::from_secs(60), Duration::ZERO);
+    let cache = cache_with(source);
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    // Refreshed at 30 s while the first was valid: usable since t0.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let t = cache.valid_now().unwrap();
+    assert_eq!(t.generation, 2);
+    assert_eq!(t.usable_since, t0);
+    // A gap (no valid token), then a new one: usable since it came.
+    h.fail(true);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(cache.valid_now().is_none());
+    h.fail(false);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let t = cache.valid_now().expect("a token after the gap");
+    assert!(
+        t.usable_since > t0 + Duration::from_secs(60),
+        "{:?}",
+        t.usable_since - t0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn recent_tokens_keep_the_latest_four() {
+    let (source, _h) = fake(Duration::from_secs(60), Duration::ZERO);
+    let cache = cache_with(source);
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    // A refresh every 30 s: six tokens in 160 s.
+    tokio::time::sleep(Duration::from_secs(160)).await;
+    assert_eq!(cache.valid_now().unwrap().generation, 6);
+    let recent = cache.recent_tokens();
+    assert!(recent.iter().all(Option::is_some));
+    let times: Vec<Instant> = recent.iter().map(|t| t.unwrap().0).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    // The last one is the current token's.
+    assert_eq!(
+        recent[RECENT_TOKENS - 1].unwrap().1,
+        cache.valid_now().unwrap().deadline
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_password_is_not_an_identity_call() {
+    let cache = TokenCache::new(
+        Box::new(crate::StaticPassword::new("pw")),
+        "s",
+        RefreshPolicy::default(),
+    );
+    cache.get().await.unwrap();
+    assert_eq!(cache.counters.identity_calls.load(Ordering::Relaxed), 0);
+    assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 0);
+}
