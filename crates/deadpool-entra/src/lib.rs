@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cloud;
 mod config;
 mod connect;
 mod error;
@@ -21,7 +22,10 @@ pub use deadpool_postgres::{
 };
 pub use tokio_postgres;
 
-pub use config::{AuthMethod, ChannelBinding, Config, SslMode};
+pub use cloud::{CHINA_SCOPE, US_GOVERNMENT_SCOPE};
+pub use config::{
+    AuthMethod, ChannelBinding, Config, LoadBalanceHosts, SslMode, TargetSessionAttrs,
+};
 pub use error::{
     ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError, TokenRefusedError,
 };

@@ -20,6 +20,7 @@ use crate::{
     ChainSource, Config, ConfigError, CredentialSource, Degraded, Error, HealthReport, PoolStatus,
     RecyclePolicy, RefreshPolicy, SslMode, StaticPassword, Stats, TimeoutKind, TokenSource,
     TokenStats, UserAssignedId,
+    cloud::ScopeFrom,
     config::{AuthMethod, ChannelBinding, validate},
     connect::{EntraConnect, GET_CONTEXT, GetContext, Tls, no_user_error},
     error::classify_pg,
@@ -29,7 +30,6 @@ use crate::{
     },
     stats::PoolCounters,
     token::{
-        DEFAULT_SCOPE,
         cache::{TokenCache, spawn_refresher},
         claims::user_from_token,
     },
@@ -402,6 +402,14 @@ impl PoolBuilder {
         self.config.host = Some(h.into());
         self
     }
+    /// The IP address to connect to (libpq's `hostaddr`), for a private endpoint whose
+    /// name does not resolve here; the certificate is still verified against `host`.
+    /// Call once per host when several are configured.
+    pub fn hostaddr(mut self, addr: std::net::IpAddr) -> Self {
+        self.config.hostaddr.push(addr);
+        self
+    }
+
     /// Server port.
     pub fn port(mut self, p: u16) -> Self {
         self.config.port = Some(p);
@@ -449,7 +457,9 @@ impl PoolBuilder {
         self.config.auth_method = AuthMethod::Password;
         self
     }
-    /// Token scope (default [`DEFAULT_SCOPE`]).
+    /// Token scope (default: the scope of the Azure cloud the host name names, see
+    /// [`crate::US_GOVERNMENT_SCOPE`] and [`crate::CHINA_SCOPE`]; [`DEFAULT_SCOPE`] for any
+    /// other host).
     pub fn scope(mut self, s: impl Into<String>) -> Self {
         self.config.scope = Some(s.into());
         self
@@ -569,19 +579,25 @@ impl PoolBuilder {
         let password_mode = source.is_password();
         validate(&cfg, password_mode)?;
         let host = cfg.host.clone().unwrap_or_default();
-        let port = cfg.port.unwrap_or(5432);
+        // The first host names the cloud (several hosts are one server's replicas).
+        let first_host = host.split(',').next().unwrap_or_default().trim().to_owned();
         let tls = match crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())? {
             Some(c) => Tls::Rustls(MakeRustlsConnect::new(c)),
             None => Tls::Plain,
         };
         let initial_name = source.name();
-        let cache = TokenCache::new(
-            source,
-            cfg.scope
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SCOPE.to_owned()),
-            cfg.refresh.clone(),
-        );
+        let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
+        if !password_mode {
+            let from = match scope_from {
+                ScopeFrom::Explicit => "configured".to_owned(),
+                ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
+                ScopeFrom::Default => {
+                    "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
+                }
+            };
+            tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
+        }
+        let cache = TokenCache::new(source, scope, cfg.refresh.clone());
         let credential_name = OnceLock::new();
         if !cfg.lazy {
             let first = cache.get();
@@ -608,30 +624,7 @@ impl PoolBuilder {
             let _ = credential_name.set(cache.source_name());
         }
 
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&host).port(port);
-        if let Some(d) = &cfg.dbname {
-            pg.dbname(d);
-        }
-        if let Some(u) = &cfg.user {
-            pg.user(u);
-        }
-        pg.application_name(cfg.application_name.as_deref().unwrap_or("deadpool-entra"));
-        if let Some(t) = cfg.connect_timeout {
-            pg.connect_timeout(t);
-        }
-        if let Some(o) = &cfg.options {
-            pg.options(o);
-        }
-        pg.ssl_mode(match tls {
-            Tls::Rustls(_) => tokio_postgres::config::SslMode::Require,
-            Tls::Plain => tokio_postgres::config::SslMode::Disable,
-        });
-        pg.channel_binding(match cfg.channel_binding {
-            ChannelBinding::Disable => tokio_postgres::config::ChannelBinding::Disable,
-            ChannelBinding::Prefer => tokio_postgres::config::ChannelBinding::Prefer,
-            ChannelBinding::Require => tokio_postgres::config::ChannelBinding::Require,
-        });
+        let pg = crate::config::pg_config(&cfg, matches!(tls, Tls::Rustls(_)));
 
         let (closed, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -642,7 +635,7 @@ impl PoolBuilder {
             recycle: cfg.recycle.clone(),
             create_timeout: cfg.create_timeout,
             tls,
-            endpoint: format!("{host}:{port}"),
+            endpoint: crate::config::endpoint_text(&cfg),
             user: cfg.user.clone(),
             credential_name,
             initial_name,

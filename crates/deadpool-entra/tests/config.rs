@@ -73,14 +73,19 @@ fn azure_variables_are_read_and_win_over_libpq_ones() {
     assert_eq!(c.auth_method, AuthMethod::ManagedIdentity);
 }
 
+/// An explicit connection string wins over the ambient variables (as in libpq, psql and
+/// every tool that takes a URL); the variables fill in what it does not say.
 #[test]
-fn database_url_is_the_weakest_source() {
+fn database_url_wins_over_the_variables_and_they_fill_the_rest() {
     let c = env(&[
         (
             "DATABASE_URL",
             "postgresql://urluser@url.example.com:5555/urldb?sslmode=require",
         ),
         ("PGDATABASE", "pgdb"),
+        ("PGHOST", "pg.example.com"),
+        ("AZURE_POSTGRESQL_HOST", "azure.example.com"),
+        ("PGAPPNAME", "from-pg"),
     ])
     .unwrap();
     assert_eq!(c.host.as_deref(), Some("url.example.com"));
@@ -88,10 +93,22 @@ fn database_url_is_the_weakest_source() {
     assert_eq!(c.user.as_deref(), Some("urluser"));
     assert_eq!(
         c.dbname.as_deref(),
-        Some("pgdb"),
-        "PGDATABASE wins over DATABASE_URL"
+        Some("urldb"),
+        "DATABASE_URL wins over PGDATABASE"
     );
     assert_eq!(c.ssl_mode, SslMode::Require);
+    assert_eq!(
+        c.application_name.as_deref(),
+        Some("from-pg"),
+        "the variables fill the rest"
+    );
+    // AZURE_POSTGRESQL_* over PG*.
+    let c = env(&[
+        ("PGHOST", "pg.example.com"),
+        ("AZURE_POSTGRESQL_HOST", "azure.example.com"),
+    ])
+    .unwrap();
+    assert_eq!(c.host.as_deref(), Some("azure.example.com"));
 }
 
 #[test]
@@ -137,7 +154,8 @@ fn url_form_is_parsed_with_percent_decoding() {
     assert_eq!(c.ssl_mode, SslMode::VerifyCa);
     assert_eq!(c.ssl_root_cert, Some(PathBuf::from("/tmp/ca.pem")));
     assert_eq!(c.channel_binding, ChannelBinding::Prefer);
-    assert_eq!(c.application_name.as_deref(), Some("my app"));
+    // libpq keeps `+` in a URL as `+` (only %20 is a space).
+    assert_eq!(c.application_name.as_deref(), Some("my+app"));
     assert_eq!(c.connect_timeout, Some(Duration::from_secs(3)));
     assert_eq!(c.options.as_deref(), Some("-c search_path=x"));
 
@@ -215,7 +233,8 @@ fn bad_input_names_the_field() {
     // Empty host.
     assert_eq!(field_of("postgresql://:5432/app".parse()), "host");
     assert_eq!(field_of(env(&[("PGDATABASE", "app")])), "host");
-    assert_eq!(field_of(env(&[("PGHOST", "")])), "PGHOST");
+    // An empty variable counts as unset (libpq): no host at all.
+    assert_eq!(field_of(env(&[("PGHOST", "")])), "host");
     assert_eq!(field_of("host='' dbname=x".parse()), "host");
     // Bad port.
     assert_eq!(
@@ -283,7 +302,7 @@ fn bad_input_names_the_field() {
     cfg.validate().unwrap();
     // Garbage.
     assert_eq!(field_of("mysql://h/db".parse()), "connection string");
-    assert_eq!(field_of("host=h bogus=1".parse()), "bogus");
+    assert_eq!(field_of("host=h bogus=1".parse()), "connection string");
     assert_eq!(field_of("host='h".parse()), "host");
     assert_eq!(
         field_of(env(&[("DATABASE_URL", "postgresql://h:99999/x")])),
@@ -357,4 +376,138 @@ fn config_deserializes_with_humantime_durations() {
     );
     assert_eq!(c.refresh.refresh_before_expiry, Duration::from_secs(240));
     assert_eq!(c.recycle_timeout, Some(Duration::from_secs(5)));
+}
+
+/// `verify-ca` checks the chain, not the name: with the public roots, any holder of any
+/// publicly trusted certificate (for any domain) could receive the token. Refused unless a
+/// CA file is given, as libpq refuses `verify-ca` with `sslrootcert=system`.
+#[test]
+fn verify_ca_needs_an_explicit_ca_file() {
+    for root in [None, Some("system")] {
+        let cfg = Config {
+            host: Some("db.example.com".into()),
+            ssl_mode: SslMode::VerifyCa,
+            ssl_root_cert: root.map(PathBuf::from),
+            ..Default::default()
+        };
+        let e = cfg
+            .validate()
+            .expect_err("verify-ca with public roots is refused");
+        assert_eq!(e.field, "sslmode", "{e}");
+        assert!(
+            e.reason.contains("host name") && e.reason.contains("verify-full"),
+            "{e}"
+        );
+    }
+    let cfg = Config {
+        host: Some("db.example.com".into()),
+        ssl_mode: SslMode::VerifyCa,
+        ssl_root_cert: Some(PathBuf::from("/etc/ssl/private-ca.pem")),
+        ..Default::default()
+    };
+    cfg.validate().expect("verify-ca with a CA file");
+    // From the environment too.
+    let e = env(&[("PGHOST", "db.example.com"), ("PGSSLMODE", "verify-ca")]).unwrap_err();
+    assert_eq!(e.field, "sslmode");
+}
+
+/// libpq's meaning of the environment: empty is unset, `PGCONNECT_TIMEOUT` of 0 or less is
+/// no limit, `PGHOSTADDR` is the address to connect to, apart from the name to verify.
+#[test]
+fn environment_means_what_libpq_means() {
+    // An empty PGPASSWORD is no password: `auto` keeps token logins.
+    let c = env(&[
+        ("PGHOST", "db.example.com"),
+        ("PGUSER", "app"),
+        ("PGPASSWORD", ""),
+        ("AZURE_AUTH_METHOD", "auto"),
+    ])
+    .unwrap();
+    assert_eq!(c.password, None);
+    assert!(!c.uses_password());
+    for zero in ["0", "-5"] {
+        let c = env(&[("PGHOST", "db.example.com"), ("PGCONNECT_TIMEOUT", zero)]).unwrap();
+        assert_eq!(
+            c.connect_timeout, None,
+            "PGCONNECT_TIMEOUT={zero} is no limit"
+        );
+    }
+    let c = env(&[
+        ("PGHOST", "srv.postgres.database.azure.com"),
+        ("PGHOSTADDR", "10.1.2.3"),
+    ])
+    .unwrap();
+    assert_eq!(c.host.as_deref(), Some("srv.postgres.database.azure.com"));
+    assert_eq!(
+        c.hostaddr,
+        vec!["10.1.2.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // In either order in a key=value string, hostaddr does not replace host.
+    for s in [
+        "host=srv.postgres.database.azure.com hostaddr=10.1.2.3",
+        "hostaddr=10.1.2.3 host=srv.postgres.database.azure.com",
+    ] {
+        let c: Config = s.parse().unwrap();
+        assert_eq!(
+            c.host.as_deref(),
+            Some("srv.postgres.database.azure.com"),
+            "{s}"
+        );
+        assert_eq!(
+            c.hostaddr,
+            vec!["10.1.2.3".parse::<std::net::IpAddr>().unwrap()],
+            "{s}"
+        );
+    }
+    assert_eq!(field_of("host=h hostaddr=not-an-ip".parse()), "hostaddr");
+    // `+` survives in a URL's password.
+    let c: Config = "postgresql://u:a+b%2Bc@h.example.com/db".parse().unwrap();
+    assert_eq!(c.password.as_deref(), Some("a+b+c"));
+}
+
+/// A secret cut loose by an unquoted space, a raw `&`, `/` or `@`, or a bad port never
+/// appears in a parse or validation error, whole or in part.
+#[test]
+fn parse_errors_never_repeat_a_secret() {
+    const SECRET: &str = "Zq8ufh3XkT9pLw";
+    let cases = [
+        format!("host=h password={} {}", &SECRET[..7], &SECRET[7..]),
+        format!("host=h password={}&{}", &SECRET[..7], &SECRET[7..]),
+        format!("host=h password='{SECRET}"),
+        format!("host=h {SECRET}"),
+        format!("{SECRET}=x host=h"),
+        format!(
+            "postgresql://u:{}/{}@h.example.com/db",
+            &SECRET[..7],
+            &SECRET[7..]
+        ),
+        format!("postgresql://u:{SECRET}@h.example.com:{SECRET}/db"),
+        format!(
+            "postgresql://h.example.com/db?password={}&{}",
+            &SECRET[..7],
+            &SECRET[7..]
+        ),
+        format!("postgresql://h.example.com/db?{SECRET}"),
+        format!("postgresql://u:%ZZ{SECRET}@h.example.com/db"),
+        format!("host=h port={SECRET}"),
+        format!("host=h connect_timeout={SECRET}"),
+        format!("host=h hostaddr={SECRET}"),
+    ];
+    for s in &cases {
+        let Err(e) = s.parse::<Config>().and_then(|c| c.validate().map(|()| c)) else {
+            continue;
+        };
+        let text = format!("{e} {e:?}");
+        for piece in [&SECRET[..7], &SECRET[7..]] {
+            assert!(!text.contains(piece), "{s:?} gave {text}");
+        }
+    }
+    for (var, value) in [
+        ("PGPORT", SECRET),
+        ("PGHOSTADDR", SECRET),
+        ("PGCONNECT_TIMEOUT", SECRET),
+    ] {
+        let e = env(&[("PGHOST", "h"), (var, value)]).unwrap_err();
+        assert!(!format!("{e} {e:?}").contains(&SECRET[..7]), "{var}: {e}");
+    }
 }

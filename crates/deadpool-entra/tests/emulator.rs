@@ -284,3 +284,120 @@ async fn emu_shutdown(emu: Arc<Emulator>) {
         emu.shutdown().await;
     }
 }
+
+/// `hostaddr` (the private-endpoint pattern): the connection goes to the address, and the
+/// certificate is verified against `host`. A name that does not resolve proves the former
+/// (the error is TLS's, not the resolver's); a name the certificate does not carry proves
+/// the latter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostaddr_connects_to_the_address_and_verifies_the_host_name() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let addr: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let (src, _) = source(&emu, &mi, HOUR);
+    let pool = builder(&emu)
+        .host("localhost")
+        .hostaddr(addr)
+        .token_source(src)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let c = pool
+        .get()
+        .await
+        .expect("localhost's certificate, reached at 127.0.0.1");
+    assert_eq!(generic(&c).await.unwrap(), mi);
+    drop(c);
+    pool.close();
+
+    let (src, _) = source(&emu, &mi, HOUR);
+    let pool = builder(&emu)
+        .host("db.does-not-resolve.invalid")
+        .hostaddr(addr)
+        .token_source(src)
+        .max_size(1)
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .await
+        .unwrap();
+    let e = pool
+        .get()
+        .await
+        .expect_err("the certificate does not name that host");
+    assert!(matches!(&e, Error::Tls { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("db.does-not-resolve.invalid") || e.to_string().contains("Name"),
+        "{e}"
+    );
+    assert_eq!(
+        emu.counters().logins_accepted,
+        1,
+        "no token offered to the wrong name"
+    );
+    pool.close();
+}
+
+/// Several hosts, as libpq takes them: the first down, the pool logs in to the second;
+/// `target_session_attrs=read-write` skips a read replica, `read-only` picks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_hosts_the_first_down_and_target_session_attrs() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let conninfo = |hosts: &str, ports: String, attrs: &str| {
+        format!(
+            "host={hosts} port={ports} dbname={} sslrootcert={} target_session_attrs={attrs} connect_timeout=5",
+            emu.database(),
+            emu.ca_cert_path().display()
+        )
+    };
+    let read_only = |pool: Pool| async move {
+        let c = pool.get().await.expect("a connection");
+        let v: String = c
+            .query_one("SHOW transaction_read_only", &[])
+            .await
+            .unwrap()
+            .get(0);
+        pool.close();
+        v
+    };
+    let build = |s: String| {
+        let (src, _) = source(&emu, &mi, HOUR);
+        async move {
+            s.parse::<deadpool_entra::Config>()
+                .unwrap()
+                .builder()
+                .token_source(src)
+                .max_size(1)
+                .build()
+                .await
+                .expect("pool builds")
+        }
+    };
+    // The first host does not answer: the second serves.
+    let pool = build(conninfo(
+        "127.0.0.1,localhost",
+        format!("{dead},{}", emu.pg_port()),
+        "any",
+    ))
+    .await;
+    assert_eq!(read_only(pool).await, "off");
+    // A replica first: `any` takes it, `read-write` skips it, `read-only` wants it.
+    let replica_first = format!("{},{}", emu.replica_pg_port(), emu.pg_port());
+    for (attrs, expected) in [("any", "on"), ("read-write", "off"), ("read-only", "on")] {
+        let pool = build(conninfo(
+            "127.0.0.1,localhost",
+            replica_first.clone(),
+            attrs,
+        ))
+        .await;
+        assert_eq!(read_only(pool).await, expected, "{attrs}");
+    }
+    let writer_first = format!("{},{}", emu.pg_port(), emu.replica_pg_port());
+    let pool = build(conninfo("localhost,127.0.0.1", writer_first, "read-only")).await;
+    assert_eq!(read_only(pool).await, "on");
+}

@@ -44,6 +44,8 @@ pub(crate) struct Front {
     pub shared: Arc<Shared>,
     pub acceptor: TlsAcceptor,
     pub backend_socket: PathBuf,
+    /// A read replica's front: sessions are read-only (`default_transaction_read_only`).
+    pub read_only: bool,
 }
 
 pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {
@@ -119,7 +121,19 @@ impl Front {
             .await?;
             return Ok(None);
         }
-        let params = pgwire::parse_params(&body);
+        let mut params = pgwire::parse_params(&body);
+        if self.read_only {
+            // As a read replica: every session is read-only, which clients asking for
+            // `target_session_attrs=read-write` detect and skip.
+            const READ_ONLY: &str = "-c default_transaction_read_only=on";
+            match params.iter_mut().find(|(k, _)| k == "options") {
+                Some((_, v)) => {
+                    v.push(' ');
+                    v.push_str(READ_ONLY);
+                }
+                None => params.push(("options".into(), READ_ONLY.into())),
+            }
+        }
         let Some(user) = params
             .iter()
             .find(|(k, _)| k == "user")

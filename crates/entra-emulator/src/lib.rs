@@ -522,6 +522,7 @@ pub struct Emulator {
     ca_path: PathBuf,
     az_dir: PathBuf,
     front_port: u16,
+    replica_port: u16,
     identity_port: u16,
     admin_port: u16,
     database: String,
@@ -616,7 +617,9 @@ impl Emulator {
         let identity_listener = bind("identity endpoints")?;
         let admin_listener = bind("admin API")?;
         let front_listener = bind("PostgreSQL front")?;
-        let port_of = |l: &std::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
+        let replica_listener = bind("PostgreSQL read-replica front")?;
+        let replica_port = port_of_early(&replica_listener);
+        let port_of = port_of_early;
         let (identity_port, admin_port, front_port) = (
             port_of(&identity_listener),
             port_of(&admin_listener),
@@ -645,6 +648,7 @@ impl Emulator {
             ca_path: tls.ca_cert,
             az_dir,
             front_port,
+            replica_port,
             identity_port,
             admin_port,
             database: b.database.clone(),
@@ -693,13 +697,22 @@ impl Emulator {
                 let _ = axum::serve(tokio_listener(admin_listener), router).await;
             }
         });
+        let backend_socket = emu
+            .admin
+            .socket_dir
+            .join(format!(".s.PGSQL.{}", emu.admin.port));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
         let front = Arc::new(front::Front {
             shared: shared.clone(),
-            acceptor: tokio_rustls::TlsAcceptor::from(tls.server_config),
-            backend_socket: emu
-                .admin
-                .socket_dir
-                .join(format!(".s.PGSQL.{}", emu.admin.port)),
+            acceptor: acceptor.clone(),
+            backend_socket: backend_socket.clone(),
+            read_only: false,
+        });
+        let replica = Arc::new(front::Front {
+            shared: shared.clone(),
+            acceptor,
+            backend_socket,
+            read_only: true,
         });
         // `localhost` may resolve to ::1 first: serve the same port there when IPv6 is up, so
         // that nothing else can answer on it and clients need no fallback.
@@ -720,6 +733,11 @@ impl Emulator {
                 .handle()
                 .spawn(async move { front::serve(tokio_listener(front_listener), front).await }),
         );
+        tasks.push(
+            runtime.handle().spawn(async move {
+                front::serve(tokio_listener(replica_listener), replica).await
+            }),
+        );
         emu.runtime = Some(runtime);
         emu.tasks = tasks;
         tracing::info!(front_port, identity_port, admin_port, root = %emu.root.display(), "entra-emulator ready");
@@ -733,6 +751,12 @@ impl Emulator {
     /// Port of the Azure-like TLS front.
     pub fn pg_port(&self) -> u16 {
         self.front_port
+    }
+    /// Port of a second front on the same server that behaves as a read replica: the same
+    /// checks, and every session read-only (`SHOW transaction_read_only` says `on`), so
+    /// that `target_session_attrs=read-write` can be tested. IPv4 only (`127.0.0.1`).
+    pub fn replica_pg_port(&self) -> u16 {
+        self.replica_port
     }
     /// The database created at start (default `app`).
     pub fn database(&self) -> &str {
@@ -1075,6 +1099,11 @@ if [ -n "$query" ]; then
 fi
 printf '%s\n' "$body"
 "#;
+
+/// The port a listener is bound to (0 if it cannot say).
+fn port_of_early(l: &std::net::TcpListener) -> u16 {
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
+}
 
 /// A random lowercase hex string of `n` characters.
 pub(crate) fn random_hex(n: usize) -> String {

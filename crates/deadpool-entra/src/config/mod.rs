@@ -1,138 +1,25 @@
-//! Configuration: a plain struct (serde), the environment, `postgresql://` URLs and
-//! libpq key=value strings.
-//!
-//! Environment precedence: `AZURE_POSTGRESQL_*` over `PG*` over `DATABASE_URL`.
+//! Configuration: a plain struct (serde), filled from the environment (`env.rs`), a
+//! connection string (`conninfo.rs`) or the builder, and checked (`validate.rs`).
 
-use std::{collections::HashMap, fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
 use deadpool_postgres::{QueueMode, RecyclingMethod};
 
-use crate::{ConfigError, Error, Pool, PoolBuilder, RecyclePolicy, RefreshPolicy};
+use crate::ConfigError;
 
+mod conninfo;
+mod env;
+mod modes;
+mod pg;
 mod validate;
+mod values;
+
+pub use modes::{AuthMethod, ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
+pub(crate) use pg::{endpoint_text, pg_config};
 pub(crate) use validate::validate;
+use values::{non_empty, parse_connect_timeout, parse_ports, parse_secs_opt};
 
-/// libpq's `sslmode`.
-///
-/// `Require` and `VerifyFull` both verify the certificate chain and the host name here
-/// (stricter than libpq's `require`): a token is never offered to an unauthenticated
-/// server. `VerifyCa` verifies the chain only. `Disable`, `Allow` and `Prefer` would send
-/// the token in clear text and are refused, except on loopback with
-/// [`PoolBuilder::dangerous_allow_plaintext_on_loopback`], where they mean no TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-pub enum SslMode {
-    /// No TLS.
-    Disable,
-    /// No TLS (libpq: TLS only if the server insists).
-    Allow,
-    /// No TLS here (libpq: TLS if the server offers it, which can silently fall back).
-    Prefer,
-    /// TLS, chain and host name verified.
-    Require,
-    /// TLS, chain verified, host name not checked.
-    VerifyCa,
-    /// TLS, chain and host name verified (default).
-    #[default]
-    VerifyFull,
-}
-
-impl SslMode {
-    /// Does this mode use TLS?
-    pub fn uses_tls(self) -> bool {
-        matches!(self, Self::Require | Self::VerifyCa | Self::VerifyFull)
-    }
-}
-
-impl FromStr for SslMode {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "disable" => Self::Disable,
-            "allow" => Self::Allow,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" | "verify_ca" => Self::VerifyCa,
-            "verify-full" | "verify_full" => Self::VerifyFull,
-            other => {
-                return Err(ConfigError::new(
-                    "sslmode",
-                    format!(
-                        "unknown sslmode {other:?}; use verify-full (default), verify-ca or require"
-                    ),
-                ));
-            }
-        })
-    }
-}
-
-/// libpq's `channel_binding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
-pub enum ChannelBinding {
-    /// Never use channel binding.
-    Disable,
-    /// Use it when the server offers SCRAM with channel binding (default).
-    #[default]
-    Prefer,
-    /// Require it (incompatible with token logins, which are cleartext-password logins).
-    Require,
-}
-
-impl FromStr for ChannelBinding {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "disable" => Self::Disable,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            other => {
-                return Err(ConfigError::new(
-                    "channel_binding",
-                    format!("unknown channel_binding {other:?}; use disable, prefer or require"),
-                ));
-            }
-        })
-    }
-}
-
-/// `AZURE_AUTH_METHOD`: how the pool authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum AuthMethod {
-    /// A managed identity (system-assigned, or user-assigned with `client_id`).
-    ManagedIdentity,
-    /// A static password (`PGPASSWORD` / `AZURE_POSTGRESQL_PASSWORD`).
-    Password,
-    /// A password if one is configured, otherwise the credential chain (environment,
-    /// workload identity, managed identity, Azure CLI, Azure Developer CLI). Default.
-    #[default]
-    Auto,
-}
-
-impl FromStr for AuthMethod {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Ok(
-            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-                "managed_identity" | "managedidentity" => Self::ManagedIdentity,
-                "password" => Self::Password,
-                "auto" | "" => Self::Auto,
-                other => {
-                    return Err(ConfigError::new(
-                        "AZURE_AUTH_METHOD",
-                        format!(
-                            "unknown auth method {other:?}; use managed_identity, password or auto"
-                        ),
-                    ));
-                }
-            },
-        )
-    }
-}
+use crate::{Error, Pool, PoolBuilder, RecyclePolicy, RefreshPolicy};
 
 /// Everything needed to build a [`Pool`]. Deserializable (feature `serde`; durations
 /// as `"30s"`-style strings or seconds), from the environment, or parsed from a URL or
@@ -149,10 +36,36 @@ impl FromStr for AuthMethod {
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct Config {
-    /// Server host name, IP address, or unix socket directory.
+    /// Server host name, IP address, or unix socket directory; several as a
+    /// comma-separated list (`writer.example.com,reader.example.com`), tried in order
+    /// (see `target_session_attrs`, `load_balance_hosts`). With TLS, each server's
+    /// certificate is verified against its own name.
     pub host: Option<String>,
-    /// Server port (default 5432).
+    /// The addresses to connect to instead of resolving `host` (libpq's `hostaddr`,
+    /// `PGHOSTADDR`; one per host): the private-endpoint pattern. Certificates are still
+    /// verified against `host`.
+    pub hostaddr: Vec<IpAddr>,
+    /// Server port (default 5432), for every host.
     pub port: Option<u16>,
+    /// One port per host, when a list was given (`port=5432,5433`); overrides `port`.
+    pub ports: Vec<u16>,
+    /// Which of several hosts to accept (libpq's `target_session_attrs`, default any).
+    pub target_session_attrs: TargetSessionAttrs,
+    /// The order in which several hosts are tried (libpq's `load_balance_hosts`).
+    pub load_balance_hosts: LoadBalanceHosts,
+    /// TCP keepalives (libpq's `keepalives`, default on).
+    pub keepalives: Option<bool>,
+    /// Idle time before the first keepalive probe (`keepalives_idle`).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    pub keepalives_idle: Option<Duration>,
+    /// Time between keepalive probes (`keepalives_interval`).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    pub keepalives_interval: Option<Duration>,
+    /// Probes lost before the connection counts as dead (`keepalives_retries`).
+    pub keepalives_retries: Option<u32>,
+    /// How long sent data may stay unacknowledged (`tcp_user_timeout`; Linux).
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    pub tcp_user_timeout: Option<Duration>,
     /// Database name.
     pub dbname: Option<String>,
     /// PostgreSQL user; when `None`, derived from the token's claims.
@@ -163,7 +76,8 @@ pub struct Config {
     pub auth_method: AuthMethod,
     /// Client id of a user-assigned managed identity (`AZURE_POSTGRESQL_CLIENTID`).
     pub client_id: Option<String>,
-    /// Token scope (default [`crate::DEFAULT_SCOPE`]; other clouds differ).
+    /// Token scope (default: the scope of the Azure cloud the host name names, else
+    /// [`crate::DEFAULT_SCOPE`]).
     pub scope: Option<String>,
     /// TLS mode (default verify-full).
     pub ssl_mode: SslMode,
@@ -207,7 +121,16 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             host: None,
+            hostaddr: Vec::new(),
             port: None,
+            ports: Vec::new(),
+            target_session_attrs: TargetSessionAttrs::Any,
+            load_balance_hosts: LoadBalanceHosts::Disable,
+            keepalives: None,
+            keepalives_idle: None,
+            keepalives_interval: None,
+            keepalives_retries: None,
+            tcp_user_timeout: None,
             dbname: None,
             user: None,
             password: None,
@@ -238,7 +161,16 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("host", &self.host)
+            .field("hostaddr", &self.hostaddr)
             .field("port", &self.port)
+            .field("ports", &self.ports)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("load_balance_hosts", &self.load_balance_hosts)
+            .field("keepalives", &self.keepalives)
+            .field("keepalives_idle", &self.keepalives_idle)
+            .field("keepalives_interval", &self.keepalives_interval)
+            .field("keepalives_retries", &self.keepalives_retries)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("dbname", &self.dbname)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -268,146 +200,55 @@ impl fmt::Debug for Config {
     }
 }
 
-fn parse_port(field: &str, v: &str) -> Result<u16, ConfigError> {
-    match v.trim().parse::<u16>() {
-        Ok(0) | Err(_) => Err(ConfigError::new(
-            field,
-            format!("bad port {v:?}: expected a number from 1 to 65535"),
-        )),
-        Ok(p) => Ok(p),
-    }
-}
-
-fn parse_secs(field: &str, v: &str) -> Result<Duration, ConfigError> {
-    let v = v.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Ok(Duration::from_secs(s));
-    }
-    humantime::parse_duration(v)
-        .map_err(|e| ConfigError::new(field, format!("bad duration {v:?}: {e}")))
-}
-
-fn non_empty(field: &str, v: &str) -> Result<String, ConfigError> {
-    if v.trim().is_empty() {
-        Err(ConfigError::new(field, "must not be empty"))
-    } else {
-        Ok(v.to_owned())
-    }
-}
-
-fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::new(
-            field,
-            format!("expected true or false, got {v:?}"),
-        )),
-    }
-}
-
 impl Config {
     /// A default configuration (verify-full, auth `auto`, no host yet).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Reads the process environment (see [`Config::from_env_vars`]).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_vars(std::env::vars())
-    }
-
-    /// Reads configuration from these variables, with precedence
-    /// `AZURE_POSTGRESQL_*` over `PG*` over `DATABASE_URL`:
-    ///
-    /// | setting | variables |
-    /// | --- | --- |
-    /// | host | `AZURE_POSTGRESQL_HOST`, `PGHOST` |
-    /// | port | `AZURE_POSTGRESQL_PORT`, `PGPORT` |
-    /// | database | `AZURE_POSTGRESQL_NAME`, `PGDATABASE` |
-    /// | user | `AZURE_POSTGRESQL_USER`, `PGUSER` |
-    /// | password | `AZURE_POSTGRESQL_PASSWORD`, `PGPASSWORD` |
-    /// | TLS | `AZURE_POSTGRESQL_SSL` (`true` = require), `PGSSLMODE`, `PGSSLROOTCERT` |
-    /// | channel binding | `PGCHANNELBINDING` |
-    /// | other | `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGOPTIONS` |
-    /// | identity | `AZURE_POSTGRESQL_CLIENTID`, `AZURE_AUTH_METHOD`, `AZURE_POSTGRESQL_SCOPE` |
-    ///
-    /// The result is validated (see [`Config::validate`]).
-    pub fn from_env_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
-    where
-        K: Into<String>,
-        V: Into<String>,
-    {
-        let env: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let get = |k: &str| env.get(k).map(String::as_str);
-        let mut cfg = match get("DATABASE_URL").filter(|s| !s.trim().is_empty()) {
-            Some(url) => url.parse::<Config>().map_err(|e| ConfigError {
-                field: format!("DATABASE_URL: {}", e.field),
-                reason: e.reason,
-            })?,
-            None => Config::default(),
-        };
-        // PG*, then AZURE_POSTGRESQL_* (later wins).
-        for (var, key) in [
-            ("PGHOST", "host"),
-            ("PGPORT", "port"),
-            ("PGDATABASE", "dbname"),
-            ("PGUSER", "user"),
-            ("PGPASSWORD", "password"),
-            ("PGSSLMODE", "sslmode"),
-            ("PGSSLROOTCERT", "sslrootcert"),
-            ("PGCHANNELBINDING", "channel_binding"),
-            ("PGAPPNAME", "application_name"),
-            ("PGCONNECT_TIMEOUT", "connect_timeout"),
-            ("PGOPTIONS", "options"),
-            ("AZURE_POSTGRESQL_HOST", "host"),
-            ("AZURE_POSTGRESQL_PORT", "port"),
-            ("AZURE_POSTGRESQL_NAME", "dbname"),
-            ("AZURE_POSTGRESQL_DATABASE", "dbname"),
-            ("AZURE_POSTGRESQL_USER", "user"),
-            ("AZURE_POSTGRESQL_USERNAME", "user"),
-            ("AZURE_POSTGRESQL_PASSWORD", "password"),
-        ] {
-            if let Some(v) = get(var) {
-                cfg.set(key, v).map_err(|e| ConfigError {
-                    field: var.to_owned(),
-                    reason: e.reason,
-                })?;
-            }
-        }
-        if let Some(v) = get("AZURE_POSTGRESQL_SSL") {
-            let on = parse_bool("AZURE_POSTGRESQL_SSL", v)?;
-            // `true` asks for TLS; keep a stricter mode if PGSSLMODE gave one.
-            cfg.ssl_mode = match (on, cfg.ssl_mode.uses_tls()) {
-                (true, true) => cfg.ssl_mode,
-                (true, false) => SslMode::Require,
-                (false, _) => SslMode::Disable,
-            };
-        }
-        if let Some(v) = get("AZURE_POSTGRESQL_CLIENTID").filter(|v| !v.trim().is_empty()) {
-            cfg.client_id = Some(v.to_owned());
-        }
-        if let Some(v) = get("AZURE_POSTGRESQL_SCOPE").filter(|v| !v.trim().is_empty()) {
-            cfg.scope = Some(v.to_owned());
-        }
-        if let Some(v) = get("AZURE_AUTH_METHOD") {
-            cfg.auth_method = v.parse()?;
-        }
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Applies one libpq-style setting (`host`, `port`, `dbname`, `user`, `password`,
-    /// `sslmode`, `sslrootcert`, `channel_binding`, `application_name`,
-    /// `connect_timeout`, `options`, `client_id`, `scope`, `auth_method`).
-    /// Unknown keys are an error naming the key.
+    /// Applies one libpq-style setting: `host`, `hostaddr`, `port` (each a
+    /// comma-separated list for several hosts), `dbname`, `user`, `password`, `sslmode`,
+    /// `sslrootcert`, `channel_binding`, `application_name`, `connect_timeout`, `options`,
+    /// `target_session_attrs`, `load_balance_hosts`, `keepalives`, `keepalives_idle`,
+    /// `keepalives_interval`, `keepalives_retries`, `tcp_user_timeout`, and ours:
+    /// `client_id`, `scope`, `auth_method`. Unknown keys are an error naming the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         match key {
-            "host" | "hostaddr" => self.host = Some(non_empty("host", value)?),
-            "port" => self.port = Some(parse_port("port", value)?),
+            "host" => self.host = Some(non_empty("host", value)?),
+            "hostaddr" => {
+                self.hostaddr = value
+                    .split(',')
+                    .map(|a| {
+                        a.trim().parse().map_err(|_| {
+                            ConfigError::new(
+                                "hostaddr",
+                                "not an IP address (hostaddr is the numeric address to connect to; the host name goes in host)",
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "port" => {
+                let ports = parse_ports("port", value)?;
+                self.port = ports.first().copied();
+                self.ports = if ports.len() > 1 { ports } else { Vec::new() };
+            }
+            "target_session_attrs" => self.target_session_attrs = value.parse()?,
+            "load_balance_hosts" => self.load_balance_hosts = value.parse()?,
+            "keepalives" => {
+                self.keepalives = Some(value.trim() != "0");
+            }
+            "keepalives_idle" => self.keepalives_idle = parse_secs_opt(key, value)?,
+            "keepalives_interval" => self.keepalives_interval = parse_secs_opt(key, value)?,
+            "keepalives_retries" => {
+                self.keepalives_retries = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| ConfigError::new(key, "expected a whole number of probes"))?,
+                )
+            }
+            "tcp_user_timeout" => self.tcp_user_timeout = parse_secs_opt(key, value)?,
             "dbname" | "database" => self.dbname = Some(non_empty("dbname", value)?),
             "user" => self.user = Some(non_empty("user", value)?),
             "password" => self.password = Some(value.to_owned()),
@@ -417,7 +258,9 @@ impl Config {
             }
             "channel_binding" => self.channel_binding = value.parse()?,
             "application_name" => self.application_name = Some(value.to_owned()),
-            "connect_timeout" => self.connect_timeout = Some(parse_secs("connect_timeout", value)?),
+            "connect_timeout" => {
+                self.connect_timeout = parse_connect_timeout("connect_timeout", value)?
+            }
             "options" => self.options = Some(value.to_owned()),
             "client_id" | "azure_client_id" => {
                 self.client_id = Some(non_empty("client_id", value)?)
@@ -455,184 +298,5 @@ impl Config {
     /// Builds the pool (fetches the first token unless `lazy`).
     pub async fn build_pool(&self) -> Result<Pool, Error> {
         self.builder().build().await
-    }
-}
-
-fn percent_decode(field: &str, s: &str) -> Result<String, ConfigError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ConfigError::new(field, "bad percent-encoding"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| ConfigError::new(field, "not valid UTF-8 after percent-decoding"))
-}
-
-fn parse_url(s: &str) -> Result<Config, ConfigError> {
-    let rest = s
-        .strip_prefix("postgresql://")
-        .or_else(|| s.strip_prefix("postgres://"))
-        .ok_or_else(|| ConfigError::new("url", "expected postgresql:// or postgres://"))?;
-    let (main, query) = match rest.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = match main.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (main, None),
-    };
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let mut cfg = Config::default();
-    if let Some(ui) = userinfo {
-        let (u, p) = match ui.split_once(':') {
-            Some((u, p)) => (u, Some(p)),
-            None => (ui, None),
-        };
-        if !u.is_empty() {
-            cfg.user = Some(percent_decode("user", u)?);
-        }
-        if let Some(p) = p {
-            cfg.password = Some(percent_decode("password", p)?);
-        }
-    }
-    if hostport.contains(',') {
-        return Err(ConfigError::new("host", "multiple hosts are not supported"));
-    }
-    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, after) = h
-            .split_once(']')
-            .ok_or_else(|| ConfigError::new("host", "unclosed [ in IPv6 address"))?;
-        (h.to_owned(), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (hostport.to_owned(), None),
-        }
-    };
-    let host = percent_decode("host", &host)?;
-    if !host.is_empty() {
-        cfg.host = Some(host);
-    }
-    if let Some(p) = port {
-        cfg.port = Some(parse_port("port", p)?);
-    }
-    if let Some(db) = path.filter(|p| !p.is_empty()) {
-        cfg.dbname = Some(percent_decode("dbname", db)?);
-    }
-    if let Some(q) = query {
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let k = percent_decode(k, k)?;
-            let v = percent_decode(&k, &v.replace('+', " "))?;
-            cfg.set(&k, &v)?;
-        }
-    }
-    if cfg.host.is_none() {
-        return Err(ConfigError::new("host", "the URL has an empty host"));
-    }
-    Ok(cfg)
-}
-
-fn parse_key_values(s: &str) -> Result<Config, ConfigError> {
-    let mut cfg = Config::default();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            return Err(ConfigError::new(key, "expected `key=value`"));
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            value.push(n);
-                        }
-                    }
-                    '\'' => {
-                        closed = true;
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                return Err(ConfigError::new(key, "unterminated quoted value"));
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                if c == '\\' {
-                    chars.next();
-                    if let Some(n) = chars.next() {
-                        value.push(n);
-                    }
-                    continue;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        cfg.set(&key, &value)?;
-    }
-    Ok(cfg)
-}
-
-impl FromStr for Config {
-    type Err = ConfigError;
-
-    /// Parses a `postgresql://` (or `postgres://`) URL or a libpq key=value string.
-    /// Only syntax is checked here; [`Config::validate`] (run when the pool is built)
-    /// checks the rules.
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        let s = s.trim();
-        if s.starts_with("postgresql://") || s.starts_with("postgres://") {
-            parse_url(s)
-        } else if s.contains('=') {
-            parse_key_values(s)
-        } else {
-            Err(ConfigError::new(
-                "connection string",
-                "expected a postgresql:// URL or key=value pairs",
-            ))
-        }
     }
 }

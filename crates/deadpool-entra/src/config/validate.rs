@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{AuthMethod, ChannelBinding, Config};
+use super::{AuthMethod, ChannelBinding, Config, SslMode};
 use crate::{ConfigError, tls::is_loopback, token::cache::MIN_RETRY_DELAY};
 
 /// The checks of [`Config::validate`]; `password_mode` is decided by the builder (an
@@ -16,8 +16,35 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             "no host configured: set PGHOST or AZURE_POSTGRESQL_HOST, DATABASE_URL, or the builder's host()",
         ));
     }
-    if cfg.port == Some(0) {
+    let hosts: Vec<&str> = host.split(',').map(str::trim).collect();
+    if hosts.iter().any(|h| h.is_empty()) {
+        return Err(ConfigError::new(
+            "host",
+            "an empty entry in the host list (two commas in a row, or one at an end)",
+        ));
+    }
+    if cfg.port == Some(0) || cfg.ports.contains(&0) {
         return Err(ConfigError::new("port", "port 0 is not a valid port"));
+    }
+    if !cfg.ports.is_empty() && cfg.ports.len() != hosts.len() {
+        return Err(ConfigError::new(
+            "port",
+            format!(
+                "{} ports for {} hosts: give one port for all hosts, or one per host",
+                cfg.ports.len(),
+                hosts.len()
+            ),
+        ));
+    }
+    if !cfg.hostaddr.is_empty() && cfg.hostaddr.len() != hosts.len() {
+        return Err(ConfigError::new(
+            "hostaddr",
+            format!(
+                "{} addresses for {} hosts: give one hostaddr per host (the host names are still what TLS verifies)",
+                cfg.hostaddr.len(),
+                hosts.len()
+            ),
+        ));
     }
     if !cfg.ssl_mode.uses_tls() {
         let what = if password_mode {
@@ -34,7 +61,17 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
                 ),
             ));
         }
-        if !is_loopback(host) {
+        let off_loopback = hosts
+            .iter()
+            .find(|h| !is_loopback(h))
+            .map(|h| (*h).to_owned())
+            .or_else(|| {
+                cfg.hostaddr
+                    .iter()
+                    .find(|a| !a.is_loopback())
+                    .map(ToString::to_string)
+            });
+        if let Some(host) = off_loopback {
             return Err(ConfigError::new(
                 "sslmode",
                 format!(
@@ -43,6 +80,23 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
                 ),
             ));
         }
+    }
+    let public_roots = cfg
+        .ssl_root_cert
+        .as_deref()
+        .is_none_or(|p| p.as_os_str() == "system");
+    if cfg.ssl_mode == SslMode::VerifyCa && public_roots {
+        let what = if password_mode {
+            "the password"
+        } else {
+            "the access token (valid on every Azure Database for PostgreSQL server where the identity has a role)"
+        };
+        return Err(ConfigError::new(
+            "sslmode",
+            format!(
+                "sslmode=verify-ca checks the certificate chain but not the host name; with the public roots (no sslrootcert, or sslrootcert=system) anyone who can redirect the connection and holds any publicly trusted certificate, for any domain, would receive {what}. Use verify-full (the default), or set sslrootcert to a CA file that signs only your database servers"
+            ),
+        ));
     }
     if cfg.channel_binding == ChannelBinding::Require && !password_mode {
         return Err(ConfigError::new(

@@ -1,0 +1,93 @@
+//! The `tokio_postgres::Config` a login uses, from our [`Config`].
+
+use tokio_postgres::config as pg;
+
+use super::{ChannelBinding, Config, LoadBalanceHosts, TargetSessionAttrs};
+
+/// The login configuration: every host (with its port and address), the session and TCP
+/// settings. TLS (`tls`: a verifying connector is in use) is ours; tokio-postgres only
+/// asks for it.
+pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    let host = cfg.host.as_deref().unwrap_or_default();
+    for h in host.split(',').map(str::trim) {
+        c.host(h);
+    }
+    if cfg.ports.is_empty() {
+        c.port(cfg.port.unwrap_or(5432));
+    } else {
+        for p in &cfg.ports {
+            c.port(*p);
+        }
+    }
+    for a in &cfg.hostaddr {
+        // Connect to the address; TLS still verifies the host name.
+        c.hostaddr(*a);
+    }
+    if let Some(d) = &cfg.dbname {
+        c.dbname(d);
+    }
+    if let Some(u) = &cfg.user {
+        c.user(u);
+    }
+    c.application_name(cfg.application_name.as_deref().unwrap_or("deadpool-entra"));
+    if let Some(t) = cfg.connect_timeout {
+        c.connect_timeout(t);
+    }
+    if let Some(o) = &cfg.options {
+        c.options(o);
+    }
+    c.target_session_attrs(match cfg.target_session_attrs {
+        TargetSessionAttrs::Any => pg::TargetSessionAttrs::Any,
+        TargetSessionAttrs::ReadWrite => pg::TargetSessionAttrs::ReadWrite,
+        TargetSessionAttrs::ReadOnly => pg::TargetSessionAttrs::ReadOnly,
+    });
+    c.load_balance_hosts(match cfg.load_balance_hosts {
+        LoadBalanceHosts::Disable => pg::LoadBalanceHosts::Disable,
+        LoadBalanceHosts::Random => pg::LoadBalanceHosts::Random,
+    });
+    if let Some(k) = cfg.keepalives {
+        c.keepalives(k);
+    }
+    if let Some(d) = cfg.keepalives_idle {
+        c.keepalives_idle(d);
+    }
+    if let Some(d) = cfg.keepalives_interval {
+        c.keepalives_interval(d);
+    }
+    if let Some(n) = cfg.keepalives_retries {
+        c.keepalives_retries(n);
+    }
+    if let Some(d) = cfg.tcp_user_timeout {
+        c.tcp_user_timeout(d);
+    }
+    c.ssl_mode(if tls {
+        pg::SslMode::Require
+    } else {
+        pg::SslMode::Disable
+    });
+    c.channel_binding(match cfg.channel_binding {
+        ChannelBinding::Disable => pg::ChannelBinding::Disable,
+        ChannelBinding::Prefer => pg::ChannelBinding::Prefer,
+        ChannelBinding::Require => pg::ChannelBinding::Require,
+    });
+    c
+}
+
+/// `host:port` for errors and logs; several hosts joined with commas.
+pub(crate) fn endpoint_text(cfg: &Config) -> String {
+    let host = cfg.host.as_deref().unwrap_or_default();
+    host.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, h)| {
+            let port = cfg.ports.get(i).copied().or(cfg.port).unwrap_or(5432);
+            if h.contains(':') {
+                format!("[{h}]:{port}")
+            } else {
+                format!("{h}:{port}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

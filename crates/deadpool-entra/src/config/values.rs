@@ -1,0 +1,96 @@
+//! One value of a connection string or variable, parsed the way libpq reads it, with
+//! errors that never repeat a value that could be part of a secret.
+
+use std::time::Duration;
+
+use crate::ConfigError;
+
+/// The text of a rejected value, only when it cannot be part of a secret: a number.
+/// Anything else may be a fragment of a password or token that a space, `&` or `/` cut
+/// loose, and is not repeated in an error.
+pub(super) fn shown(v: &str) -> String {
+    let v = v.trim();
+    if !v.is_empty() && v.len() <= 20 && v.chars().all(|c| c.is_ascii_digit() || c == '-') {
+        format!(" {v:?}")
+    } else {
+        " (not repeated here: it could be part of a secret)".to_owned()
+    }
+}
+
+pub(super) fn parse_port(field: &str, v: &str) -> Result<u16, ConfigError> {
+    match v.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(ConfigError::new(
+            field,
+            format!("bad port{}: expected a number from 1 to 65535", shown(v)),
+        )),
+        Ok(p) => Ok(p),
+    }
+}
+
+/// `connect_timeout` as libpq reads it: whole seconds, 0 or less meaning no limit (a
+/// humantime duration such as `10s` is accepted too).
+pub(super) fn parse_connect_timeout(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<i64>() {
+        return Ok(u64::try_from(s)
+            .ok()
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs));
+    }
+    humantime::parse_duration(v)
+        .map(|d| (!d.is_zero()).then_some(d))
+        .map_err(|_| {
+            ConfigError::new(
+                field,
+                format!(
+                    "bad duration{}: use whole seconds (0 for no limit) or a duration like 10s",
+                    shown(v)
+                ),
+            )
+        })
+}
+
+pub(super) fn non_empty(field: &str, v: &str) -> Result<String, ConfigError> {
+    if v.trim().is_empty() {
+        Err(ConfigError::new(field, "must not be empty"))
+    } else {
+        Ok(v.to_owned())
+    }
+}
+
+pub(super) fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            field,
+            format!("expected true or false, got {v:?}"),
+        )),
+    }
+}
+
+/// A list of ports (`5432,5433`; an empty entry is 5432, as in libpq).
+pub(super) fn parse_ports(field: &str, v: &str) -> Result<Vec<u16>, ConfigError> {
+    v.split(',')
+        .map(|p| {
+            if p.trim().is_empty() {
+                Ok(5432)
+            } else {
+                parse_port(field, p)
+            }
+        })
+        .collect()
+}
+
+/// Whole seconds as libpq reads keepalive and TCP settings: 0 or less is the system's
+/// default (`None`).
+pub(super) fn parse_secs_opt(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
+    let n: i64 = v
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(field, format!("expected whole seconds, got{}", shown(v))))?;
+    Ok(u64::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .map(Duration::from_secs))
+}
