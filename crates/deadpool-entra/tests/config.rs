@@ -235,7 +235,15 @@ fn bad_input_names_the_field() {
     assert_eq!(field_of(env(&[("PGDATABASE", "app")])), "host");
     // An empty variable counts as unset (libpq): no host at all.
     assert_eq!(field_of(env(&[("PGHOST", "")])), "host");
-    assert_eq!(field_of("host='' dbname=x".parse()), "host");
+    // An empty value is "not set", as in libpq: then no host at all.
+    assert_eq!(
+        field_of(
+            "host='' dbname=x"
+                .parse::<Config>()
+                .and_then(|c| c.validate().map(|()| c))
+        ),
+        "host"
+    );
     // Bad port.
     assert_eq!(
         field_of("postgresql://h.example.com:abc/app".parse()),
@@ -460,6 +468,64 @@ fn environment_means_what_libpq_means() {
         );
     }
     assert_eq!(field_of("host=h hostaddr=not-an-ip".parse()), "hostaddr");
+    // Several hosts from PG* variables, with their session attributes.
+    let c = env(&[
+        ("PGHOST", "a.example.com,b.example.com"),
+        ("PGPORT", "5432,5433"),
+        ("PGHOSTADDR", "10.0.0.1,10.0.0.2"),
+        ("PGTARGETSESSIONATTRS", "read-write"),
+        ("PGLOADBALANCEHOSTS", "random"),
+        ("PGAPPNAME", ""),
+        ("PGSSLROOTCERT", ""),
+        ("PGDATABASE", ""),
+    ])
+    .unwrap();
+    assert_eq!(c.host.as_deref(), Some("a.example.com,b.example.com"));
+    assert_eq!(c.ports, vec![5432, 5433]);
+    assert_eq!(c.hostaddr.len(), 2);
+    assert_eq!(
+        c.target_session_attrs,
+        deadpool_entra::TargetSessionAttrs::ReadWrite
+    );
+    assert_eq!(
+        c.load_balance_hosts,
+        deadpool_entra::LoadBalanceHosts::Random
+    );
+    assert_eq!(
+        (c.application_name, c.ssl_root_cert, c.dbname),
+        (None, None, None)
+    );
+    // Lists that do not match the hosts are refused, naming the setting.
+    assert_eq!(
+        field_of(env(&[
+            ("PGHOST", "a.example.com,b.example.com"),
+            ("PGPORT", "1,2,3")
+        ])),
+        "port"
+    );
+    assert_eq!(
+        field_of(env(&[
+            ("PGHOST", "a.example.com,b.example.com"),
+            ("PGHOSTADDR", "10.0.0.1")
+        ])),
+        "hostaddr"
+    );
+    assert_eq!(field_of(env(&[("PGHOST", "a.example.com,")])), "host");
+    assert_eq!(
+        field_of(env(&[("PGHOST", "h"), ("PGTARGETSESSIONATTRS", "primary")])),
+        "PGTARGETSESSIONATTRS"
+    );
+    // Plaintext on loopback: every host and address must be loopback.
+    let mut c: Config = "host=localhost hostaddr=10.0.0.1 sslmode=disable"
+        .parse()
+        .unwrap();
+    c.dangerous_allow_plaintext_on_loopback = true;
+    assert_eq!(c.validate().unwrap_err().field, "sslmode");
+    let mut c: Config = "host=localhost,db.example.com sslmode=disable"
+        .parse()
+        .unwrap();
+    c.dangerous_allow_plaintext_on_loopback = true;
+    assert_eq!(c.validate().unwrap_err().field, "sslmode");
     // `+` survives in a URL's password.
     let c: Config = "postgresql://u:a+b%2Bc@h.example.com/db".parse().unwrap();
     assert_eq!(c.password.as_deref(), Some("a+b+c"));
@@ -509,5 +575,270 @@ fn parse_errors_never_repeat_a_secret() {
     ] {
         let e = env(&[("PGHOST", "h"), (var, value)]).unwrap_err();
         assert!(!format!("{e} {e:?}").contains(&SECRET[..7]), "{var}: {e}");
+    }
+}
+
+/// Connection strings and the parse libpq 17 gives them. Expected values obtained from
+/// libpq itself on this machine: `pip install psycopg2-binary` (libpq 17.0.11), then
+/// `psycopg2.extensions.parse_dsn(s)` (libpq's `PQconninfoParse`) for each string; `None`:
+/// libpq refuses it. Ours must agree on every key it supports, and refuse where libpq does.
+type LibpqParse = Option<&'static [(&'static str, &'static str)]>;
+
+const LIBPQ: &[(&str, LibpqParse)] = &[
+    (
+        "postgresql://alice@db.example.com:6543/app",
+        Some(&[
+            ("user", "alice"),
+            ("dbname", "app"),
+            ("host", "db.example.com"),
+            ("port", "6543"),
+        ]),
+    ),
+    (
+        "postgresql://app%40contoso.com:p%40ss%2Fw@db.example.com/my%20db",
+        Some(&[
+            ("user", "app@contoso.com"),
+            ("password", "p@ss/w"),
+            ("dbname", "my db"),
+            ("host", "db.example.com"),
+        ]),
+    ),
+    (
+        "postgresql://u:a+b@db.example.com/db?application_name=my+app",
+        Some(&[
+            ("user", "u"),
+            ("password", "a+b"),
+            ("dbname", "db"),
+            ("host", "db.example.com"),
+            ("application_name", "my+app"),
+        ]),
+    ),
+    (
+        "postgresql://[2001:db8::1]:5433/db",
+        Some(&[("dbname", "db"), ("host", "2001:db8::1"), ("port", "5433")]),
+    ),
+    (
+        "postgresql://[::1]/db",
+        Some(&[("dbname", "db"), ("host", "::1")]),
+    ),
+    (
+        "postgresql://h1.example.com:5433,h2.example.com:5434/app?target_session_attrs=read-write",
+        Some(&[
+            ("dbname", "app"),
+            ("host", "h1.example.com,h2.example.com"),
+            ("port", "5433,5434"),
+            ("target_session_attrs", "read-write"),
+        ]),
+    ),
+    (
+        "postgresql://h1.example.com,h2.example.com/app",
+        Some(&[
+            ("dbname", "app"),
+            ("host", "h1.example.com,h2.example.com"),
+            ("port", ","),
+        ]),
+    ),
+    (
+        "postgresql://h1.example.com:5433,h2.example.com/app",
+        Some(&[
+            ("dbname", "app"),
+            ("host", "h1.example.com,h2.example.com"),
+            ("port", "5433,"),
+        ]),
+    ),
+    (
+        "postgres://db.example.com/app?sslmode=verify-full&connect_timeout=0",
+        Some(&[
+            ("connect_timeout", "0"),
+            ("dbname", "app"),
+            ("host", "db.example.com"),
+            ("sslmode", "verify-full"),
+        ]),
+    ),
+    (
+        "postgresql://db.example.com/app?hostaddr=10.1.2.3",
+        Some(&[
+            ("dbname", "app"),
+            ("host", "db.example.com"),
+            ("hostaddr", "10.1.2.3"),
+        ]),
+    ),
+    (
+        "host=db.example.com port=5432 dbname=app user=alice",
+        Some(&[
+            ("user", "alice"),
+            ("dbname", "app"),
+            ("host", "db.example.com"),
+            ("port", "5432"),
+        ]),
+    ),
+    (
+        "host=srv.postgres.database.azure.com hostaddr=10.1.2.3",
+        Some(&[
+            ("host", "srv.postgres.database.azure.com"),
+            ("hostaddr", "10.1.2.3"),
+        ]),
+    ),
+    (
+        "hostaddr=10.1.2.3 host=srv.postgres.database.azure.com",
+        Some(&[
+            ("host", "srv.postgres.database.azure.com"),
+            ("hostaddr", "10.1.2.3"),
+        ]),
+    ),
+    (
+        "host=a.example.com,b.example.com port=5432,5433 target_session_attrs=read-only load_balance_hosts=random",
+        Some(&[
+            ("host", "a.example.com,b.example.com"),
+            ("port", "5432,5433"),
+            ("target_session_attrs", "read-only"),
+            ("load_balance_hosts", "random"),
+        ]),
+    ),
+    (
+        "host=db.example.com password='it''s' application_name='a b'",
+        None,
+    ),
+    (
+        "host=db.example.com password='a\\'b c' user=u",
+        Some(&[
+            ("user", "u"),
+            ("password", "a'b c"),
+            ("host", "db.example.com"),
+        ]),
+    ),
+    (
+        "host=db.example.com options='-c search_path=app' keepalives_idle=30 tcp_user_timeout=10",
+        Some(&[
+            ("host", "db.example.com"),
+            ("options", "-c search_path=app"),
+            ("keepalives_idle", "30"),
+            ("tcp_user_timeout", "10"),
+        ]),
+    ),
+    (
+        "host=db.example.com dbname=",
+        Some(&[("dbname", ""), ("host", "db.example.com")]),
+    ),
+    (
+        "host = db.example.com  port = 5433",
+        Some(&[("host", "db.example.com"), ("port", "5433")]),
+    ),
+    ("host=db.example.com bogus=1", None),
+    ("host=db.example.com password", None),
+    ("host='db.example.com", None),
+    ("postgresql://db.example.com/app?bogus=1", None),
+];
+
+/// Our parse, in libpq's terms (only what is set).
+fn as_libpq(c: &Config) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.to_owned(), v);
+        }
+    };
+    put("host", c.host.clone());
+    put(
+        "port",
+        if c.ports.is_empty() {
+            c.port.map(|p| p.to_string())
+        } else {
+            Some(
+                c.ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        },
+    );
+    put(
+        "hostaddr",
+        (!c.hostaddr.is_empty()).then(|| {
+            c.hostaddr
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+    );
+    put("dbname", c.dbname.clone());
+    put("user", c.user.clone());
+    put("password", c.password.clone());
+    put("application_name", c.application_name.clone());
+    put("options", c.options.clone());
+    put(
+        "connect_timeout",
+        c.connect_timeout.map(|d| d.as_secs().to_string()),
+    );
+    put(
+        "keepalives_idle",
+        c.keepalives_idle.map(|d| d.as_secs().to_string()),
+    );
+    put(
+        "tcp_user_timeout",
+        c.tcp_user_timeout.map(|d| d.as_secs().to_string()),
+    );
+    put(
+        "target_session_attrs",
+        match c.target_session_attrs {
+            deadpool_entra::TargetSessionAttrs::Any => None,
+            deadpool_entra::TargetSessionAttrs::ReadWrite => Some("read-write".into()),
+            deadpool_entra::TargetSessionAttrs::ReadOnly => Some("read-only".into()),
+        },
+    );
+    put(
+        "load_balance_hosts",
+        match c.load_balance_hosts {
+            deadpool_entra::LoadBalanceHosts::Random => Some("random".into()),
+            _ => None,
+        },
+    );
+    put(
+        "sslmode",
+        (c.ssl_mode != SslMode::VerifyFull).then(|| format!("{:?}", c.ssl_mode)),
+    );
+    m
+}
+
+/// libpq's parse with its defaults spelled as ours: an empty value or a `0` timeout is
+/// "not set", an empty port in a list is 5432, `sslmode=verify-full` is the default.
+fn normalized(libpq: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    for (k, v) in libpq {
+        let v = match (*k, *v) {
+            (_, "") => continue,
+            ("connect_timeout", "0") => continue,
+            ("sslmode", "verify-full") => continue,
+            ("port", ports) if ports.split(',').all(str::is_empty) => continue,
+            ("port", ports) => ports
+                .split(',')
+                .map(|p| if p.is_empty() { "5432" } else { p })
+                .collect::<Vec<_>>()
+                .join(","),
+            (_, v) => v.to_owned(),
+        };
+        m.insert((*k).to_owned(), v);
+    }
+    m
+}
+
+#[test]
+fn connection_strings_parse_as_libpq_parses_them() {
+    for (s, libpq) in LIBPQ {
+        let ours = s.parse::<Config>();
+        match libpq {
+            Some(expected) => {
+                let ours =
+                    ours.unwrap_or_else(|e| panic!("{s:?}: libpq parses it, we refused: {e}"));
+                assert_eq!(as_libpq(&ours), normalized(expected), "{s:?}");
+            }
+            None => assert!(
+                ours.is_err(),
+                "{s:?}: libpq refuses it, we parsed {:?}",
+                ours.unwrap()
+            ),
+        }
     }
 }

@@ -214,7 +214,8 @@ impl Config {
     /// `client_id`, `scope`, `auth_method`. Unknown keys are an error naming the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         match key {
-            "host" => self.host = Some(non_empty("host", value)?),
+            // As in libpq, an empty value means "not set".
+            "host" => self.host = non_empty(value),
             "hostaddr" => {
                 self.hostaddr = value
                     .split(',')
@@ -249,23 +250,19 @@ impl Config {
                 )
             }
             "tcp_user_timeout" => self.tcp_user_timeout = parse_secs_opt(key, value)?,
-            "dbname" | "database" => self.dbname = Some(non_empty("dbname", value)?),
-            "user" => self.user = Some(non_empty("user", value)?),
-            "password" => self.password = Some(value.to_owned()),
+            "dbname" | "database" => self.dbname = non_empty(value),
+            "user" => self.user = non_empty(value),
+            "password" => self.password = (!value.is_empty()).then(|| value.to_owned()),
             "sslmode" => self.ssl_mode = value.parse()?,
-            "sslrootcert" => {
-                self.ssl_root_cert = Some(PathBuf::from(non_empty("sslrootcert", value)?))
-            }
+            "sslrootcert" => self.ssl_root_cert = non_empty(value).map(PathBuf::from),
             "channel_binding" => self.channel_binding = value.parse()?,
             "application_name" => self.application_name = Some(value.to_owned()),
             "connect_timeout" => {
                 self.connect_timeout = parse_connect_timeout("connect_timeout", value)?
             }
             "options" => self.options = Some(value.to_owned()),
-            "client_id" | "azure_client_id" => {
-                self.client_id = Some(non_empty("client_id", value)?)
-            }
-            "scope" => self.scope = Some(non_empty("scope", value)?),
+            "client_id" | "azure_client_id" => self.client_id = non_empty(value),
+            "scope" => self.scope = non_empty(value),
             "auth_method" => self.auth_method = value.parse()?,
             other => {
                 return Err(ConfigError::new(other, "unknown setting"));

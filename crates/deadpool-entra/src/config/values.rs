@@ -50,12 +50,9 @@ pub(super) fn parse_connect_timeout(field: &str, v: &str) -> Result<Option<Durat
         })
 }
 
-pub(super) fn non_empty(field: &str, v: &str) -> Result<String, ConfigError> {
-    if v.trim().is_empty() {
-        Err(ConfigError::new(field, "must not be empty"))
-    } else {
-        Ok(v.to_owned())
-    }
+/// A text value; empty (or blank) means not set, as in libpq.
+pub(super) fn non_empty(v: &str) -> Option<String> {
+    (!v.trim().is_empty()).then(|| v.to_owned())
 }
 
 pub(super) fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
