@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod cloud;
 mod config;
 mod connect;
@@ -22,6 +23,7 @@ pub use deadpool_postgres::{
 };
 pub use tokio_postgres;
 
+pub use builder::PoolBuilder;
 pub use cloud::{CHINA_SCOPE, US_GOVERNMENT_SCOPE};
 pub use config::{
     AuthMethod, ChannelBinding, Config, LoadBalanceHosts, SslMode, TargetSessionAttrs,
@@ -29,7 +31,7 @@ pub use config::{
 pub use error::{
     ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError, TokenRefusedError,
 };
-pub use pool::{Pool, PoolBuilder};
+pub use pool::Pool;
 pub use recycle::RecyclePolicy;
 pub use stats::{Degraded, HealthReport, PoolStatus, Stats, TokenStats};
 pub use token::{

@@ -1,0 +1,369 @@
+//! The builder: settings, hooks and the token source, then the build steps (validate,
+//! TLS, the token cache and its first token, the login configuration, deadpool's pool
+//! with our `Connect` and hooks, the refresher and the sweeper).
+
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use deadpool_postgres::{Hook, Manager, ManagerConfig, QueueMode, RecyclingMethod, Runtime};
+use tokio::{sync::watch, time::Instant};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::{
+    ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RecyclePolicy, RefreshPolicy,
+    SslMode, StaticPassword, TimeoutKind, TokenSource, UserAssignedId,
+    cloud::ScopeFrom,
+    config::{AuthMethod, ChannelBinding, validate},
+    connect::{EntraConnect, Tls, no_user_error},
+    pool::Shared,
+    recycle::{self, ConnTable, gate::LoginHealth},
+    stats::PoolCounters,
+    token::{
+        cache::{TokenCache, spawn_refresher},
+        claims::user_from_token,
+    },
+};
+
+/// Builds a [`Pool`]. All setters consume and return the builder.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), deadpool_entra::Error> {
+/// let pool = deadpool_entra::Pool::builder()
+///     .host("myserver.postgres.database.azure.com")
+///     .dbname("app")
+///     .user("my-app-identity")
+///     .max_size(16)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct PoolBuilder {
+    config: Config,
+    source: Option<Box<dyn TokenSource>>,
+    post_create: Vec<Hook>,
+    pre_recycle: Vec<Hook>,
+    post_recycle: Vec<Hook>,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("config", &self.config)
+            .field("source", &self.source.as_ref().map(|s| s.name()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolBuilder {
+    pub(crate) fn from_config(config: Config) -> Self {
+        Self {
+            config,
+            source: None,
+            post_create: Vec::new(),
+            pre_recycle: Vec::new(),
+            post_recycle: Vec::new(),
+        }
+    }
+
+    /// Server host.
+    pub fn host(mut self, h: impl Into<String>) -> Self {
+        self.config.host = Some(h.into());
+        self
+    }
+    /// The IP address to connect to (libpq's `hostaddr`), for a private endpoint whose
+    /// name does not resolve here; the certificate is still verified against `host`.
+    /// Call once per host when several are configured.
+    pub fn hostaddr(mut self, addr: std::net::IpAddr) -> Self {
+        self.config.hostaddr.push(addr);
+        self
+    }
+
+    /// Server port.
+    pub fn port(mut self, p: u16) -> Self {
+        self.config.port = Some(p);
+        self
+    }
+    /// Database name.
+    pub fn dbname(mut self, d: impl Into<String>) -> Self {
+        self.config.dbname = Some(d.into());
+        self
+    }
+    /// PostgreSQL user (default: from the token's claims).
+    pub fn user(mut self, u: impl Into<String>) -> Self {
+        self.config.user = Some(u.into());
+        self
+    }
+    /// Use this token source.
+    pub fn token_source(mut self, s: impl TokenSource) -> Self {
+        self.source = Some(Box::new(s));
+        self
+    }
+    /// Use this Azure credential.
+    pub fn credential(self, c: Arc<dyn azure_core::credentials::TokenCredential>) -> Self {
+        self.token_source(CredentialSource::new(c))
+    }
+    /// Use a managed identity only (no chain): system-assigned with `None`, or a
+    /// user-assigned one by client id, object id or resource id.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), deadpool_entra::Error> {
+    /// use deadpool_entra::{Pool, UserAssignedId};
+    /// let pool = Pool::builder()
+    ///     .host("myserver.postgres.database.azure.com")
+    ///     .user("my-identity")
+    ///     .managed_identity(Some(UserAssignedId::ObjectId("0000-...".into())))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn managed_identity(self, id: Option<UserAssignedId>) -> Self {
+        self.token_source(ChainSource::managed_identity_only(id))
+    }
+    /// Static password mode.
+    pub fn password(mut self, p: impl Into<String>) -> Self {
+        self.config.password = Some(p.into());
+        self.config.auth_method = AuthMethod::Password;
+        self
+    }
+    /// Token scope (default: the scope of the Azure cloud the host name names, see
+    /// [`crate::US_GOVERNMENT_SCOPE`] and [`crate::CHINA_SCOPE`]; [`DEFAULT_SCOPE`] for any
+    /// other host).
+    pub fn scope(mut self, s: impl Into<String>) -> Self {
+        self.config.scope = Some(s.into());
+        self
+    }
+    /// TLS mode (default verify-full).
+    pub fn ssl_mode(mut self, m: SslMode) -> Self {
+        self.config.ssl_mode = m;
+        self
+    }
+    /// CA file (PEM) that signed the server's certificate.
+    pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ssl_root_cert = Some(path.into());
+        self
+    }
+    /// Channel binding (default prefer; `Require` is refused with tokens).
+    pub fn channel_binding(mut self, c: ChannelBinding) -> Self {
+        self.config.channel_binding = c;
+        self
+    }
+    /// Allows `sslmode` disable/allow/prefer (no TLS), but only when the host is a
+    /// loopback address, `localhost` or a unix socket. For test servers; never for a
+    /// server across a network.
+    pub fn dangerous_allow_plaintext_on_loopback(mut self) -> Self {
+        self.config.dangerous_allow_plaintext_on_loopback = true;
+        self
+    }
+    /// `application_name` (default `deadpool-entra`).
+    pub fn application_name(mut self, n: impl Into<String>) -> Self {
+        self.config.application_name = Some(n.into());
+        self
+    }
+    /// Maximum pool size.
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.config.max_size = Some(n);
+        self
+    }
+    /// Wait timeout (default 30 s).
+    pub fn wait_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.wait_timeout = t;
+        self
+    }
+    /// Create timeout, token fetch included (default 10 s).
+    pub fn create_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.create_timeout = t;
+        self
+    }
+    /// Recycle timeout (default 5 s).
+    pub fn recycle_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.recycle_timeout = t;
+        self
+    }
+    /// How reused connections are checked (default Fast).
+    pub fn recycling_method(mut self, m: RecyclingMethod) -> Self {
+        self.config.recycling_method = m;
+        self
+    }
+    /// Which idle connection is taken first (default Fifo).
+    pub fn queue_mode(mut self, m: QueueMode) -> Self {
+        self.config.queue_mode = m;
+        self
+    }
+    /// Retirement policy.
+    pub fn recycle_policy(mut self, p: RecyclePolicy) -> Self {
+        self.config.recycle = p;
+        self
+    }
+    /// Refresh policy.
+    pub fn refresh_policy(mut self, p: RefreshPolicy) -> Self {
+        self.config.refresh = p;
+        self
+    }
+    /// `true`: do not fetch the first token in `build()`.
+    pub fn lazy(mut self, lazy: bool) -> Self {
+        self.config.lazy = lazy;
+        self
+    }
+    /// A `post_create` hook, run after ours.
+    pub fn post_create(mut self, h: Hook) -> Self {
+        self.post_create.push(h);
+        self
+    }
+    /// A `pre_recycle` hook, run after ours.
+    pub fn pre_recycle(mut self, h: Hook) -> Self {
+        self.pre_recycle.push(h);
+        self
+    }
+    /// A `post_recycle` hook.
+    pub fn post_recycle(mut self, h: Hook) -> Self {
+        self.post_recycle.push(h);
+        self
+    }
+
+    /// Validates the configuration, fetches the first token (unless lazy) and builds
+    /// the pool.
+    pub async fn build(self) -> Result<Pool, Error> {
+        let cfg = self.config;
+        let source: Box<dyn TokenSource> = match self.source {
+            Some(s) => s,
+            None if cfg.uses_password() => match &cfg.password {
+                Some(p) => Box::new(StaticPassword::new(p.clone())),
+                None => {
+                    return Err(ConfigError::new(
+                        "password",
+                        "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
+                    )
+                    .into());
+                }
+            },
+            None => {
+                let id = cfg.client_id.clone().map(UserAssignedId::ClientId);
+                match cfg.auth_method {
+                    AuthMethod::ManagedIdentity => Box::new(ChainSource::managed_identity_only(id)),
+                    _ => Box::new(ChainSource::with_managed_identity(id)),
+                }
+            }
+        };
+        let password_mode = source.is_password();
+        validate(&cfg, password_mode)?;
+        let host = cfg.host.clone().unwrap_or_default();
+        // The first host names the cloud (several hosts are one server's replicas).
+        let first_host = host.split(',').next().unwrap_or_default().trim().to_owned();
+        let tls = match crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())? {
+            Some(c) => Tls::Rustls(MakeRustlsConnect::new(c)),
+            None => Tls::Plain,
+        };
+        let initial_name = source.name();
+        let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
+        if !password_mode {
+            let from = match scope_from {
+                ScopeFrom::Explicit => "configured".to_owned(),
+                ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
+                ScopeFrom::Default => {
+                    "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
+                }
+            };
+            tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
+        }
+        let cache = TokenCache::new(source, scope, cfg.refresh.clone());
+        let credential_name = OnceLock::new();
+        if !cfg.lazy {
+            let first = cache.get();
+            // At least 30 s at startup, and longer than one fetch may take, so that a
+            // source that never answers is reported as such (the token error), not as a
+            // generic create timeout.
+            let startup_limit = |t: Duration| {
+                let fetch = cfg.refresh.fetch_timeout.unwrap_or_default();
+                t.max(Duration::from_secs(30))
+                    .max(fetch.saturating_add(Duration::from_secs(1)))
+            };
+            let token = match cfg.create_timeout {
+                Some(t) => tokio::time::timeout(startup_limit(t), first)
+                    .await
+                    .map_err(|_| Error::Timeout(TimeoutKind::Create))??,
+                None => first.await?,
+            };
+            if cfg.user.is_none()
+                && !password_mode
+                && user_from_token(token.secret.expose()).is_none()
+            {
+                return Err(no_user_error().into());
+            }
+            let _ = credential_name.set(cache.source_name());
+        }
+
+        let pg = crate::config::pg_config(&cfg, matches!(tls, Tls::Rustls(_)));
+
+        let (closed, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            cache: cache.clone(),
+            conns: ConnTable::default(),
+            spread: recycle::SpreadSequence::new(),
+            counters: PoolCounters::default(),
+            recycle: cfg.recycle.clone(),
+            create_timeout: cfg.create_timeout,
+            tls,
+            endpoint: crate::config::endpoint_text(&cfg),
+            user: cfg.user.clone(),
+            credential_name,
+            initial_name,
+            closed,
+            logins: LoginHealth::new(Instant::now()),
+            pg_config: pg.clone(),
+        });
+        let manager = Manager::from_connect(
+            pg,
+            EntraConnect {
+                shared: shared.clone(),
+            },
+            ManagerConfig {
+                recycling_method: cfg.recycling_method.clone(),
+            },
+        );
+        let mut builder = deadpool_postgres::Pool::builder(manager)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(cfg.wait_timeout)
+            .create_timeout(cfg.create_timeout)
+            .recycle_timeout(cfg.recycle_timeout)
+            .queue_mode(cfg.queue_mode);
+        if let Some(n) = cfg.max_size {
+            builder = builder.max_size(n);
+        }
+        let s = shared.clone();
+        builder = builder.post_create(Hook::sync_fn(move |w, _| {
+            recycle::table::post_create(&s, w);
+            Ok(())
+        }));
+        let s = shared.clone();
+        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| {
+            recycle::table::pre_recycle(&s, w)
+        }));
+        for h in self.post_create {
+            builder = builder.post_create(h);
+        }
+        for h in self.pre_recycle {
+            builder = builder.pre_recycle(h);
+        }
+        for h in self.post_recycle {
+            builder = builder.post_recycle(h);
+        }
+        let inner = builder
+            .build()
+            .map_err(|e| ConfigError::new("pool", e.to_string()))?;
+        if !password_mode {
+            spawn_refresher(&cache);
+        }
+        recycle::sweeper::spawn_sweeper(&shared, &inner);
+        tracing::debug!(
+            target: "deadpool_entra",
+            endpoint = %shared.endpoint,
+            source = %shared.initial_name,
+            "pool built"
+        );
+        Ok(Pool::from_parts(inner, shared))
+    }
+}
