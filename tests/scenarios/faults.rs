@@ -446,6 +446,7 @@ async fn a_refused_token_is_never_resent_and_a_new_one_is_used_once_minted() {
         Error::TokenRefused(r) => {
             assert_eq!(r.login.sqlstate, "28000");
             assert_eq!(r.login.kind(), LoginErrorKind::TokenInvalid);
+            assert_eq!(err.kind(), deadpool_entra::ErrorKind::TokenInvalid);
             assert!(r.expires_in_secs.is_some_and(|s| s > 3000), "{r:?}");
             assert!(r.exp.is_some());
         }

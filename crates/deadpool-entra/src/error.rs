@@ -65,7 +65,7 @@ fn pg_text(e: &tokio_postgres::Error) -> String {
 }
 
 /// Which pool timeout elapsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimeoutKind {
     /// Waiting for a free slot (`wait_timeout`); the pool is exhausted.

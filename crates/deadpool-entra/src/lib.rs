@@ -8,6 +8,7 @@ mod cloud;
 mod config;
 mod connect;
 mod error;
+mod error_kind;
 mod pool;
 mod recycle;
 #[cfg(feature = "serde")]
@@ -31,6 +32,7 @@ pub use config::{
 pub use error::{
     ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError, TokenRefusedError,
 };
+pub use error_kind::ErrorKind;
 pub use pool::Pool;
 pub use recycle::RecyclePolicy;
 pub use stats::{Degraded, HealthReport, PoolStatus, Stats, TokenStats};

@@ -23,7 +23,7 @@ pub mod rebuild;
 /// A checkout or query failure, classified for reports.
 #[derive(Debug, Clone)]
 pub struct ReqError {
-    /// Short stable kind, e.g. `timeout-wait`, `login-token-expired`, `query-closed`.
+    /// Short stable kind, e.g. `timeout-wait`, `token-expired` (ours: `Error::kind`), `query-closed`.
     pub kind: String,
     /// The error's text (never holds a token: tokens are only ever sent, not echoed).
     pub message: String,

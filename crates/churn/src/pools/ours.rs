@@ -19,28 +19,10 @@ impl OursPool {
     }
 }
 
-/// A stable short kind from an error's `Debug` form: the variant, and for a login error
-/// its kind (`login-tokenexpired`, `timeout`, `token`, ...).
+/// The error's stable kind (`Error::kind`): `token-expired`, `timeout-wait`, ...
 pub fn classify_entra(e: &deadpool_entra::Error) -> ReqError {
-    let dbg = format!("{e:?}");
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect::<String>()
-            .to_ascii_lowercase()
-    };
-    let mut kind = ident(&dbg);
-    if let Some(i) = dbg.find("kind: ") {
-        let k = ident(&dbg[i + 6..]);
-        if !k.is_empty() {
-            kind = format!("{kind}-{k}");
-        }
-    }
-    if kind.is_empty() {
-        kind = "other".into();
-    }
     ReqError {
-        kind,
+        kind: e.kind().as_str().to_owned(),
         message: e.to_string(),
     }
 }
