@@ -100,6 +100,18 @@ async fn identity_faults(shared: &Shared) -> Option<Response> {
             "The identity endpoint failed (injected fault).",
         ));
     }
+    if let Some(wait) = shared.rate_limit.check(std::time::Instant::now()) {
+        bump(&shared.counters.identity_requests_rate_limited);
+        let mut r = error_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many requests: the rate limit of the identity endpoint was exceeded. Retry later.",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return refuse(r);
+    }
     if let Some(secs) = shared.identity_throttle() {
         let mut r = error_json(
             StatusCode::TOO_MANY_REQUESTS,

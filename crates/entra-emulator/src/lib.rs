@@ -35,6 +35,7 @@ mod front;
 mod http;
 mod issued;
 mod pgwire;
+mod rate_limit;
 mod state;
 mod token;
 

@@ -27,6 +27,7 @@ pub(crate) struct AtomicCounters {
     pub logins_refused_bad_password: AtomicU64,
     pub logins_refused_revoked: AtomicU64,
     pub logins_refused_validation: AtomicU64,
+    pub identity_requests_rate_limited: AtomicU64,
     pub sessions_killed: AtomicU64,
 }
 
@@ -49,6 +50,9 @@ pub struct Counters {
     pub tokens_minted: u64,
     /// Identity answers served from the endpoints' token cache (the same token again).
     pub token_cache_hits: u64,
+    /// Identity requests answered 429 by the rate limit (counted in
+    /// `identity_requests_refused` too).
+    pub identity_requests_rate_limited: u64,
     /// Requests that reached the identity endpoints (managed identity and `az`), refused or not.
     pub identity_requests: u64,
     /// Identity requests refused: faults (error, throttling, outage), bad header, unknown identity,
@@ -114,6 +118,9 @@ pub struct FaultSettings {
     /// The front refuses every token minted so far, though valid ("An error occurred while
     /// validating the access token"); tokens minted later are accepted.
     pub refuse_issued_tokens: Option<bool>,
+    /// Identity requests allowed per second (Azure's IMDS allows about 5); more get 429
+    /// with `Retry-After`. 0: no limit (the default).
+    pub identity_rate_limit_per_sec: Option<u32>,
 }
 
 pub(crate) struct SessionTable {
@@ -180,6 +187,7 @@ pub(crate) struct Shared {
     pub registry: RwLock<Registry>,
     pub signer: Signer,
     pub issued: crate::issued::IssuedTokens,
+    pub rate_limit: crate::rate_limit::RateLimit,
     default_token_cache: bool,
     pub identity_header: String,
     pub tenant_id: String,
@@ -217,6 +225,7 @@ impl Shared {
             registry: RwLock::new(Registry::default()),
             signer,
             issued: crate::issued::IssuedTokens::new(token_cache, None),
+            rate_limit: crate::rate_limit::RateLimit::default(),
             default_token_cache: token_cache,
             identity_header,
             tenant_id: crate::TENANT_ID.to_string(),
@@ -312,6 +321,7 @@ impl Shared {
             tokens_issued_cli: l(&c.tokens_issued_cli),
             tokens_minted: self.issued.minted(),
             token_cache_hits: l(&self.issued.cache_hits),
+            identity_requests_rate_limited: l(&c.identity_requests_rate_limited),
             identity_requests: l(&c.identity_requests),
             identity_requests_refused: l(&c.identity_requests_refused),
             logins_accepted: l(&c.logins_accepted),
@@ -343,6 +353,7 @@ impl Shared {
             token_cache_window_ms: Some(self.issued.window().map(duration_ms).unwrap_or(0)),
             mint_next: Some(false),
             refuse_issued_tokens: Some(self.issued.refusing()),
+            identity_rate_limit_per_sec: Some(self.rate_limit.get().unwrap_or(0)),
         }
     }
 }
@@ -453,8 +464,15 @@ impl Faults {
             self.shared.issued.accept_all();
         }
     }
+    /// At most `per_sec` identity requests per second (a sliding one-second window, as
+    /// Azure's instance metadata service limits token requests to about 5 per second);
+    /// more are answered 429 with `Retry-After`. `None`: no limit.
+    pub fn set_identity_rate_limit(&self, per_sec: Option<u32>) {
+        self.shared.rate_limit.set(per_sec.filter(|&n| n > 0));
+    }
     /// Clear every fault and restore the token lifetime the emulator started with.
     pub fn clear(&self) {
+        self.set_identity_rate_limit(None);
         self.set_refuse_issued_tokens(false);
         self.set_token_cache(self.shared.default_token_cache);
         self.set_token_cache_window(None);
@@ -510,6 +528,9 @@ impl Faults {
         }
         if let Some(b) = s.refuse_issued_tokens {
             self.set_refuse_issued_tokens(b);
+        }
+        if let Some(n) = s.identity_rate_limit_per_sec {
+            self.set_identity_rate_limit(Some(n));
         }
     }
 }

@@ -408,3 +408,33 @@ async fn the_front_can_refuse_a_valid_token_that_the_cache_keeps_serving() {
     .await;
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_like_imds_answers_429_with_retry_after() {
+    let emu = Emulator::builder().start().await.expect("start");
+    bounded(async {
+        let h = emu.identity_header().to_string();
+        emu.faults().set_identity_rate_limit(Some(5));
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            let r = msi(&emu, "", Some(&h)).await.unwrap();
+            if r.status() == 429 {
+                assert_eq!(r.headers()["retry-after"], "1");
+            }
+            statuses.push(r.status().as_u16());
+        }
+        let ok = statuses.iter().filter(|&&s| s == 200).count();
+        assert!((5..=6).contains(&ok), "{statuses:?}");
+        assert_eq!(
+            emu.counters().identity_requests_rate_limited as usize,
+            12 - ok
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(msi(&emu, "", Some(&h)).await.unwrap().status(), 200);
+        assert_eq!(emu.faults().settings().identity_rate_limit_per_sec, Some(5));
+        emu.faults().clear();
+        assert_eq!(emu.faults().settings().identity_rate_limit_per_sec, Some(0));
+    })
+    .await;
+    emu.shutdown().await;
+}
