@@ -69,7 +69,11 @@ mod tests {
             .count();
         assert_eq!(passed, 5);
         let wait = r.check(t0 + Duration::from_millis(300)).expect("limited");
-        assert_eq!(wait, Duration::from_millis(700), "until the oldest of the window is a second old");
+        assert_eq!(
+            wait,
+            Duration::from_millis(700),
+            "until the oldest of the window is a second old"
+        );
         assert!(
             r.check(t0 + Duration::from_millis(1001)).is_none(),
             "a slot freed up"
