@@ -17,6 +17,10 @@ mod stats;
 mod tls;
 mod token;
 
+// The crates whose types the public API uses (credentials, `UserAssignedId`), so that a
+// user names them through this crate, at the versions it was built with.
+pub use azure_core;
+pub use azure_identity;
 pub use deadpool_postgres;
 pub use deadpool_postgres::{
     Client, GenericClient, Hook, HookError, ManagerConfig, Metrics, QueueMode, RecyclingMethod,
