@@ -1,0 +1,247 @@
+//! The admin handle: principals and roles, token issuing, the environment it prints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::state::{Principal, PrincipalKind, Shared};
+use crate::{
+    Error, IdentitySpec, ManagedIdentity, OSSRDBMS_RESOURCE, RESOURCE_GROUP, SUBSCRIPTION_ID, guid,
+    pgwire, token,
+};
+
+/// A cheap handle used by the admin API and the [`Emulator`] methods.
+#[derive(Clone)]
+pub(crate) struct Admin {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) socket_dir: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) database: String,
+    pub(crate) env: Arc<Vec<(String, String)>>,
+}
+
+impl Admin {
+    pub(crate) async fn sql(&self, database: &str, sql: &str) -> Result<(), Error> {
+        pgwire::simple_query(&self.socket_dir, self.port, "postgres", database, sql)
+            .await
+            .map(|_| ())
+            .map_err(|(code, message)| Error::Sql { code, message })
+    }
+
+    pub(crate) async fn create_role(&self, role: &str, comment: &str) -> Result<(), Error> {
+        check_name(role)?;
+        let (r, db) = (pgwire::ident(role), pgwire::ident(&self.database));
+        let sql = format!(
+            "DO $emu$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN CREATE ROLE {r} LOGIN; END IF; END $emu$;
+             GRANT ALL ON DATABASE {db} TO {r};
+             GRANT ALL ON SCHEMA public TO {r};
+             COMMENT ON ROLE {r} IS {c};",
+            lit = pgwire::literal(role),
+            c = pgwire::literal(comment),
+        );
+        self.sql(&self.database, &sql).await?;
+        // PostgreSQL 14 and later: let every principal see every table, as tests expect.
+        let _ = self
+            .sql(
+                &self.database,
+                &format!("GRANT pg_read_all_data, pg_write_all_data TO {r}"),
+            )
+            .await;
+        Ok(())
+    }
+
+    pub(crate) fn taken(&self, name: &str) -> bool {
+        let reg = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.principals.contains_key(name) || reg.passwords.contains_key(name)
+    }
+
+    pub(crate) async fn add_identity(&self, spec: IdentitySpec) -> Result<ManagedIdentity, Error> {
+        if self.taken(&spec.name) {
+            return Err(Error::Principal(format!(
+                "{:?} is already registered",
+                spec.name
+            )));
+        }
+        let provider = if spec.user_assigned {
+            format!(
+                "Microsoft.ManagedIdentity/userAssignedIdentities/{}",
+                spec.name
+            )
+        } else {
+            format!("Microsoft.Web/sites/{}", spec.name)
+        };
+        let mi = ManagedIdentity {
+            client_id: spec.client_id.unwrap_or_else(guid),
+            object_id: spec.object_id.unwrap_or_else(guid),
+            resource_id: format!(
+                "/subscriptions/{SUBSCRIPTION_ID}/resourcegroups/{RESOURCE_GROUP}/providers/{provider}"
+            ),
+            user_assigned: spec.user_assigned,
+            name: spec.name,
+        };
+        self.create_role(
+            &mi.name,
+            &format!("aadauth,oid={},type=service", mi.object_id),
+        )
+        .await?;
+        let mut reg = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.principals.insert(
+            mi.name.clone(),
+            Principal {
+                kind: PrincipalKind::Identity(mi.clone()),
+            },
+        );
+        Ok(mi)
+    }
+
+    pub(crate) async fn add_user(
+        &self,
+        upn: &str,
+        object_id: Option<String>,
+    ) -> Result<String, Error> {
+        if self.taken(upn) {
+            return Err(Error::Principal(format!("{upn:?} is already registered")));
+        }
+        let oid = object_id.unwrap_or_else(guid);
+        self.create_role(upn, &format!("aadauth,oid={oid},type=user"))
+            .await?;
+        let mut reg = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.principals.insert(
+            upn.to_string(),
+            Principal {
+                kind: PrincipalKind::User {
+                    upn: upn.to_string(),
+                    object_id: oid.clone(),
+                },
+            },
+        );
+        Ok(oid)
+    }
+
+    pub(crate) async fn add_password_role(&self, role: &str, password: &str) -> Result<(), Error> {
+        if self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .principals
+            .contains_key(role)
+        {
+            return Err(Error::Principal(format!(
+                "{role:?} is an Entra principal's role"
+            )));
+        }
+        self.create_role(role, "password").await?;
+        let mut reg = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.passwords.insert(role.to_string(), password.to_string());
+        Ok(())
+    }
+
+    pub(crate) fn remove_principal(&self, name: &str) -> bool {
+        let mut reg = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.principals.remove(name).is_some() | reg.passwords.remove(name).is_some()
+    }
+
+    pub(crate) fn issue(
+        &self,
+        principal: &str,
+        resource: &str,
+        issued_at: u64,
+        lifetime: Duration,
+    ) -> String {
+        let resource = resource.strip_suffix("/.default").unwrap_or(resource);
+        let p = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .principals
+            .get(principal)
+            .cloned();
+        let unknown_oid;
+        let subject = match &p {
+            Some(Principal {
+                kind: PrincipalKind::Identity(mi),
+            }) => token::Subject {
+                object_id: &mi.object_id,
+                app_id: &mi.client_id,
+                upn: None,
+                mi_resource_id: Some(mi.resource_id.as_str()),
+            },
+            Some(Principal {
+                kind: PrincipalKind::User { upn, object_id },
+            }) => token::Subject {
+                object_id,
+                app_id: token::AZURE_CLI_APP_ID,
+                upn: Some(upn),
+                mi_resource_id: None,
+            },
+            None => {
+                // Not registered: a valid token for a principal the server does not know.
+                unknown_oid = guid();
+                token::Subject {
+                    object_id: &unknown_oid,
+                    app_id: token::AZURE_CLI_APP_ID,
+                    upn: Some(principal),
+                    mi_resource_id: None,
+                }
+            }
+        };
+        self.shared.signer.sign(&token::claims(
+            &self.shared.tenant_id,
+            resource,
+            &subject,
+            issued_at,
+            lifetime,
+            &self.shared.issued.next_uti(),
+        ))
+    }
+
+    pub(crate) fn issue_token(
+        &self,
+        principal: &str,
+        resource: &str,
+        lifetime: Duration,
+    ) -> String {
+        self.issue(principal, resource, token::now_secs(), lifetime)
+    }
+
+    pub(crate) fn issue_expired_token(&self, principal: &str) -> String {
+        // Issued two hours ago, expired an hour ago.
+        self.issue(
+            principal,
+            OSSRDBMS_RESOURCE,
+            token::now_secs().saturating_sub(7200),
+            Duration::from_secs(3600),
+        )
+    }
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(Error::Principal(format!(
+            "{name:?} is not a valid PostgreSQL role name (1 to 63 bytes)"
+        )));
+    }
+    Ok(())
+}
