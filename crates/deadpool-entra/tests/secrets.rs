@@ -127,6 +127,11 @@ async fn trace_output_of_a_pool_lifecycle_never_contains_the_token() {
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("token acquired"), "capture works: {logs}");
     assert!(logs.contains("token fetch failed"), "{logs}");
+    // Logins carry OpenTelemetry's database attributes; token fetches have their own span.
+    assert!(logs.contains("db.system.name=\"postgresql\""), "{logs}");
+    assert!(logs.contains("server.address=\"127.0.0.1\""), "{logs}");
+    assert!(logs.contains("db.namespace=\"app\""), "{logs}");
+    assert!(logs.contains("token fetch{"), "{logs}");
     assert_clean("trace output", &logs);
     for t in texts {
         assert_clean("error/stats/health text", &t);

@@ -395,7 +395,15 @@ impl TokenCache {
         let scope = self.scope.clone();
         let limit = self.policy.fetch_timeout;
         let mut shutdown = self.shutdown.subscribe();
-        tokio::spawn(async move {
+        // A child of the caller's span (a login, the refresher): a trace shows what waited
+        // for this fetch.
+        let span = tracing::debug_span!(
+            target: "deadpool_entra",
+            "token fetch",
+            source = %self.source_name(),
+            fresh,
+        );
+        let task = async move {
             let fetch = async {
                 let f = if fresh {
                     source.fetch_fresh(&scope)
@@ -429,7 +437,8 @@ impl TokenCache {
             let Some(cache) = weak.upgrade() else { return };
             let outcome = cache.settle(result, name);
             let _ = tx.send(Some(outcome));
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
         Ok((rx, fresh))
     }
 
