@@ -328,7 +328,13 @@ impl PoolBuilder {
             .runtime(Runtime::Tokio1)
             .wait_timeout(cfg.wait_timeout)
             .create_timeout(cfg.create_timeout)
-            .recycle_timeout(cfg.recycle_timeout)
+            // `Fast` recycling does no I/O (it looks at the client's closed flag): a timer
+            // around it protects nothing and costs every warm checkout one. Plain
+            // deadpool-postgres sets none by default either.
+            .recycle_timeout(match cfg.recycling_method {
+                RecyclingMethod::Fast => None,
+                _ => cfg.recycle_timeout,
+            })
             .queue_mode(cfg.queue_mode);
         if let Some(n) = cfg.max_size {
             builder = builder.max_size(n);

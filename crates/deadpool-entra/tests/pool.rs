@@ -215,3 +215,21 @@ async fn dropping_the_pool_frees_the_token_source_and_its_tasks() {
     // Neither the refresher nor the sweeper keeps the cache (and so the source) alive.
     assert_eq!(std::sync::Arc::strong_count(&marker), 1);
 }
+
+/// `Fast` recycling does no I/O: no timer around it on the warm checkout path (as in
+/// plain deadpool-postgres); a method that queries the server keeps its timeout.
+#[tokio::test]
+async fn the_recycle_timeout_applies_only_where_recycling_talks_to_the_server() {
+    let build = |method: deadpool_entra::RecyclingMethod| {
+        Pool::builder()
+            .host("db.example.com")
+            .token_source(fixed(r#"{"upn":"u"}"#))
+            .recycling_method(method)
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+    };
+    let fast = build(deadpool_entra::RecyclingMethod::Fast).await.unwrap();
+    assert_eq!(fast.timeouts().recycle, None);
+    let verified = build(deadpool_entra::RecyclingMethod::Verified).await.unwrap();
+    assert_eq!(verified.timeouts().recycle, Some(Duration::from_secs(5)));
+}

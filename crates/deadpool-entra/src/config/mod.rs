@@ -102,7 +102,9 @@ pub struct Config {
     /// How long creating a connection may take, token included (default 10 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub create_timeout: Option<Duration>,
-    /// How long recycling a connection may take (default 5 s).
+    /// How long recycling a connection may take (default 5 s), for the recycling methods
+    /// that talk to the server (`Verified`, `Clean`, `Custom`). With `Fast` (the default),
+    /// recycling does no I/O and no timer is set.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub recycle_timeout: Option<Duration>,
     /// How a connection is checked when it is reused (default Fast).
