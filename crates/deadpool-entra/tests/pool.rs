@@ -230,6 +230,8 @@ async fn the_recycle_timeout_applies_only_where_recycling_talks_to_the_server() 
     };
     let fast = build(deadpool_entra::RecyclingMethod::Fast).await.unwrap();
     assert_eq!(fast.timeouts().recycle, None);
-    let verified = build(deadpool_entra::RecyclingMethod::Verified).await.unwrap();
+    let verified = build(deadpool_entra::RecyclingMethod::Verified)
+        .await
+        .unwrap();
     assert_eq!(verified.timeouts().recycle, Some(Duration::from_secs(5)));
 }

@@ -125,6 +125,13 @@ struct Failure {
     attempt: u32,
 }
 
+#[cfg(test)]
+impl Forced {
+    pub(crate) fn is_failed(&self) -> bool {
+        matches!(self, Forced::Failed(_))
+    }
+}
+
 /// The refresher's fetch: an outcome at once, or a flight to wait for.
 enum Refresh {
     Done(Outcome),

@@ -928,3 +928,64 @@ async fn a_noted_refusal_stands_for_its_hold_and_its_token_only() {
         "the hold ended"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_not_handed_out_in_its_last_tenth_or_five_seconds() {
+    // 20 s token: its last 2 s (a tenth) are withheld.
+    let (source, _h) = fake(Duration::from_secs(20), Duration::ZERO);
+    let cache = cache_with(source);
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    tokio::time::sleep_until(t0 + Duration::from_millis(17_900)).await;
+    assert!(cache.valid_now().is_some());
+    tokio::time::sleep_until(t0 + Duration::from_secs(18)).await;
+    assert!(cache.valid_now().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_the_pool_reads_from_the_cache() {
+    let (source, h) = fake(Duration::from_secs(60), Duration::ZERO);
+    let cache = cache_with(source);
+    assert_eq!(cache.shortest_lifetime(), None);
+    assert!(!cache.is_password());
+    let first = cache.get().await.unwrap();
+    assert_eq!(cache.source_name(), "Fake");
+    assert_eq!(cache.shortest_lifetime(), Some(Duration::from_secs(60)));
+    assert!(!format!("{first:?}").contains(SECRET), "{first:?}");
+    assert!(format!("{first:?}").contains("redacted"));
+    let policy = RecyclePolicy::default();
+    // Valid, with more than its retirement margin (6 s of 60) left: ready.
+    assert!(cache.ready_token(Instant::now(), &policy).is_some());
+    // Within the margin (the last 6 s), still valid (the last 5 s are withheld): not
+    // ready for a replacement.
+    tokio::time::sleep(Duration::from_millis(54_500)).await;
+    assert!(cache.valid_now().is_some());
+    assert!(cache.ready_token(Instant::now(), &policy).is_none());
+    // A refresh: the previous deadline is known for what happened since before it.
+    let before = Instant::now();
+    h.fail(true);
+    assert!(cache.force_refresh(&first).await.is_failed());
+    let failed_at = cache.failing_since().expect("failing");
+    assert_eq!(failed_at, before);
+    h.fail(false);
+    tokio::time::sleep_until(cache.retry_at().unwrap()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = match cache.force_refresh(&first).await {
+        Forced::New(t) => t,
+        _ => panic!("a new token"),
+    };
+    assert_eq!(cache.failing_since(), None);
+    assert_eq!(cache.previous_deadline_since(before), first.deadline);
+    assert_eq!(
+        cache.previous_deadline_since(Instant::now() + Duration::from_secs(1)),
+        None
+    );
+    assert!(second.generation > first.generation);
+    let password = TokenCache::new(
+        Box::new(crate::StaticPassword::new("pw")),
+        "s",
+        RefreshPolicy::default(),
+    );
+    assert!(password.is_password());
+    assert_eq!(password.policy(), &RefreshPolicy::default());
+}
