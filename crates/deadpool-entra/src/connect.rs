@@ -162,20 +162,6 @@ async fn connect_with_token(
             }
         }
     };
-    // The server refused this very token moments ago and the source has none other yet:
-    // a login would be refused again. Report it without sending the token.
-    if let Some(refused) = shared.cache.standing_refusal(token.generation) {
-        shared
-            .counters
-            .same_token_after_refusal
-            .fetch_add(1, Ordering::Relaxed);
-        shared
-            .counters
-            .logins_failed
-            .fetch_add(1, Ordering::Relaxed);
-        stash(Error::TokenRefused(refused));
-        return Err(stand_in_error());
-    }
     match login(shared, pg_config, &token).await {
         Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() && refresh_may_help(&e) => {
             // Retry only with a different secret: the same one would be refused again.
@@ -198,7 +184,6 @@ async fn connect_with_token(
                         .same_token_after_refusal
                         .fetch_add(1, Ordering::Relaxed);
                     let refused = same_token_error(shared, pg_config, &same, &e);
-                    shared.cache.note_refusal(same.generation, refused.clone());
                     tracing::warn!(
                         target: "deadpool_entra",
                         source = %refused.source_name,

@@ -173,8 +173,6 @@ pub(crate) struct TokenCache {
     changed: Arc<Notify>,
     shutdown: watch::Sender<bool>,
     wall: WallClock,
-    /// The refusal of a token that the source keeps returning, as the logins reported it.
-    refusal: Mutex<Option<(u64, crate::TokenRefusedError)>>,
 }
 
 impl TokenCache {
@@ -215,7 +213,6 @@ impl TokenCache {
             changed: Arc::new(Notify::new()),
             shutdown: watch::channel(false).0,
             wall,
-            refusal: Mutex::new(None),
         })
     }
 
@@ -343,8 +340,9 @@ impl TokenCache {
                         Some((g, _, n)) if g == t.generation => n.saturating_add(1),
                         _ => 1,
                     };
-                    // At most 5 s: once the server accepts the token again (the refusal
-                    // was transient), logins resume within that.
+                    // At most 5 s between asks for another token while the server
+                    // refuses this one. Logins are not held back: the next checkout sends
+                    // the token again, and works as soon as the server accepts it.
                     let hold = backoff_ceiling(&self.policy, times).min(MAX_REFUSAL_HOLD);
                     flight.refused = Some((t.generation, later(now, hold), times));
                     return Forced::Same(t);
@@ -353,26 +351,6 @@ impl TokenCache {
             }
         }
         Forced::Same(refused.clone())
-    }
-
-    /// Remembers the error a login reported for a refused token the source keeps returning.
-    pub(crate) fn note_refusal(&self, generation: u64, error: crate::TokenRefusedError) {
-        *lock(&self.refusal) = Some((generation, error));
-    }
-
-    /// The refusal of token `generation`, while it stands (the source asked again only
-    /// after a backoff step): a login with that token would be refused again.
-    pub(crate) fn standing_refusal(&self, generation: u64) -> Option<crate::TokenRefusedError> {
-        let standing = lock(&self.flight)
-            .refused
-            .is_some_and(|(g, until, _)| g == generation && Instant::now() < until);
-        if !standing {
-            return None;
-        }
-        lock(&self.refusal)
-            .as_ref()
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, e)| e.clone())
     }
 
     /// Joins the fetch in flight, or starts one (`fresh`: bypassing the source's cache).
@@ -719,8 +697,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The longest a refused token, which the source keeps returning, is held back from
-/// logins before it is tried (and another one asked for) again.
+/// The longest the pool waits, after the source returned a refused token again, before it
+/// asks the source for another one (logins are not held back meanwhile).
 pub(crate) const MAX_REFUSAL_HOLD: Duration = Duration::from_secs(5);
 
 /// How often the refresher looks at the wall clock at the latest.

@@ -885,7 +885,7 @@ async fn a_password_is_not_an_identity_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_refused_token_is_held_back_at_most_five_seconds() {
+async fn another_token_is_asked_for_at_least_every_five_seconds_while_refused() {
     let (cache, _calls, fresh_calls) = caching(false);
     let used = cache.get().await.unwrap();
     for i in 1..=6u64 {
@@ -895,38 +895,8 @@ async fn a_refused_token_is_held_back_at_most_five_seconds() {
             i,
             "asked again after the hold"
         );
-        assert!(
-            cache.standing_refusal(used.generation).is_none(),
-            "nothing noted yet"
-        );
         tokio::time::sleep(MAX_REFUSAL_HOLD + Duration::from_millis(1)).await;
     }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_noted_refusal_stands_for_its_hold_and_its_token_only() {
-    let (cache, _calls, _fresh) = caching(false);
-    let used = cache.get().await.unwrap();
-    assert!(matches!(cache.force_refresh(&used).await, Forced::Same(_)));
-    let refused = crate::TokenRefusedError {
-        login: crate::LoginError {
-            kind: crate::LoginErrorKind::TokenInvalid,
-            server_message: "m".into(),
-            sqlstate: "28000".into(),
-            user: "u".into(),
-        },
-        source_name: "Caching".into(),
-        expires_in_secs: None,
-        exp: None,
-    };
-    cache.note_refusal(used.generation, refused);
-    assert!(cache.standing_refusal(used.generation).is_some());
-    assert!(cache.standing_refusal(used.generation + 1).is_none());
-    tokio::time::sleep(Duration::from_millis(1001)).await;
-    assert!(
-        cache.standing_refusal(used.generation).is_none(),
-        "the hold ended"
-    );
 }
 
 #[tokio::test(start_paused = true)]
