@@ -401,3 +401,37 @@ async fn several_hosts_the_first_down_and_target_session_attrs() {
     let pool = build(conninfo("localhost,127.0.0.1", writer_first, "read-only")).await;
     assert_eq!(read_only(pool).await, "on");
 }
+
+/// A token for the wrong resource is refused for its audience: a new token from the same
+/// source cannot fix that, so the pool asks for none (one identity call, the build's) and
+/// reports the audience with the scope to use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_audience_is_reported_without_asking_for_another_token() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let calls = Arc::new(AtomicU64::new(0));
+    let (e2, c2, p) = (emu.clone(), calls.clone(), mi.clone());
+    let wrong = FnSource::new("WrongScope", move |_scope| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        let t = e2.issue_token(&p, "https://management.azure.com/.default", HOUR);
+        async move { Ok(Token::expiring_in(t, HOUR)) }
+    });
+    let pool = builder(&emu)
+        .token_source(wrong)
+        .max_size(1)
+        .build()
+        .await
+        .unwrap();
+    let e = pool.get().await.expect_err("the audience is refused");
+    match &e {
+        Error::Login(l) => assert_eq!(l.kind(), LoginErrorKind::WrongAudience, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "no fetch for another token"
+    );
+    assert_eq!(pool.stats().forced_refresh_retries, 0);
+    pool.close();
+}
