@@ -709,8 +709,9 @@ async fn a_panic_in_the_refresher_is_counted_and_the_refresher_restarted() {
     assert_eq!(cache.valid_now().unwrap().generation, 2);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_token_past_its_wall_clock_expiry_is_not_handed_out_after_a_suspend() {
+/// A cache of hour-long fake tokens whose wall clock runs ahead of the real one by the
+/// seconds in the returned counter (a machine that was suspended that long).
+fn cache_on_a_skewable_wall_clock() -> (Arc<TokenCache>, FakeHandle, Arc<AtomicU64>) {
     let (source, h) = fake(HOUR, Duration::ZERO);
     let skew = Arc::new(AtomicU64::new(0));
     let s2 = skew.clone();
@@ -718,6 +719,12 @@ async fn a_token_past_its_wall_clock_expiry_is_not_handed_out_after_a_suspend() 
         std::time::SystemTime::now() + Duration::from_secs(s2.load(Ordering::SeqCst))
     });
     let cache = TokenCache::with_wall_clock(Box::new(source), "s", RefreshPolicy::default(), wall);
+    (cache, h, skew)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_past_its_wall_clock_expiry_is_not_handed_out_after_a_suspend() {
+    let (cache, h, skew) = cache_on_a_skewable_wall_clock();
     cache.get().await.unwrap();
     // The machine sleeps for two hours: the monotonic clock stood still, the wall clock
     // did not.
@@ -733,13 +740,7 @@ async fn a_token_past_its_wall_clock_expiry_is_not_handed_out_after_a_suspend() 
 
 #[tokio::test(start_paused = true)]
 async fn the_refresher_notices_a_suspend_by_the_wall_clock() {
-    let (source, h) = fake(HOUR, Duration::ZERO);
-    let skew = Arc::new(AtomicU64::new(0));
-    let s2 = skew.clone();
-    let wall: WallClock = Arc::new(move || {
-        std::time::SystemTime::now() + Duration::from_secs(s2.load(Ordering::SeqCst))
-    });
-    let cache = TokenCache::with_wall_clock(Box::new(source), "s", RefreshPolicy::default(), wall);
+    let (cache, h, skew) = cache_on_a_skewable_wall_clock();
     cache.get().await.unwrap();
     let _r = spawn_refresher(&cache);
     tokio::time::sleep(Duration::from_secs(10)).await;
