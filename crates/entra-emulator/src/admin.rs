@@ -88,18 +88,18 @@ impl Admin {
             &format!("aadauth,oid={},type=service", mi.object_id),
         )
         .await?;
-        let mut reg = self
-            .shared
+        self.register(&mi.name, PrincipalKind::Identity(mi.clone()));
+        Ok(mi)
+    }
+
+    /// Records a principal (its role already exists) under `name`.
+    fn register(&self, name: &str, kind: PrincipalKind) {
+        self.shared
             .registry
             .write()
-            .unwrap_or_else(|e| e.into_inner());
-        reg.principals.insert(
-            mi.name.clone(),
-            Principal {
-                kind: PrincipalKind::Identity(mi.clone()),
-            },
-        );
-        Ok(mi)
+            .unwrap_or_else(|e| e.into_inner())
+            .principals
+            .insert(name.to_owned(), Principal { kind });
     }
 
     pub(crate) async fn add_user(
@@ -113,18 +113,11 @@ impl Admin {
         let oid = object_id.unwrap_or_else(guid);
         self.create_role(upn, &format!("aadauth,oid={oid},type=user"))
             .await?;
-        let mut reg = self
-            .shared
-            .registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        reg.principals.insert(
-            upn.to_string(),
-            Principal {
-                kind: PrincipalKind::User {
-                    upn: upn.to_string(),
-                    object_id: oid.clone(),
-                },
+        self.register(
+            upn,
+            PrincipalKind::User {
+                upn: upn.to_string(),
+                object_id: oid.clone(),
             },
         );
         Ok(oid)
