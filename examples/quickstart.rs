@@ -160,8 +160,12 @@ async fn run() -> Result<(), BoxError> {
         s.logins_ok, s.logins_failed, s.logins_waited_for_token
     );
     println!(
-        "  retirements      token age {}, max lifetime {}, broken {}; {} replaced in the background",
-        s.retired_token_age, s.retired_max_lifetime, s.retired_broken, s.replaced_in_background
+        "  retirements      token age {}, max lifetime {}, broken {}; {} logins in the background, {} in checkouts",
+        s.retired_token_age,
+        s.retired_max_lifetime,
+        s.retired_broken,
+        s.created_in_background,
+        s.created_on_checkout
     );
     println!(
         "  checkout         p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",

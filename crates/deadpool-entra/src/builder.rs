@@ -168,6 +168,12 @@ impl PoolBuilder {
         self.config.max_size = Some(n);
         self
     }
+    /// Connections kept open from the build on (default 0); see
+    /// [`Config::min_connections`].
+    pub fn min_connections(mut self, n: usize) -> Self {
+        self.config.min_connections = n;
+        self
+    }
     /// Wait timeout (default 30 s).
     pub fn wait_timeout(mut self, t: Option<Duration>) -> Self {
         self.config.wait_timeout = t;
@@ -314,6 +320,8 @@ impl PoolBuilder {
             closed,
             logins: LoginHealth::new(Instant::now()),
             pg_config: pg.clone(),
+            spares: Default::default(),
+            min_connections: cfg.min_connections,
         });
         let manager = Manager::from_connect(
             pg,
@@ -370,6 +378,16 @@ impl PoolBuilder {
             source = %shared.initial_name,
             "pool built"
         );
-        Ok(Pool::from_parts(inner, shared))
+        let pool = Pool::from_parts(inner, shared);
+        // A lazy pool reaches its floor in the background (the sweeper), as soon as
+        // a token is there.
+        if cfg.min_connections > 0
+            && !cfg.lazy
+            && let Err(e) = pool.prewarm(cfg.min_connections).await
+        {
+            pool.close();
+            return Err(e);
+        }
+        Ok(pool)
     }
 }

@@ -32,6 +32,16 @@ pub(crate) struct LoginRecord {
     pub(crate) created: Instant,
 }
 
+/// Who asked for a login.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A caller's checkout: the caller waits for it.
+    #[default]
+    Checkout,
+    /// The pool's own background work (spares, the `min_connections` floor, prewarming).
+    Background,
+}
+
 /// Per-`Pool::get` context. deadpool runs `create` and `post_create` inside the task that
 /// called `get`, so a task-local carries facts across the `Connect` boundary, whose
 /// signature cannot.
@@ -46,6 +56,8 @@ pub(crate) struct GetContext {
     /// Set by `Connect`: it declined to log in, because logins are failing or no token is
     /// valid while the pool has sessions; the caller should wait for an idle one.
     pub(crate) declined: Cell<bool>,
+    /// Who asked.
+    pub(crate) origin: Cell<Origin>,
 }
 
 tokio::task_local! {
@@ -95,6 +107,9 @@ impl Connect for EntraConnect {
         );
         Box::pin(tracing::Instrument::instrument(
             async move {
+                if let Some(spare) = take_spare(&self.shared) {
+                    return Ok(spare);
+                }
                 if should_decline(&self.shared) {
                     let _ = GET_CONTEXT.try_with(|c| c.declined.set(true));
                     return Err(stand_in_error());
@@ -108,6 +123,22 @@ impl Connect for EntraConnect {
             span,
         ))
     }
+}
+
+/// A checkout that needs a new connection takes a spare when one is ready: no login.
+fn take_spare(shared: &Shared) -> Option<(PgClient, JoinHandle<()>)> {
+    let checkout = GET_CONTEXT
+        .try_with(|c| c.origin.get() == Origin::Checkout)
+        .unwrap_or(false);
+    if !checkout || shared.spares.ready() == 0 {
+        return None;
+    }
+    let now = Instant::now();
+    let spare = shared.spares.take(&shared.gate(now), now)?;
+    let _ = GET_CONTEXT.try_with(|c| c.login.set(Some(spare.record)));
+    shared.counters.spares_used.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(target: "deadpool_entra", "spare connection handed to a checkout");
+    Some((spare.client, spare.conn))
 }
 
 /// A host as OpenTelemetry's `server.address` names it.
@@ -133,7 +164,7 @@ fn should_decline(shared: &Shared) -> bool {
 
 /// A login with the cached token (fetching one only when none is valid), retried once
 /// with a fresh token when the server refuses it.
-async fn connect_with_token(
+pub(crate) async fn connect_with_token(
     shared: &Shared,
     pg_config: &PgConfig,
 ) -> Result<(PgClient, JoinHandle<()>), PgError> {
@@ -276,7 +307,17 @@ async fn login(
     };
     match &result {
         Ok(_) => {
-            shared.counters.logins_ok.fetch_add(1, Ordering::Relaxed);
+            let c = &shared.counters;
+            c.logins_ok.fetch_add(1, Ordering::Relaxed);
+            match GET_CONTEXT.try_with(|c| c.origin.get()) {
+                Ok(Origin::Checkout) => c.created_on_checkout.fetch_add(1, Ordering::Relaxed),
+                Ok(Origin::Background) => c.created_in_background.fetch_add(1, Ordering::Relaxed),
+                // A probe login (closed at once).
+                Err(_) => 0,
+            };
+            if shared.cache.is_outgoing(token, Instant::now()) {
+                c.logins_on_outgoing_token.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = GET_CONTEXT.try_with(|c| {
                 c.login.set(Some(LoginRecord {
                     token_deadline: token.deadline,

@@ -15,7 +15,7 @@ use tokio::{sync::watch, time::Instant};
 use crate::{
     Config, ConfigError, Degraded, Error, HealthReport, PoolBuilder, PoolStatus, RecyclePolicy,
     Stats, TimeoutKind, TokenStats,
-    connect::{GET_CONTEXT, GetContext, Tls},
+    connect::{GET_CONTEXT, GetContext, Origin, Tls},
     error::classify_pg,
     recycle::{
         self, ConnTable,
@@ -41,8 +41,12 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Sender<bool>,
     /// Whether logins are succeeding (voluntary retirements pause while they fail).
     pub(crate) logins: LoginHealth,
-    /// The login configuration, for the sweeper's probe logins.
+    /// The login configuration, for the sweeper's probe and background logins.
     pub(crate) pg_config: tokio_postgres::Config,
+    /// Connections logged in by the background, for checkouts to take.
+    pub(crate) spares: recycle::spares::Spares,
+    /// Connections to keep open ([`Config::min_connections`]).
+    pub(crate) min_connections: usize,
 }
 
 impl Shared {
@@ -133,6 +137,30 @@ impl Pool {
         &self,
         timeouts: &Timeouts,
     ) -> Result<deadpool_postgres::Client, Error> {
+        self.get_as(timeouts, Origin::Checkout).await
+    }
+
+    /// Logs in `n` connections and leaves them idle (at most
+    /// [`recycle::spares::MAX_BACKGROUND_LOGINS`] + 2 logins at once); the first error
+    /// ends it.
+    pub(crate) async fn prewarm(&self, n: usize) -> Result<(), Error> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let timeouts = self.inner.timeouts();
+        // Held until all are there, so that each checkout creates one.
+        let held: Vec<_> = futures_util::stream::iter(0..n)
+            .map(|_| self.get_as(&timeouts, Origin::Background))
+            .buffer_unordered(recycle::spares::MAX_BACKGROUND_LOGINS + 2)
+            .try_collect()
+            .await?;
+        tracing::debug!(target: "deadpool_entra", connections = held.len(), "prewarmed");
+        Ok(())
+    }
+
+    async fn get_as(
+        &self,
+        timeouts: &Timeouts,
+        origin: Origin,
+    ) -> Result<deadpool_postgres::Client, Error> {
         if self.inner.is_closed() {
             return Err(Error::Closed);
         }
@@ -161,6 +189,7 @@ impl Pool {
             };
             let context = GetContext {
                 login_now: std::cell::Cell::new(login_now),
+                origin: std::cell::Cell::new(origin),
                 ..GetContext::default()
             };
             let (result, stashed, declined) = GET_CONTEXT
@@ -249,13 +278,17 @@ impl Pool {
             retired_token_age: c.retired_token_age.load(Ordering::Relaxed),
             retired_max_lifetime: c.retired_max_lifetime.load(Ordering::Relaxed),
             retired_broken: c.retired_broken.load(Ordering::Relaxed),
-            replaced_in_background: c.replaced_in_background.load(Ordering::Relaxed),
+            created_on_checkout: c.created_on_checkout.load(Ordering::Relaxed),
+            created_in_background: c.created_in_background.load(Ordering::Relaxed),
+            spares_used: c.spares_used.load(Ordering::Relaxed),
+            logins_on_outgoing_token: c.logins_on_outgoing_token.load(Ordering::Relaxed),
             probe_logins: c.probe_logins.load(Ordering::Relaxed),
             checkouts_waited_for_session: c.checkouts_waited_for_session.load(Ordering::Relaxed),
             degraded: self.degraded(now),
             pool: PoolStatus {
                 size: status.size,
                 available: status.available,
+                spares: self.shared.spares.ready(),
                 waiting: status.waiting,
                 max_size: status.max_size,
             },
@@ -324,6 +357,7 @@ impl Pool {
         self.inner.close();
         self.shared.closed.send_replace(true);
         self.shared.cache.shut_down();
+        self.shared.spares.clear();
     }
 
     /// The token source in use; for the chain, the link that produced the token

@@ -14,7 +14,10 @@ pub(crate) struct PoolCounters {
     pub(crate) retired_token_age: AtomicU64,
     pub(crate) retired_max_lifetime: AtomicU64,
     pub(crate) retired_broken: AtomicU64,
-    pub(crate) replaced_in_background: AtomicU64,
+    pub(crate) created_on_checkout: AtomicU64,
+    pub(crate) created_in_background: AtomicU64,
+    pub(crate) spares_used: AtomicU64,
+    pub(crate) logins_on_outgoing_token: AtomicU64,
     pub(crate) probe_logins: AtomicU64,
     pub(crate) checkouts_waited_for_session: AtomicU64,
 }
@@ -71,6 +74,9 @@ pub struct PoolStatus {
     pub size: usize,
     /// Idle connections.
     pub available: usize,
+    /// Spares: connections logged in by the background and not yet handed to a checkout
+    /// (not counted in `size`; a checkout that needs a new connection takes one).
+    pub spares: usize,
     /// Callers waiting for a connection.
     pub waiting: usize,
     /// Maximum size.
@@ -101,8 +107,18 @@ pub struct Stats {
     pub retired_max_lifetime: u64,
     /// Connections found closed (server restart, failover, network).
     pub retired_broken: u64,
-    /// Connections created in the background to replace retired ones.
-    pub replaced_in_background: u64,
+    /// Logins made inside a checkout: the caller waited for them.
+    pub created_on_checkout: u64,
+    /// Logins made in the background (spares for connections about to retire, and the
+    /// `min_connections` floor); no caller waited for them.
+    pub created_in_background: u64,
+    /// Checkouts that needed a new connection and got a spare made in the background
+    /// (no login on the checkout).
+    pub spares_used: u64,
+    /// Logins made with a token past its refresh point (the outgoing token). 0 in steady
+    /// state with a healthy identity endpoint: connections are replaced after the
+    /// refresh, with the newer token.
+    pub logins_on_outgoing_token: u64,
     /// Logins the sweeper tried, while logins were failing, to learn when they work again
     /// (the connection is closed at once).
     pub probe_logins: u64,

@@ -96,6 +96,12 @@ pub struct Config {
     pub dangerous_allow_plaintext_on_loopback: bool,
     /// Maximum number of connections (default: deadpool's, `cpus * 4`).
     pub max_size: Option<usize>,
+    /// Connections the pool keeps open, idle or in use (default 0: none before the
+    /// first checkout). `build()` returns with this many logged in, and the background
+    /// logs in replacements when connections break or retire, so that a burst after a
+    /// quiet period does not wait for logins. sqlx calls it `min_connections`, pgx
+    /// `MinConns`, psycopg_pool `min_size`; HikariCP's `minimumIdle` counts idle ones.
+    pub min_connections: usize,
     /// How long `get()` waits for a free slot (default 30 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub wait_timeout: Option<Duration>,
@@ -147,6 +153,7 @@ impl Default for Config {
             options: None,
             dangerous_allow_plaintext_on_loopback: false,
             max_size: None,
+            min_connections: 0,
             wait_timeout: Some(Duration::from_secs(30)),
             create_timeout: Some(Duration::from_secs(10)),
             recycle_timeout: Some(Duration::from_secs(5)),
@@ -190,6 +197,7 @@ impl fmt::Debug for Config {
                 &self.dangerous_allow_plaintext_on_loopback,
             )
             .field("max_size", &self.max_size)
+            .field("min_connections", &self.min_connections)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)

@@ -23,6 +23,23 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             "an empty entry in the host list (two commas in a row, or one at an end)",
         ));
     }
+    if let Some(max) = cfg.max_size
+        && cfg.min_connections > max
+    {
+        return Err(ConfigError::new(
+            "min_connections",
+            format!(
+                "min_connections ({}) is larger than max_size ({max})",
+                cfg.min_connections
+            ),
+        ));
+    }
+    if cfg.max_size == Some(0) {
+        return Err(ConfigError::new(
+            "max_size",
+            "max_size 0 would make every checkout wait for ever",
+        ));
+    }
     if cfg.port == Some(0) || cfg.ports.contains(&0) {
         return Err(ConfigError::new("port", "port 0 is not a valid port"));
     }

@@ -1,10 +1,11 @@
 //! Retirement: each connection leaves the pool after a newer token is cached and before
 //! the token it logged in with expires (margin plus jittered spread), and at the latest at
 //! a jittered maximum lifetime, but only while a replacement can log in (see [`gate`]).
-//! Enforced at checkout (`pre_recycle` hook, [`table`]) and by a background sweeper that
-//! replaces retired idle connections ahead of demand ([`sweeper`]).
+//! Enforced at checkout (`pre_recycle` hook, [`table`]) and by a background sweeper
+//! ([`sweeper`]), which also has replacements logged in ahead of need ([`spares`]).
 
 pub(crate) mod gate;
+pub(crate) mod spares;
 pub(crate) mod sweeper;
 pub(crate) mod table;
 

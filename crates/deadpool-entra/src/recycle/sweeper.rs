@@ -1,5 +1,6 @@
 //! The background sweeper: retires idle connections that are due (when a replacement can
-//! log in) and replaces them ahead of demand; while logins fail and connections are
+//! log in and is ready), has replacements logged in ahead of need (spares) and keeps the
+//! `min_connections` floor; while logins fail and connections are
 //! overdue, it tries one login now and then (a probe) to learn when they work again; and
 //! it says once when the pool starts serving on sessions past their token's expiry, and
 //! once when it stops.
@@ -12,12 +13,13 @@ use std::{
     time::Duration,
 };
 
-use deadpool_postgres::{Connect, Timeouts};
+use deadpool_postgres::Connect;
 use tokio::time::Instant;
 
 use super::{
     RetireReason,
-    gate::{Decision, decide},
+    gate::{Decision, Gate, decide},
+    spares::{self, Need},
     table::{Survey, key},
 };
 use crate::{connect::EntraConnect, pool::Shared, token::cache::backoff};
@@ -70,20 +72,61 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 return;
             }
             let now = Instant::now();
-            let removed = sweep(&shared, &inner, now, super::later(now, interval));
-            let survey = shared.conns.survey(&shared.gate(now), now);
+            shared
+                .spares
+                .max_size
+                .store(inner.status().max_size, Ordering::Release);
+            sweep(&shared, &inner, now, super::later(now, interval));
+            let gate = shared.gate(now);
+            for r in shared.spares.expire(&gate, now) {
+                shared.counters.count_retired(r, 1);
+                tracing::debug!(target: "deadpool_entra", reason = r.as_str(), spare = true, "connection retired");
+            }
+            replenish(&shared, &inner, &gate, now, interval);
+            let survey = shared.conns.survey(&gate, now);
             report_past_expiry(&shared, &survey, &mut state, now);
             maybe_probe(&shared, &mut state, now);
-            if removed > 0 {
-                let pool = crate::Pool::from_parts(inner, shared);
-                tokio::spawn(replace(pool, removed));
-            }
         }
     });
 }
 
+/// How many sweeps ahead the sweeper has replacements logged in for connections that
+/// will be due: enough for a login to finish before the connection leaves.
+const LOOKAHEAD_SWEEPS: u32 = 3;
+
+/// Starts the background logins the pool needs: a spare for each connection due within
+/// [`LOOKAHEAD_SWEEPS`] sweeps, and the `min_connections` floor.
+fn replenish(
+    shared: &Arc<Shared>,
+    inner: &deadpool_postgres::Pool,
+    gate: &Gate,
+    now: Instant,
+    interval: Duration,
+) {
+    if !spares::may_log_in(shared, gate, now) {
+        return;
+    }
+    let lookahead = super::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
+    let status = inner.status();
+    let need = Need {
+        due_soon: shared.conns.due_by(gate, lookahead),
+        // Claimed spares stand for connections that have left the pool.
+        size: status.size + shared.spares.claimed(),
+        max_size: status.max_size,
+        min_connections: shared.min_connections,
+        ready: shared.spares.free(),
+        in_flight: shared.spares.in_flight(),
+    };
+    let n = spares::to_start(&need);
+    if n > 0 {
+        tracing::debug!(target: "deadpool_entra", ?need, starting = n, "background logins");
+        spares::start(shared, n);
+    }
+}
+
 /// Drops idle connections that are closed, or due by `horizon` while a replacement can
-/// log in (as seen at `now`); returns how many.
+/// log in (as seen at `now`) and a spare is ready to take their place (or none can be
+/// made); returns how many.
 fn sweep(
     shared: &Shared,
     inner: &deadpool_postgres::Pool,
@@ -92,6 +135,7 @@ fn sweep(
 ) -> usize {
     let gate = shared.gate(now);
     let mut reasons: Vec<RetireReason> = Vec::new();
+    let live = shared.conns.live();
     let removed = {
         let mut map = shared.conns.write();
         let result = inner.retain(|w, _| {
@@ -103,11 +147,13 @@ fn sweep(
                 return true;
             };
             match decide(&info.plan, &gate, horizon) {
-                Decision::Retire(reason) => {
+                Decision::Retire(reason)
+                    if gate.unconditional || shared.spares.may_retire(live) =>
+                {
                     reasons.push(reason);
                     false
                 }
-                Decision::Overdue(_) | Decision::Keep => true,
+                Decision::Retire(_) | Decision::Overdue(_) | Decision::Keep => true,
             }
         });
         for w in &result.removed {
@@ -211,21 +257,3 @@ pub(crate) fn probe_backoff(policy: &crate::RefreshPolicy, failures: u32) -> Dur
 
 /// The longest wait between two probe logins.
 pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Replaces `n` retired connections ahead of demand: checks out `n` connections at once
-/// (never waiting for a slot, so requests keep priority), holds them until all are
-/// there, and returns them to the pool.
-async fn replace(pool: crate::Pool, n: usize) {
-    let timeouts = Timeouts {
-        wait: Some(Duration::ZERO),
-        ..pool.inner().timeouts()
-    };
-    let got = futures_util::future::join_all((0..n).map(|_| pool.get_with(&timeouts))).await;
-    let ok = got.iter().filter(|r| r.is_ok()).count();
-    pool.shared
-        .counters
-        .replaced_in_background
-        .fetch_add(ok as u64, Ordering::Relaxed);
-    tracing::debug!(target: "deadpool_entra", wanted = n, replaced = ok, "background replacement");
-    drop(got);
-}

@@ -53,6 +53,15 @@ impl ConnTable {
         );
     }
 
+    /// How many live connections will be due, and replaceable, at `at` given `gate`.
+    pub(crate) fn due_by(&self, gate: &super::gate::Gate, at: Instant) -> usize {
+        self.read()
+            .values()
+            .filter(|i| i.alive.strong_count() > 0)
+            .filter(|i| matches!(decide(&i.plan, gate, at), Decision::Retire(_)))
+            .count()
+    }
+
     /// How many connections are alive (idle or in use).
     pub(crate) fn live(&self) -> usize {
         self.read()
@@ -118,8 +127,13 @@ pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), Hook
     let Some(plan) = shared.conns.scheduled_by(w, now) else {
         return Ok(());
     };
-    match decide(&plan, &shared.gate(now), now) {
-        Decision::Retire(reason) => {
+    let gate = shared.gate(now);
+    match decide(&plan, &gate, now) {
+        // Kept until a spare can take its place (the sweeper is having one logged in),
+        // unless none could be made: the caller is served now, by this connection.
+        Decision::Retire(reason)
+            if gate.unconditional || shared.spares.may_retire(shared.conns.live()) =>
+        {
             shared.conns.remove(w);
             shared.counters.count_retired(reason, 1);
             tracing::debug!(target: "deadpool_entra", reason = reason.as_str(), "connection retired");
@@ -128,7 +142,7 @@ pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), Hook
                 _ => "connection retired: maximum lifetime reached",
             }))
         }
-        Decision::Overdue(_) | Decision::Keep => Ok(()),
+        Decision::Retire(_) | Decision::Overdue(_) | Decision::Keep => Ok(()),
     }
 }
 

@@ -615,9 +615,20 @@ impl TokenCache {
     /// When the refresher should renew the current token: `refresh_before_expiry` ahead
     /// of the deadline, or at half the token's life when that is later.
     pub(crate) fn refresh_point(&self) -> Option<Instant> {
-        let t = self.current.load_full()?;
+        self.refresh_point_of(&*self.current.load_full()?)
+    }
+
+    /// [`Self::refresh_point`] of any token.
+    fn refresh_point_of(&self, t: &CachedToken) -> Option<Instant> {
         let (deadline, life) = (t.deadline?, t.lifetime?);
-        Some(deadline - self.policy.refresh_before_expiry.min(life / 2))
+        let before = self.policy.refresh_before_expiry.min(life / 2);
+        Some(deadline.checked_sub(before).unwrap_or(deadline))
+    }
+
+    /// Whether `token` is past its refresh point at `now` (the outgoing token: a newer
+    /// one is due, and normally cached within moments).
+    pub(crate) fn is_outgoing(&self, token: &CachedToken, now: Instant) -> bool {
+        self.refresh_point_of(token).is_some_and(|p| now >= p)
     }
 
     /// The refresher's fetch: joins a flight or starts one, unless another task already

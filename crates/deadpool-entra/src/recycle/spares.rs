@@ -1,0 +1,320 @@
+//! Spares: connections logged in by the background before a checkout needs them.
+//!
+//! deadpool creates a connection only inside a checkout that finds no idle one, and has
+//! no way to add one from outside. So the background logs in *spares* and holds them;
+//! our `Connect` hands a spare to the next creation deadpool asks for, which then costs
+//! no login. The sweeper decides how many to make ([`to_start`]): one for each
+//! connection that will be due for retirement within a few sweeps (so that its
+//! replacement exists before it leaves), and enough to keep `min_connections`.
+//!
+//! Spares log in with the cached token only when it is not the outgoing one (past its
+//! refresh point) and logins are succeeding; a spare that breaks or falls due before it
+//! is used is dropped like any connection.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{task::JoinHandle, time::Instant};
+use tokio_postgres::Client as PgClient;
+
+use super::{
+    RetirePlan, RetireReason,
+    gate::{Decision, Gate, decide},
+};
+use crate::{
+    connect::{GET_CONTEXT, GetContext, LoginRecord, Origin, connect_with_token},
+    pool::Shared,
+    recycle::gate::LoginAttempt,
+    token::cache::lock,
+};
+
+/// At most this many background logins run at once: a rotation of a hundred connections
+/// is never a hundred simultaneous logins.
+pub(crate) const MAX_BACKGROUND_LOGINS: usize = 2;
+
+/// How many sessions a replacement may add over `max_size`, for the moments between its
+/// login and the retirement of the connection it replaces (a full pool could not
+/// replace ahead of time otherwise). The `min_connections` floor never goes over.
+pub(crate) const SURGE: usize = 1;
+
+/// A connection logged in by the background, not yet handed to a checkout.
+pub(crate) struct Spare {
+    pub(crate) client: PgClient,
+    pub(crate) conn: JoinHandle<()>,
+    pub(crate) record: LoginRecord,
+    plan: RetirePlan,
+}
+
+/// The spares and the background logins in flight.
+#[derive(Default)]
+pub(crate) struct Spares {
+    ready: Mutex<Vec<Spare>>,
+    in_flight: AtomicUsize,
+    /// Ready spares that stand for connections already retired (each retirement claims
+    /// one); the rest are free to cover the next retirement.
+    claimed: AtomicUsize,
+    /// The pool's `max_size`, as the sweeper last saw it (`resize()` changes it).
+    pub(crate) max_size: AtomicUsize,
+}
+
+impl Spares {
+    /// Spares ready now.
+    pub(crate) fn ready(&self) -> usize {
+        lock(&self.ready).len()
+    }
+
+    /// Background logins in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Ready spares that no retirement has claimed.
+    pub(crate) fn free(&self) -> usize {
+        let ready = lock(&self.ready).len();
+        ready.saturating_sub(self.claimed.load(Ordering::Acquire))
+    }
+
+    /// Spares claimed by retired connections.
+    pub(crate) fn claimed(&self) -> usize {
+        self.claimed.load(Ordering::Acquire)
+    }
+
+    /// Whether a due connection may leave now, given `live` connections in the pool: a
+    /// free spare takes its place (claimed here), or none could be made (the pool and
+    /// its spares are at `max_size` + [`SURGE`]).
+    pub(crate) fn may_retire(&self, live: usize) -> bool {
+        let ready = lock(&self.ready);
+        let claimed = self.claimed.load(Ordering::Acquire);
+        if ready.len() > claimed {
+            self.claimed.store(claimed + 1, Ordering::Release);
+            return true;
+        }
+        let sessions = live + ready.len() + self.in_flight();
+        sessions >= self.max_size.load(Ordering::Acquire).saturating_add(SURGE)
+    }
+
+    /// The spare with the newest login that is open and not due at `now` (`None`: no
+    /// such spare; the others stay for [`Spares::expire`]).
+    pub(crate) fn take(&self, gate: &Gate, now: Instant) -> Option<Spare> {
+        let mut ready = lock(&self.ready);
+        let i = ready
+            .iter()
+            .rposition(|s| !s.client.is_closed() && usable(&s.plan, gate, now))?;
+        // A handover fulfils a claim, if any stands.
+        let claimed = self.claimed.load(Ordering::Acquire);
+        self.claimed
+            .store(claimed.saturating_sub(1), Ordering::Release);
+        Some(ready.remove(i))
+    }
+
+    /// Drops the spares that are closed or due at `now`; returns why each left.
+    pub(crate) fn expire(&self, gate: &Gate, now: Instant) -> Vec<RetireReason> {
+        let mut gone = Vec::new();
+        let mut dropped = Vec::new();
+        {
+            let mut ready = lock(&self.ready);
+            let mut i = 0;
+            while i < ready.len() {
+                let s = &ready[i];
+                let why = if s.client.is_closed() {
+                    Some(RetireReason::Broken)
+                } else {
+                    match decide(&s.plan, gate, now) {
+                        Decision::Retire(r) => Some(r),
+                        _ => None,
+                    }
+                };
+                match why {
+                    Some(r) => {
+                        gone.push(r);
+                        dropped.push(ready.remove(i));
+                    }
+                    None => i += 1,
+                }
+            }
+            let claimed = self.claimed.load(Ordering::Acquire);
+            self.claimed
+                .store(claimed.min(ready.len()), Ordering::Release);
+        }
+        drop(dropped);
+        gone
+    }
+
+    /// Drops every spare (the pool closed).
+    pub(crate) fn clear(&self) {
+        let all = {
+            let mut ready = lock(&self.ready);
+            self.claimed.store(0, Ordering::Release);
+            std::mem::take(&mut *ready)
+        };
+        drop(all);
+    }
+
+    fn put(&self, s: Spare) {
+        lock(&self.ready).push(s);
+    }
+}
+
+/// A spare may be handed over unless it is due (its own replacement could log in).
+fn usable(plan: &RetirePlan, gate: &Gate, now: Instant) -> bool {
+    !matches!(decide(plan, gate, now), Decision::Retire(_))
+}
+
+/// What the sweeper knows when it decides how many background logins to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Need {
+    /// Connections in the pool that will be due (and replaceable) within the lookahead.
+    pub(crate) due_soon: usize,
+    /// Connections in the pool (idle and in use).
+    pub(crate) size: usize,
+    pub(crate) max_size: usize,
+    pub(crate) min_connections: usize,
+    /// Spares ready.
+    pub(crate) ready: usize,
+    /// Background logins in flight.
+    pub(crate) in_flight: usize,
+}
+
+/// How many background logins to start now: enough spares for the connections due
+/// soon (at most [`SURGE`] sessions over `max_size`) plus those missing to
+/// `min_connections` (within `max_size`), less what is ready or in flight, at most
+/// [`MAX_BACKGROUND_LOGINS`] at once.
+pub(crate) fn to_start(n: &Need) -> usize {
+    let floor = n.min_connections.min(n.max_size).saturating_sub(n.size);
+    let room = n.max_size.saturating_add(SURGE).saturating_sub(n.size);
+    let wanted = n.due_soon.saturating_add(floor).min(room);
+    wanted
+        .saturating_sub(n.ready + n.in_flight)
+        .min(MAX_BACKGROUND_LOGINS.saturating_sub(n.in_flight))
+}
+
+/// Whether a background login may start now: logins are succeeding, a token is ready
+/// (valid beyond its retirement margin), and it is not the outgoing one, unless the
+/// identity endpoint is failing (then it is the best there is).
+pub(crate) fn may_log_in(shared: &Shared, gate: &Gate, now: Instant) -> bool {
+    if gate.logins_ok_since.is_none() || gate.token.is_none() {
+        return false;
+    }
+    match shared.cache.valid_now() {
+        Some(t) => {
+            !shared.cache.is_outgoing(&t, now)
+                || shared.cache.failing_since().is_some()
+                || shared.cache.is_password()
+        }
+        None => false,
+    }
+}
+
+/// Starts `n` background logins; each that succeeds becomes a spare.
+pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
+    for _ in 0..n {
+        shared.spares.in_flight.fetch_add(1, Ordering::AcqRel);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _in_flight = InFlight(shared.clone());
+            let limit = shared.create_timeout.unwrap_or(Duration::from_secs(30));
+            let context = GetContext {
+                origin: std::cell::Cell::new(Origin::Background),
+                ..GetContext::default()
+            };
+            let attempt = LoginAttempt::start(&shared.logins, shared.create_timeout);
+            let (result, record) = GET_CONTEXT
+                .scope(context, async {
+                    let r =
+                        tokio::time::timeout(limit, connect_with_token(&shared, &shared.pg_config))
+                            .await;
+                    (r, GET_CONTEXT.with(|c| c.login.take()))
+                })
+                .await;
+            attempt.settle(matches!(result, Ok(Ok(_))));
+            match (result, record) {
+                (Ok(Ok((client, conn))), Some(record)) => {
+                    if *shared.closed.borrow() {
+                        return;
+                    }
+                    let plan = super::plan(
+                        &shared.recycle,
+                        record.created,
+                        record.token_deadline,
+                        shared.spread.next(),
+                        rand::random(),
+                    );
+                    shared.spares.put(Spare {
+                        client,
+                        conn,
+                        record,
+                        plan,
+                    });
+                    tracing::debug!(target: "deadpool_entra", "spare connection ready");
+                }
+                (Ok(Err(_)), _) | (Ok(Ok(_)), None) => {
+                    tracing::debug!(target: "deadpool_entra", "background login failed");
+                }
+                (Err(_), _) => {
+                    tracing::debug!(target: "deadpool_entra", "background login timed out");
+                }
+            }
+        });
+    }
+}
+
+/// Counts a background login out however its task ends.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.spares.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(due_soon: usize, size: usize, min: usize, ready: usize, in_flight: usize) -> Need {
+        Need {
+            due_soon,
+            size,
+            max_size: 8,
+            min_connections: min,
+            ready,
+            in_flight,
+        }
+    }
+
+    #[test]
+    fn one_spare_per_connection_due_soon_at_most_two_logins_at_once() {
+        assert_eq!(to_start(&need(0, 4, 0, 0, 0)), 0);
+        assert_eq!(to_start(&need(1, 4, 0, 0, 0)), 1);
+        assert_eq!(to_start(&need(5, 4, 0, 0, 0)), 2);
+        assert_eq!(to_start(&need(5, 4, 0, 0, 1)), 1);
+        assert_eq!(to_start(&need(5, 4, 0, 0, 2)), 0);
+        // Ready spares count.
+        assert_eq!(to_start(&need(3, 4, 0, 2, 0)), 1);
+        assert_eq!(to_start(&need(3, 4, 0, 3, 0)), 0);
+    }
+
+    #[test]
+    fn a_full_pool_replaces_ahead_with_one_session_over_max_size() {
+        assert_eq!(to_start(&need(4, 8, 0, 0, 0)), 1);
+        assert_eq!(to_start(&need(4, 8, 0, 1, 0)), 0);
+        assert_eq!(to_start(&need(4, 9, 0, 0, 0)), 0);
+    }
+
+    #[test]
+    fn the_floor_fills_to_min_connections_within_max_size() {
+        assert_eq!(to_start(&need(0, 0, 4, 0, 0)), 2);
+        assert_eq!(to_start(&need(0, 0, 4, 2, 0)), 2);
+        assert_eq!(to_start(&need(0, 2, 4, 2, 0)), 0);
+        assert_eq!(to_start(&need(0, 3, 4, 0, 0)), 1);
+        // Never over max_size for the floor.
+        assert_eq!(to_start(&need(0, 8, 20, 0, 0)), 0);
+        // Replacements add to the floor.
+        assert_eq!(to_start(&need(1, 3, 4, 1, 0)), 1);
+    }
+}

@@ -1,0 +1,171 @@
+//! A warm pool stays warm, against the emulator: connections retired by token age are
+//! replaced by logins made in the background, so that requests do not wait for them;
+//! `min_connections` keeps connections ready from the build on.
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_entra::{Pool, RecyclePolicy, Stats};
+use entra_emulator::Emulator;
+
+mod common;
+
+use common::{builder, emulator, source};
+
+/// Short tokens (4 s), so that a run of seconds crosses several rotations.
+const LIFETIME: Duration = Duration::from_secs(4);
+
+async fn pool(emu: &Arc<Emulator>, max_size: usize, min_connections: usize) -> Pool {
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(emu, &mi, LIFETIME);
+    builder(emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(max_size)
+        .min_connections(min_connections)
+        .recycle_policy(RecyclePolicy {
+            sweep_interval: Duration::from_millis(200),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap()
+}
+
+/// `tasks` tasks check out, run `SELECT 1` and think `think`, until `until`; returns
+/// the errors.
+async fn light_load(pool: &Pool, tasks: usize, think: Duration, run: Duration) -> usize {
+    let until = tokio::time::Instant::now() + run;
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let pool = pool.clone();
+        handles.push(tokio::spawn(async move {
+            let mut errors = 0;
+            while tokio::time::Instant::now() < until {
+                match pool.get().await {
+                    Ok(c) => errors += usize::from(c.simple_query("SELECT 1").await.is_err()),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        errors += 1;
+                    }
+                }
+                tokio::time::sleep(think).await;
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for h in handles {
+        errors += h.await.unwrap();
+    }
+    errors
+}
+
+fn show(what: &str, s: &Stats) {
+    eprintln!(
+        "{what}: logins {} (on checkout {}, background {}), spares used {}, retired by token age {}, outgoing-token logins {}, pool {:?}",
+        s.logins_ok,
+        s.created_on_checkout,
+        s.created_in_background,
+        s.spares_used,
+        s.retired_token_age,
+        s.logins_on_outgoing_token,
+        s.pool
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_light_load_no_checkout_waits_for_a_login_after_warm_up() {
+    let emu = emulator().await;
+    let pool = pool(&emu, 8, 0).await;
+    // Warm-up: the pool grows to the load's concurrency.
+    assert_eq!(
+        light_load(&pool, 2, Duration::from_millis(50), Duration::from_secs(1)).await,
+        0
+    );
+    let warm = pool.stats();
+    show("after warm-up", &warm);
+    // Three token lifetimes: every connection is retired by token age at least twice.
+    let errors = light_load(&pool, 2, Duration::from_millis(50), LIFETIME * 3).await;
+    let end = pool.stats();
+    show("after the run", &end);
+    assert_eq!(errors, 0);
+    let retired = end.retired_token_age - warm.retired_token_age;
+    assert!(retired >= 2, "{end:?}");
+    assert_eq!(
+        end.created_on_checkout, warm.created_on_checkout,
+        "a checkout logged in after warm-up ({retired} retirements): {end:?}"
+    );
+    assert!(end.created_in_background > warm.created_in_background);
+    assert_eq!(end.logins_on_outgoing_token, 0, "{end:?}");
+    pool.close();
+}
+
+/// `n` checkouts at once, all held until each has its connection (a burst); returns how
+/// many logins they waited for.
+async fn burst(pool: &Pool, n: usize) -> u64 {
+    let before = pool.stats().created_on_checkout;
+    let clients = futures_util::future::join_all((0..n).map(|_| pool.get())).await;
+    for c in &clients {
+        let c = c.as_ref().expect("checkout");
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    drop(clients);
+    pool.stats().created_on_checkout - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_connections_are_ready_at_build_after_idle_rotations_and_after_sessions_die() {
+    let emu = emulator().await;
+    let pool = pool(&emu, 8, 4).await;
+    let built = pool.stats();
+    show("built", &built);
+    assert_eq!(built.pool.size, 4, "{built:?}");
+    assert_eq!(built.created_on_checkout, 0);
+    assert_eq!(built.created_in_background, 4);
+
+    // Idle while tokens rotate: the connections are retired and replaced meanwhile.
+    tokio::time::sleep(LIFETIME * 3 / 2).await;
+    let idle = pool.stats();
+    show("after idling", &idle);
+    assert!(idle.retired_token_age >= 4, "{idle:?}");
+    assert!(idle.pool.size + idle.pool.spares >= 4, "{idle:?}");
+    assert_eq!(burst(&pool, 4).await, 0, "{:?}", pool.stats());
+
+    // Every session is killed (a server restart, a failover): the floor comes back in
+    // the background.
+    let killer = pool.get().await.unwrap();
+    killer
+        .simple_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE usename = current_user AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    drop(killer);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = pool.stats();
+    show("after the kill", &after);
+    assert!(after.retired_broken >= 3, "{after:?}");
+    assert_eq!(burst(&pool, 4).await, 0, "{:?}", pool.stats());
+    pool.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_connections_larger_than_max_size_is_a_configuration_error() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, LIFETIME);
+    let e = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(2)
+        .min_connections(3)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("min_connections (3) is larger than max_size (2)"),
+        "{e}"
+    );
+}
