@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_entra::{Config, Pool};
+use deadpool_entra::{Config, Pool, TokenProvider};
 use entra_emulator::Emulator;
 
 use crate::BoxError;
@@ -80,6 +80,9 @@ pub fn is_emulated() -> bool {
 pub struct Backend {
     /// The pool, built from the environment.
     pub pool: Pool,
+    /// The pool's token provider, for more pools on the same token (a read replica,
+    /// another database): one identity call per refresh for all of them.
+    pub tokens: TokenProvider,
     /// One line saying what the pool talks to and with which credential, for banners.
     pub description: String,
 }
@@ -128,7 +131,9 @@ async fn from_env(var: &str, max_size: Option<usize>) -> Result<Backend, BoxErro
     // credential (environment service principal, workload identity, managed identity,
     // Azure CLI, Azure Developer CLI) and fetches the first token before returning, so a
     // misconfiguration fails here, at startup, with an error that says what to fix.
-    let mut builder = Config::from_env()?.builder();
+    let config = Config::from_env()?;
+    let tokens = TokenProvider::from_config(&config)?;
+    let mut builder = config.builder().token_provider(&tokens);
     if let Some(n) = max_size {
         builder = builder.max_size(n);
     }
@@ -139,7 +144,11 @@ async fn from_env(var: &str, max_size: Option<usize>) -> Result<Backend, BoxErro
         format!("the server named by {var}")
     };
     let description = format!("{target}; credential {}", pool.credential_name());
-    Ok(Backend { pool, description })
+    Ok(Backend {
+        pool,
+        tokens,
+        description,
+    })
 }
 
 async fn host_emulator(options: ConnectOptions) -> Result<(), BoxError> {

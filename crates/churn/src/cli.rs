@@ -54,6 +54,10 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     pub max_size: usize,
 
+    /// Our pool's `min_connections` (connections kept open from the build on).
+    #[arg(long, default_value_t = 0)]
+    pub min_connections: usize,
+
     /// Query each request runs.
     #[arg(long, value_enum, default_value_t = QueryKind::Select1)]
     pub query: QueryKind,
@@ -65,6 +69,11 @@ pub struct Args {
     /// Time a task holds its connection after the query (creates pool pressure).
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub hold: Duration,
+
+    /// Idle then burst: every task makes one request at each multiple of this interval
+    /// (all at once; with `--hold`, their checkouts overlap) and is idle in between.
+    #[arg(long, value_parser = parse_duration)]
+    pub burst_every: Option<Duration>,
 
     /// Token lifetime the emulator issues (emulator target only).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]

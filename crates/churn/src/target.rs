@@ -175,6 +175,7 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
                     .user(mi_user.clone())
                     .ssl_root_cert(emu.ca_cert_path())
                     .max_size(args.max_size)
+                    .min_connections(args.min_connections)
                     .wait_timeout(Some(args.wait_timeout))
                     .recycle_policy(deadpool_entra::RecyclePolicy {
                         retire_without_replacement: args.retire_without_replacement,
@@ -314,6 +315,7 @@ async fn setup_env(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
                 let pool = cfg
                     .builder()
                     .max_size(args.max_size)
+                    .min_connections(args.min_connections)
                     .wait_timeout(Some(args.wait_timeout))
                     .recycle_policy(deadpool_entra::RecyclePolicy {
                         retire_without_replacement: args.retire_without_replacement,

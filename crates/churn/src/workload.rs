@@ -31,6 +31,9 @@ pub struct Workload {
     pub think: Duration,
     /// Time the connection is held after the query.
     pub hold: Duration,
+    /// Idle then burst: every task makes one request at each multiple of this interval
+    /// (all tasks at once), and is idle in between; `think` is then ignored.
+    pub burst_every: Option<Duration>,
 }
 
 /// Runs one query on a checked-out client.
@@ -81,6 +84,14 @@ pub async fn task_loop(
         if Instant::now() >= deadline {
             return;
         }
+        if let Some(every) = w.burst_every {
+            let wait = until_next_tick(every);
+            if Instant::now() + wait >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
         if let Some(b) = &budget
             && b.fetch_sub(1, Ordering::Relaxed) <= 0
         {
@@ -102,8 +113,7 @@ pub async fn task_loop(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(mut client) => {
-                let m = deadpool_postgres::Object::metrics(&client);
-                let waited = m.recycle_count == 0 && m.created >= t0.into_std();
+                let waited = pool.logged_in_during(&client, t0);
                 let r = run_query(&mut client, w.query).await;
                 let t2 = Instant::now();
                 if !w.hold.is_zero() {
@@ -132,8 +142,20 @@ pub async fn task_loop(
                 }
             }
         }
-        if !w.think.is_zero() {
+        if !w.think.is_zero() && w.burst_every.is_none() {
             tokio::time::sleep(w.think).await;
         }
     }
+}
+
+/// Time until the next multiple of `every` on the wall clock, which all tasks share (at
+/// least a millisecond, so that one task does not fire twice in one tick).
+fn until_next_tick(every: Duration) -> Duration {
+    let every_ms = every.as_millis().max(1);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let wait = every_ms - now_ms % every_ms;
+    Duration::from_millis(u64::try_from(wait.max(1)).unwrap_or(u64::MAX))
 }

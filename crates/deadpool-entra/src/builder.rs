@@ -20,12 +20,10 @@ use crate::{
     config::{AuthMethod, ChannelBinding, validate},
     connect::{EntraConnect, Tls, no_user_error},
     pool::Shared,
+    provider::TokenProvider,
     recycle::{self, ConnTable, gate::LoginHealth},
     stats::PoolCounters,
-    token::{
-        cache::{TokenCache, spawn_refresher},
-        claims::user_from_token,
-    },
+    token::claims::user_from_token,
 };
 
 /// Builds a [`Pool`]. All setters consume and return the builder.
@@ -44,6 +42,7 @@ use crate::{
 pub struct PoolBuilder {
     config: Config,
     source: Option<Box<dyn TokenSource>>,
+    provider: Option<TokenProvider>,
     post_create: Vec<Hook>,
     pre_recycle: Vec<Hook>,
     post_recycle: Vec<Hook>,
@@ -63,6 +62,7 @@ impl PoolBuilder {
         Self {
             config,
             source: None,
+            provider: None,
             post_create: Vec::new(),
             pre_recycle: Vec::new(),
             post_recycle: Vec::new(),
@@ -100,6 +100,13 @@ impl PoolBuilder {
     /// Use this token source.
     pub fn token_source(mut self, s: impl TokenSource) -> Self {
         self.source = Some(Box::new(s));
+        self
+    }
+    /// Share `provider`'s token (its cache and refresher) with other pools: one identity
+    /// call per refresh for all of them. Its source, scope and refresh policy apply; the
+    /// builder's are ignored. Closing this pool leaves the provider running.
+    pub fn token_provider(mut self, provider: &TokenProvider) -> Self {
+        self.provider = Some(provider.clone());
         self
     }
     /// Use this Azure credential.
@@ -234,48 +241,36 @@ impl PoolBuilder {
     /// the pool.
     pub async fn build(self) -> Result<Pool, Error> {
         let cfg = self.config;
-        let source: Box<dyn TokenSource> = match self.source {
-            Some(s) => s,
-            None if cfg.uses_password() => match &cfg.password {
-                Some(p) => Box::new(StaticPassword::new(p.clone())),
-                None => {
-                    return Err(ConfigError::new(
-                        "password",
-                        "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
-                    )
-                    .into());
-                }
-            },
-            None => {
-                let id = cfg.client_id.clone().map(UserAssignedId::ClientId);
-                match cfg.auth_method {
-                    AuthMethod::ManagedIdentity => Box::new(ChainSource::managed_identity_only(id)),
-                    _ => Box::new(ChainSource::with_managed_identity(id)),
-                }
+        let (cache, owned) = match (self.provider, self.source) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "token_provider",
+                    "both a token source and a token provider were given: the provider holds its own source; give one",
+                )
+                .into());
+            }
+            (Some(p), None) => (p, false),
+            (None, source) => {
+                let source = match source {
+                    Some(s) => s,
+                    None => default_source(&cfg)?,
+                };
+                let scope = token_scope(&cfg, source.is_password());
+                (
+                    TokenProvider::from_parts(source, scope, cfg.refresh.clone()),
+                    true,
+                )
             }
         };
-        let password_mode = source.is_password();
+        let password_mode = cache.cache().is_password();
         validate(&cfg, password_mode)?;
-        let host = cfg.host.clone().unwrap_or_default();
-        // The first host names the cloud (several hosts are one server's replicas).
-        let first_host = host.split(',').next().unwrap_or_default().trim().to_owned();
         let tls = match crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())? {
             Some(c) => Tls::Rustls(MakeRustlsConnect::new(c)),
             None => Tls::Plain,
         };
-        let initial_name = source.name();
-        let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
-        if !password_mode {
-            let from = match scope_from {
-                ScopeFrom::Explicit => "configured".to_owned(),
-                ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
-                ScopeFrom::Default => {
-                    "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
-                }
-            };
-            tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
-        }
-        let cache = TokenCache::new(source, scope, cfg.refresh.clone());
+        let provider = cache;
+        let cache = provider.cache().clone();
+        let initial_name = cache.source_name();
         let credential_name = OnceLock::new();
         if !cfg.lazy {
             let first = cache.get();
@@ -320,6 +315,7 @@ impl PoolBuilder {
             closed,
             logins: LoginHealth::new(Instant::now()),
             pg_config: pg.clone(),
+            owns_cache: owned,
             spares: Default::default(),
             min_connections: cfg.min_connections,
         });
@@ -368,9 +364,7 @@ impl PoolBuilder {
         let inner = builder
             .build()
             .map_err(|e| ConfigError::new("pool", e.to_string()))?;
-        if !password_mode {
-            spawn_refresher(&cache);
-        }
+        provider.start_refresher();
         recycle::sweeper::spawn_sweeper(&shared, &inner);
         tracing::debug!(
             target: "deadpool_entra",
@@ -390,4 +384,43 @@ impl PoolBuilder {
         }
         Ok(pool)
     }
+}
+
+/// The token source a configuration names when none is given: its password, or the
+/// credential chain (managed identity only with `auth_method = managed-identity`).
+pub(crate) fn default_source(cfg: &Config) -> Result<Box<dyn TokenSource>, ConfigError> {
+    if cfg.uses_password() {
+        return match &cfg.password {
+            Some(p) => Ok(Box::new(StaticPassword::new(p.clone()))),
+            None => Err(ConfigError::new(
+                "password",
+                "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
+            )),
+        };
+    }
+    let id = cfg.client_id.clone().map(UserAssignedId::ClientId);
+    Ok(match cfg.auth_method {
+        AuthMethod::ManagedIdentity => Box::new(ChainSource::managed_identity_only(id)),
+        _ => Box::new(ChainSource::with_managed_identity(id)),
+    })
+}
+
+/// The token scope for a configuration: the configured one, or the one of the Azure
+/// cloud its first host names (several hosts are one server's replicas); said once in
+/// an `info` event.
+pub(crate) fn token_scope(cfg: &Config, password_mode: bool) -> String {
+    let host = cfg.host.clone().unwrap_or_default();
+    let first_host = host.split(',').next().unwrap_or_default().trim().to_owned();
+    let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
+    if !password_mode {
+        let from = match scope_from {
+            ScopeFrom::Explicit => "configured".to_owned(),
+            ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
+            ScopeFrom::Default => {
+                "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
+            }
+        };
+        tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
+    }
+    scope
 }

@@ -10,6 +10,7 @@ mod connect;
 mod error;
 mod error_kind;
 mod pool;
+mod provider;
 mod recycle;
 #[cfg(feature = "serde")]
 mod serde_util;
@@ -38,8 +39,9 @@ pub use error::{
 };
 pub use error_kind::ErrorKind;
 pub use pool::Pool;
+pub use provider::TokenProvider;
 pub use recycle::RecyclePolicy;
-pub use stats::{Degraded, HealthReport, PoolStatus, Stats, TokenStats};
+pub use stats::{ConnectionInfo, Degraded, HealthReport, PoolStatus, Stats, TokenStats};
 pub use token::{
     BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RETRY_AFTER_CAP,
     RefreshPolicy, StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,

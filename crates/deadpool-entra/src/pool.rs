@@ -13,15 +13,15 @@ use deadpool_postgres::{HookError, PoolError, TimeoutType, Timeouts};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    Config, ConfigError, Degraded, Error, HealthReport, PoolBuilder, PoolStatus, RecyclePolicy,
-    Stats, TimeoutKind, TokenStats,
+    Config, ConfigError, ConnectionInfo, Degraded, Error, HealthReport, PoolBuilder, PoolStatus,
+    RecyclePolicy, Stats, TimeoutKind, TokenStats,
     connect::{GET_CONTEXT, GetContext, Origin, Tls},
     error::classify_pg,
     recycle::{
         self, ConnTable,
         gate::{Gate, LoginHealth},
     },
-    stats::PoolCounters,
+    stats::{PoolCounters, secs_since},
     token::{cache::TokenCache, claims::user_from_token},
 };
 
@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) pg_config: tokio_postgres::Config,
     /// Connections logged in by the background, for checkouts to take.
     pub(crate) spares: recycle::spares::Spares,
+    /// Whether the token cache is this pool's own (not a shared [`crate::TokenProvider`]'s):
+    /// `close()` stops its refresher then.
+    pub(crate) owns_cache: bool,
     /// Connections to keep open ([`Config::min_connections`]).
     pub(crate) min_connections: usize,
 }
@@ -239,37 +242,24 @@ impl Pool {
         }
     }
 
+    /// When a checked-out connection logged in, when its token expires and when it is
+    /// due to retire (`None`: not one of this pool's connections).
+    pub fn connection_info(&self, client: &deadpool_postgres::Client) -> Option<ConnectionInfo> {
+        let (created, plan) = self.shared.conns.info(client)?;
+        Some(ConnectionInfo {
+            logged_in_at: created.into_std(),
+            token_expires_at: plan.token_expiry.map(Instant::into_std),
+            retires_at: plan.earliest.map(|(t, _)| t.into_std()),
+        })
+    }
+
     /// A snapshot of the counters, the token state and the pool size.
     pub fn stats(&self) -> Stats {
         let now = Instant::now();
         let c = &self.shared.counters;
-        let tc = &self.shared.cache.counters;
-        let token = self.shared.cache.peek();
         let status = self.inner.status();
         Stats {
-            token: TokenStats {
-                expires_in_secs: token
-                    .as_ref()
-                    .and_then(|t| t.deadline)
-                    .map(|d| d.saturating_duration_since(now).as_secs_f64()),
-                age_secs: token
-                    .as_ref()
-                    .map(|t| now.saturating_duration_since(t.fetched_at).as_secs_f64()),
-                refreshes_ok: tc.refreshes_ok.load(Ordering::Relaxed),
-                refreshes_failed: tc.refreshes_failed.load(Ordering::Relaxed),
-                identity_calls: tc.identity_calls.load(Ordering::Relaxed),
-                same_token_answers: tc.same_token_answers.load(Ordering::Relaxed),
-                retry_in_secs: self
-                    .shared
-                    .cache
-                    .retry_at()
-                    .filter(|&r| r > now)
-                    .map(|r| r.saturating_duration_since(now).as_secs_f64()),
-                refresher_panics: tc.refresher_panics.load(Ordering::Relaxed),
-                last_error: self.shared.cache.last_error(),
-                failing_for_secs: secs_since(self.shared.cache.failing_since(), now),
-                source: self.shared.cache.source_name(),
-            },
+            token: TokenStats::of(&self.shared.cache, now),
             logins_ok: c.logins_ok.load(Ordering::Relaxed),
             logins_failed: c.logins_failed.load(Ordering::Relaxed),
             logins_waited_for_token: c.logins_waited_for_token.load(Ordering::Relaxed),
@@ -356,7 +346,9 @@ impl Pool {
     pub fn close(&self) {
         self.inner.close();
         self.shared.closed.send_replace(true);
-        self.shared.cache.shut_down();
+        if self.shared.owns_cache {
+            self.shared.cache.shut_down();
+        }
         self.shared.spares.clear();
     }
 
@@ -374,8 +366,4 @@ impl Pool {
         }
         &self.shared.initial_name
     }
-}
-
-fn secs_since(since: Option<Instant>, now: Instant) -> Option<f64> {
-    since.map(|s| now.saturating_duration_since(s).as_secs_f64())
 }

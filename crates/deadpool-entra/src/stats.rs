@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::recycle::RetireReason;
+use tokio::time::Instant;
+
+use crate::{recycle::RetireReason, token::cache::TokenCache};
 
 #[derive(Default)]
 pub(crate) struct PoolCounters {
@@ -63,6 +65,54 @@ pub struct TokenStats {
     pub failing_for_secs: Option<f64>,
     /// The token source (or chain link) in use.
     pub source: String,
+}
+
+/// Seconds from `since` to `now`.
+pub(crate) fn secs_since(since: Option<Instant>, now: Instant) -> Option<f64> {
+    since.map(|s| now.saturating_duration_since(s).as_secs_f64())
+}
+
+impl TokenStats {
+    /// The state of `cache`'s token at `now`.
+    pub(crate) fn of(cache: &TokenCache, now: Instant) -> Self {
+        let tc = &cache.counters;
+        let token = cache.peek();
+        TokenStats {
+            expires_in_secs: token
+                .as_ref()
+                .and_then(|t| t.deadline)
+                .map(|d| d.saturating_duration_since(now).as_secs_f64()),
+            age_secs: token
+                .as_ref()
+                .map(|t| now.saturating_duration_since(t.fetched_at).as_secs_f64()),
+            refreshes_ok: tc.refreshes_ok.load(Ordering::Relaxed),
+            refreshes_failed: tc.refreshes_failed.load(Ordering::Relaxed),
+            identity_calls: tc.identity_calls.load(Ordering::Relaxed),
+            same_token_answers: tc.same_token_answers.load(Ordering::Relaxed),
+            retry_in_secs: cache
+                .retry_at()
+                .filter(|&r| r > now)
+                .map(|r| r.saturating_duration_since(now).as_secs_f64()),
+            refresher_panics: tc.refresher_panics.load(Ordering::Relaxed),
+            last_error: cache.last_error(),
+            failing_for_secs: secs_since(cache.failing_since(), now),
+            source: cache.source_name(),
+        }
+    }
+}
+
+/// What the pool knows about one connection ([`crate::Pool::connection_info`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// When it logged in: before the checkout for a reused connection or for a spare
+    /// logged in by the background, during it when the checkout waited for the login.
+    pub logged_in_at: std::time::Instant,
+    /// When the token it logged in with expires (`None`: never, or unknown).
+    pub token_expires_at: Option<std::time::Instant>,
+    /// When it is scheduled to retire (`None`: never). It leaves then only if a
+    /// replacement is ready, and otherwise keeps serving.
+    pub retires_at: Option<std::time::Instant>,
 }
 
 /// The pool's size in a [`Stats`] snapshot.

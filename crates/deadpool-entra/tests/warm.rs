@@ -9,7 +9,7 @@ use entra_emulator::Emulator;
 
 mod common;
 
-use common::{builder, emulator, source};
+use common::{builder, emulator, light_load, source};
 
 /// Short tokens (4 s), so that a run of seconds crosses several rotations.
 const LIFETIME: Duration = Duration::from_secs(4);
@@ -29,35 +29,6 @@ async fn pool(emu: &Arc<Emulator>, max_size: usize, min_connections: usize) -> P
         .build()
         .await
         .unwrap()
-}
-
-/// `tasks` tasks check out, run `SELECT 1` and think `think`, until `until`; returns
-/// the errors.
-async fn light_load(pool: &Pool, tasks: usize, think: Duration, run: Duration) -> usize {
-    let until = tokio::time::Instant::now() + run;
-    let mut handles = Vec::new();
-    for _ in 0..tasks {
-        let pool = pool.clone();
-        handles.push(tokio::spawn(async move {
-            let mut errors = 0;
-            while tokio::time::Instant::now() < until {
-                match pool.get().await {
-                    Ok(c) => errors += usize::from(c.simple_query("SELECT 1").await.is_err()),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        errors += 1;
-                    }
-                }
-                tokio::time::sleep(think).await;
-            }
-            errors
-        }));
-    }
-    let mut errors = 0;
-    for h in handles {
-        errors += h.await.unwrap();
-    }
-    errors
 }
 
 fn show(what: &str, s: &Stats) {

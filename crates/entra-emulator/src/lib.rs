@@ -428,6 +428,11 @@ impl Emulator {
             ("PGSSLROOTCERT", self.ca_path.display().to_string()),
             ("PATH", path),
             ("ENTRA_EMULATOR_ADMIN", self.admin_url()),
+            // The read-replica front (same server; a second endpoint, as a replica is).
+            (
+                "ENTRA_EMULATOR_REPLICA_PORT",
+                self.replica_pg_port().to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

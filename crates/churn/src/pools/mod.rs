@@ -11,6 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::{PoolError, TimeoutType};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::cli::PoolKind;
 
@@ -85,6 +86,18 @@ pub trait PoolUnderTest: Send + Sync {
     fn extra(&self) -> Option<serde_json::Value> {
         None
     }
+    /// Whether the checkout that started at `t0` and returned `client` waited for a
+    /// login. By default: deadpool created the object during the checkout (every
+    /// creation of a plain deadpool-postgres pool is a login).
+    fn logged_in_during(&self, client: &deadpool_postgres::Client, t0: Instant) -> bool {
+        created_during(client, t0)
+    }
+}
+
+/// Whether deadpool created `client`'s object during the checkout that began at `t0`.
+pub fn created_during(client: &deadpool_postgres::Client, t0: Instant) -> bool {
+    let m = deadpool_postgres::Object::metrics(client);
+    m.recycle_count == 0 && m.created >= t0.into_std()
 }
 
 /// What the three `deadpool-postgres` pools need to reach the server.

@@ -55,8 +55,9 @@ pub(crate) struct Spare {
 pub(crate) struct Spares {
     ready: Mutex<Vec<Spare>>,
     in_flight: AtomicUsize,
-    /// Ready spares that stand for connections already retired (each retirement claims
-    /// one); the rest are free to cover the next retirement.
+    /// Spares that stand for connections already retired (each retirement claims one,
+    /// each handover fulfils one). A claimed spare that expires before it is used stays
+    /// claimed, and is logged in again: the pool stays as warm as it was.
     claimed: AtomicUsize,
     /// The pool's `max_size`, as the sweeper last saw it (`resize()` changes it).
     pub(crate) max_size: AtomicUsize,
@@ -79,9 +80,15 @@ impl Spares {
         ready.saturating_sub(self.claimed.load(Ordering::Acquire))
     }
 
-    /// Spares claimed by retired connections.
+    /// Spares claimed by retired connections (ready or owed).
     pub(crate) fn claimed(&self) -> usize {
         self.claimed.load(Ordering::Acquire)
+    }
+
+    /// Claimed spares that are not ready (they expired unused): to log in again.
+    pub(crate) fn owed(&self) -> usize {
+        let ready = lock(&self.ready).len();
+        self.claimed.load(Ordering::Acquire).saturating_sub(ready)
     }
 
     /// Whether a due connection may leave now, given `live` connections in the pool: a
@@ -137,9 +144,6 @@ impl Spares {
                     None => i += 1,
                 }
             }
-            let claimed = self.claimed.load(Ordering::Acquire);
-            self.claimed
-                .store(claimed.min(ready.len()), Ordering::Release);
         }
         drop(dropped);
         gone
@@ -170,24 +174,35 @@ fn usable(plan: &RetirePlan, gate: &Gate, now: Instant) -> bool {
 pub(crate) struct Need {
     /// Connections in the pool that will be due (and replaceable) within the lookahead.
     pub(crate) due_soon: usize,
-    /// Connections in the pool (idle and in use).
+    /// Connections in the pool (idle and in use), plus the claimed spares (they stand
+    /// for connections that have left).
     pub(crate) size: usize,
     pub(crate) max_size: usize,
     pub(crate) min_connections: usize,
-    /// Spares ready.
+    /// Spares ready and not claimed.
     pub(crate) ready: usize,
+    /// Claimed spares that expired unused: to log in again.
+    pub(crate) owed: usize,
     /// Background logins in flight.
     pub(crate) in_flight: usize,
 }
 
 /// How many background logins to start now: enough spares for the connections due
-/// soon (at most [`SURGE`] sessions over `max_size`) plus those missing to
-/// `min_connections` (within `max_size`), less what is ready or in flight, at most
+/// soon (at most [`SURGE`] sessions over `max_size`), the owed ones, and those missing
+/// to `min_connections` (within `max_size`), less what is ready or in flight, at most
 /// [`MAX_BACKGROUND_LOGINS`] at once.
 pub(crate) fn to_start(n: &Need) -> usize {
     let floor = n.min_connections.min(n.max_size).saturating_sub(n.size);
-    let room = n.max_size.saturating_add(SURGE).saturating_sub(n.size);
-    let wanted = n.due_soon.saturating_add(floor).min(room);
+    // `size` counts owed spares already (they are claimed).
+    let room = n
+        .max_size
+        .saturating_add(SURGE)
+        .saturating_sub(n.size.saturating_sub(n.owed));
+    let wanted = n
+        .due_soon
+        .saturating_add(n.owed)
+        .saturating_add(floor)
+        .min(room);
     wanted
         .saturating_sub(n.ready + n.in_flight)
         .min(MAX_BACKGROUND_LOGINS.saturating_sub(n.in_flight))
@@ -283,8 +298,30 @@ mod tests {
             max_size: 8,
             min_connections: min,
             ready,
+            owed: 0,
             in_flight,
         }
+    }
+
+    #[test]
+    fn claimed_spares_that_expired_are_logged_in_again() {
+        // 4 connections retired while idle, their spares expired unused: size counts the
+        // 4 claims, all owed.
+        let n = Need {
+            owed: 4,
+            ..need(0, 4, 0, 0, 0)
+        };
+        assert_eq!(to_start(&n), 2);
+        let n = Need {
+            owed: 4,
+            ..need(0, 4, 0, 0, 2)
+        };
+        assert_eq!(to_start(&n), 0);
+        let n = Need {
+            owed: 1,
+            ..need(0, 8, 0, 0, 0)
+        };
+        assert_eq!(to_start(&n), 1);
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn replenish(
         max_size: status.max_size,
         min_connections: shared.min_connections,
         ready: shared.spares.free(),
+        owed: shared.spares.owed(),
         in_flight: shared.spares.in_flight(),
     };
     let n = spares::to_start(&need);

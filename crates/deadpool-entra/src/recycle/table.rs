@@ -20,6 +20,8 @@ use crate::{connect::GET_CONTEXT, pool::Shared};
 pub(crate) struct ConnInfo {
     pub(crate) alive: Weak<StatementCache>,
     pub(crate) plan: RetirePlan,
+    /// When it logged in.
+    pub(crate) created: Instant,
 }
 
 /// Per-connection login facts, keyed by the address of the connection's statement
@@ -43,14 +45,20 @@ impl ConnTable {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, w: &ClientWrapper, plan: RetirePlan) {
+    fn insert(&self, w: &ClientWrapper, plan: RetirePlan, created: Instant) {
         self.write().insert(
             key(w),
             ConnInfo {
                 alive: Arc::downgrade(&w.statement_cache),
                 plan,
+                created,
             },
         );
+    }
+
+    /// The login time and plan of a live connection.
+    pub(crate) fn info(&self, w: &ClientWrapper) -> Option<(Instant, RetirePlan)> {
+        self.read().get(&key(w)).map(|i| (i.created, i.plan))
     }
 
     /// How many live connections will be due, and replaceable, at `at` given `gate`.
@@ -111,7 +119,7 @@ pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
         shared.spread.next(),
         rand::random(),
     );
-    shared.conns.insert(w, plan);
+    shared.conns.insert(w, plan, created);
 }
 
 /// Our `pre_recycle` hook: refuses connections that are closed, or due for retirement

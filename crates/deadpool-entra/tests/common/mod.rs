@@ -43,3 +43,32 @@ pub fn builder(emu: &Emulator) -> PoolBuilder {
         .ssl_root_cert(emu.ca_cert_path())
         .scope(OSSRDBMS_SCOPE)
 }
+
+/// `tasks` tasks check out, run `SELECT 1` and think `think`, until `until`; returns
+/// the errors.
+pub async fn light_load(pool: &Pool, tasks: usize, think: Duration, run: Duration) -> usize {
+    let until = tokio::time::Instant::now() + run;
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let pool = pool.clone();
+        handles.push(tokio::spawn(async move {
+            let mut errors = 0;
+            while tokio::time::Instant::now() < until {
+                match pool.get().await {
+                    Ok(c) => errors += usize::from(c.simple_query("SELECT 1").await.is_err()),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        errors += 1;
+                    }
+                }
+                tokio::time::sleep(think).await;
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for h in handles {
+        errors += h.await.unwrap();
+    }
+    errors
+}
