@@ -158,8 +158,14 @@ async fn host_emulator(options: ConnectOptions) -> Result<(), BoxError> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
 
     let started = Instant::now();
+    // The identity endpoint serves its cached token as Azure's does, with the window
+    // scaled to these seconds-long tokens as the pool's schedule is: on Azure the pool
+    // asks 270 s before expiry, inside the endpoint's 5-minute window; here it asks at
+    // half-life, so the window is 60 % of the life (the default, a twelfth, would hand
+    // out the next token only after the pool's retirement window has closed).
     let emulator = Emulator::builder()
         .token_lifetime(options.token_lifetime)
+        .token_cache_window(options.token_lifetime * 6 / 10)
         .start()
         .await?;
     println!(

@@ -316,6 +316,7 @@ impl PoolBuilder {
             logins: LoginHealth::new(Instant::now()),
             pg_config: pg.clone(),
             owns_cache: owned,
+            sweep_now: Default::default(),
             spares: Default::default(),
             min_connections: cfg.min_connections,
         });

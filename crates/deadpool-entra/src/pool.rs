@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) logins: LoginHealth,
     /// The login configuration, for the sweeper's probe and background logins.
     pub(crate) pg_config: tokio_postgres::Config,
+    /// Wakes the sweeper before its next sweep (a checkout holds a due connection until
+    /// a spare is ready).
+    pub(crate) sweep_now: Arc<tokio::sync::Notify>,
     /// Connections logged in by the background, for checkouts to take.
     pub(crate) spares: recycle::spares::Spares,
     /// Whether the token cache is this pool's own (not a shared [`crate::TokenProvider`]'s):

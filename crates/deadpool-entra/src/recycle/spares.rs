@@ -93,8 +93,10 @@ impl Spares {
 
     /// Whether a due connection may leave now, given `live` connections in the pool: a
     /// free spare takes its place (claimed here), or none could be made (the pool and
-    /// its spares are at `max_size` + [`SURGE`]).
-    pub(crate) fn may_retire(&self, live: usize) -> bool {
+    /// its spares are at `max_size` + [`SURGE`]), or it must leave (`must_leave`: past
+    /// the end of its token-age window, where waiting for a spare would keep it past
+    /// its schedule).
+    pub(crate) fn may_retire(&self, live: usize, must_leave: bool) -> bool {
         let ready = lock(&self.ready);
         let claimed = self.claimed.load(Ordering::Acquire);
         if ready.len() > claimed {
@@ -102,7 +104,7 @@ impl Spares {
             return true;
         }
         let sessions = live + ready.len() + self.in_flight();
-        sessions >= self.max_size.load(Ordering::Acquire).saturating_add(SURGE)
+        must_leave || sessions >= self.max_size.load(Ordering::Acquire).saturating_add(SURGE)
     }
 
     /// The spare with the newest login that is open and not due at `now` (`None`: no
@@ -162,6 +164,12 @@ impl Spares {
     fn put(&self, s: Spare) {
         lock(&self.ready).push(s);
     }
+}
+
+/// Whether a connection due for `reason` at `now` is past the end of its token-age
+/// window (its latest scheduled moment): then it leaves without waiting for a spare.
+pub(crate) fn must_leave(plan: &RetirePlan, reason: RetireReason, now: Instant) -> bool {
+    reason == RetireReason::TokenAge && plan.token_window.is_some_and(|(_, end)| now >= end)
 }
 
 /// A spare may be handed over unless it is due (its own replacement could log in).
@@ -301,6 +309,47 @@ mod tests {
             owed: 0,
             in_flight,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_its_token_window_a_connection_leaves_without_waiting_for_a_spare() {
+        let created = Instant::now();
+        let expiry = created + Duration::from_secs(30);
+        // 30 s token: window [13.5 s, 27 s] after login.
+        let plan = super::super::plan(
+            &crate::RecyclePolicy::default(),
+            created,
+            Some(expiry),
+            0.5,
+            0.5,
+        );
+        let at = |s: u64| created + Duration::from_secs(s);
+        assert!(!must_leave(&plan, RetireReason::TokenAge, at(20)));
+        assert!(must_leave(&plan, RetireReason::TokenAge, at(27)));
+        assert!(must_leave(&plan, RetireReason::TokenAge, at(40)));
+        assert!(!must_leave(&plan, RetireReason::MaxLifetime, at(40)));
+        assert!(!must_leave(&plan, RetireReason::Broken, at(40)));
+    }
+
+    #[test]
+    fn without_a_spare_a_due_connection_leaves_only_when_none_could_be_made_or_it_must() {
+        let spares = Spares::default();
+        spares.max_size.store(4, Ordering::Release);
+        assert!(
+            !spares.may_retire(4, false),
+            "room for a spare: wait for it"
+        );
+        assert!(
+            spares.may_retire(5, false),
+            "max_size + 1 sessions: no room"
+        );
+        assert!(spares.may_retire(0, true), "past its window");
+        spares.in_flight.store(1, Ordering::Release);
+        assert!(
+            spares.may_retire(4, false),
+            "the in-flight login fills the room"
+        );
+        assert_eq!(spares.claimed(), 0, "no spare was claimed");
     }
 
     #[test]

@@ -34,15 +34,31 @@ pub(crate) fn sweep_interval(shared: &Shared) -> Duration {
     d.max(Duration::from_millis(10))
 }
 
+/// The shortest time between two sweeps that checkouts asked for.
+const MIN_NUDGE_GAP: Duration = Duration::from_millis(50);
+
 /// The sweeper's memory between sweeps.
-#[derive(Default)]
 struct SweeperState {
+    /// When the last sweep ran.
+    last_sweep: Instant,
     /// Warned that sessions serve past their token's expiry, not yet said it ended.
     past_expiry_warned: bool,
     /// Failed probes in a row (sets the backoff).
     probe_failures: u32,
     next_probe: Option<Instant>,
     probe_in_flight: Arc<AtomicBool>,
+}
+
+impl Default for SweeperState {
+    fn default() -> Self {
+        Self {
+            last_sweep: Instant::now(),
+            past_expiry_warned: false,
+            probe_failures: 0,
+            next_probe: None,
+            probe_in_flight: Arc::default(),
+        }
+    }
 }
 
 /// Starts the background sweeper. It holds only weak references between sweeps and ends
@@ -54,17 +70,24 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
     tokio::spawn(async move {
         let mut state = SweeperState::default();
         loop {
-            let interval = match weak_shared.upgrade() {
-                Some(s) => sweep_interval(&s),
+            let (interval, nudge) = match weak_shared.upgrade() {
+                Some(s) => (sweep_interval(&s), s.sweep_now.clone()),
                 None => return,
             };
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                // A checkout holds a due connection until a spare is ready: sweep now, but
+                // not more often than every `MIN_NUDGE_GAP` (while no spare can be made,
+                // every checkout of that connection nudges).
+                () = nudge.notified() => {
+                    tokio::time::sleep(MIN_NUDGE_GAP.saturating_sub(state.last_sweep.elapsed())).await;
+                }
                 r = closed.changed() => {
                     if r.is_err() || *closed.borrow() { return; }
                     continue;
                 }
             }
+            state.last_sweep = Instant::now();
             let (Some(shared), Some(inner)) = (weak_shared.upgrade(), weak_pool.upgrade()) else {
                 return;
             };
@@ -149,7 +172,10 @@ fn sweep(
             };
             match decide(&info.plan, &gate, horizon) {
                 Decision::Retire(reason)
-                    if gate.unconditional || shared.spares.may_retire(live) =>
+                    if gate.unconditional
+                        || shared
+                            .spares
+                            .may_retire(live, spares::must_leave(&info.plan, reason, now)) =>
                 {
                     reasons.push(reason);
                     false

@@ -140,7 +140,11 @@ pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), Hook
         // Kept until a spare can take its place (the sweeper is having one logged in),
         // unless none could be made: the caller is served now, by this connection.
         Decision::Retire(reason)
-            if gate.unconditional || shared.spares.may_retire(shared.conns.live()) =>
+            if gate.unconditional
+                || shared.spares.may_retire(
+                    shared.conns.live(),
+                    super::spares::must_leave(&plan, reason, now),
+                ) =>
         {
             shared.conns.remove(w);
             shared.counters.count_retired(reason, 1);
@@ -150,7 +154,12 @@ pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), Hook
                 _ => "connection retired: maximum lifetime reached",
             }))
         }
-        Decision::Retire(_) | Decision::Overdue(_) | Decision::Keep => Ok(()),
+        Decision::Retire(_) => {
+            // Held for a spare: have the sweeper log one in now, not at its next sweep.
+            shared.sweep_now.notify_one();
+            Ok(())
+        }
+        Decision::Overdue(_) | Decision::Keep => Ok(()),
     }
 }
 
