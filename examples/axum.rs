@@ -5,12 +5,15 @@
 //! curl -s localhost:3000/healthz
 //! curl -s -XPOST localhost:3000/notes -H 'content-type: application/json' -d '{"body":"hi"}'
 //! curl -s localhost:3000/notes
+//! curl -s localhost:3000/metrics          # Prometheus text: pool and token metrics
 //! ```
 //!
 //! With `AZURE_POSTGRESQL_HOST` (or `PGHOST`, `DATABASE_URL`) set, it uses that server and
 //! the credential the environment provides instead. `PORT` sets the listening port
 //! (default 3000, on 127.0.0.1; set `BIND=0.0.0.0` in a container). Ctrl-C (or SIGTERM)
 //! stops accepting requests, lets in-flight ones finish, then closes the pool.
+
+use metrics_exporter_prometheus::PrometheusBuilder;
 
 use deadpool_entra_examples::{
     BoxError,
@@ -25,6 +28,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<(), BoxError> {
     init_tracing("info,deadpool_entra=info");
+    // Before the pool is built: the pool registers its metrics with the recorder
+    // installed then.
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
     let Some(backend) = backend::connect(ConnectOptions::default()).await? else {
         return Ok(()); // this process hosted the emulator; the service ran in a child
     };
@@ -36,7 +42,13 @@ async fn run() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(format!("{bind}:{port}")).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
 
-    notes_axum::serve(listener, backend.pool.clone(), shutdown_signal()).await?;
+    notes_axum::serve(
+        listener,
+        backend.pool.clone(),
+        Some(prometheus),
+        shutdown_signal(),
+    )
+    .await?;
 
     tracing::info!("shutting down: closing the pool");
     backend.pool.close();

@@ -2,18 +2,20 @@
 //!
 //! `GET /healthz` returns the pool's health report (a `SELECT 1` with a timeout plus the
 //! token's state) as JSON, with 503 when unhealthy so a load balancer or a Kubernetes
-//! probe takes the replica out. `/notes` is a small CRUD resource.
+//! probe takes the replica out. `/notes` is a small CRUD resource. `GET /metrics` (when
+//! served with a Prometheus recorder) exports the pool's and the token's metrics.
 
 use std::future::Future;
 
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::StatusCode,
+    http::{StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
     routing::get,
 };
 use deadpool_entra::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::notes::{self, NewNote, NotesError};
@@ -27,14 +29,37 @@ pub fn router(pool: Pool) -> Router {
         .with_state(pool)
 }
 
-/// Serves `router(pool)` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish. The caller closes the pool afterwards.
+/// `GET /metrics`: the process's metrics in Prometheus' text format, from the recorder
+/// installed with [`PrometheusBuilder::install_recorder`] (before the pool is built: the
+/// pool registers its metrics with the recorder installed then). The pool's are
+/// OpenTelemetry's connection-pool metrics (`db_client_connection_count`,
+/// `db_client_connection_wait_time`, ...) and its token's (`deadpool_entra_token_*`).
+///
+/// [`PrometheusBuilder::install_recorder`]: metrics_exporter_prometheus::PrometheusBuilder::install_recorder
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = handle.render();
+            async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+        }),
+    )
+}
+
+/// Serves `router(pool)` (and `/metrics` when given a recorder's handle) on `listener`
+/// until `shutdown` resolves, then lets in-flight requests finish. The caller closes the
+/// pool afterwards.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pool: Pool,
+    metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pool))
+    let app = match metrics {
+        Some(h) => router(pool).merge(metrics_router(h)),
+        None => router(pool),
+    };
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

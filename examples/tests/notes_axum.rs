@@ -12,7 +12,7 @@ async fn axum_notes_service_serves_healthz_and_crud_then_shuts_down() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(notes_axum::serve(listener, pool.clone(), async {
+        let server = tokio::spawn(notes_axum::serve(listener, pool.clone(), None, async {
             let _ = stop_rx.await;
         }));
 

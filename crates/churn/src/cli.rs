@@ -54,6 +54,12 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     pub max_size: usize,
 
+    /// Ours only: a second pool, on the emulator's read-replica front, shares the first
+    /// one's `TokenProvider`; requests go to each in turn (identity calls are counted
+    /// once, for both).
+    #[arg(long)]
+    pub replica_pool: bool,
+
     /// Our pool's `min_connections` (connections kept open from the build on).
     #[arg(long, default_value_t = 0)]
     pub min_connections: usize,
@@ -78,6 +84,12 @@ pub struct Args {
     /// Token lifetime the emulator issues (emulator target only).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub token_lifetime: Duration,
+
+    /// How long before expiry the emulator's identity endpoint mints a new token instead
+    /// of serving its cached one (default: 60 % of `--token-lifetime`, the tests' scaling
+    /// of Azure's 5-minute window to seconds-long tokens).
+    #[arg(long, value_parser = parse_duration)]
+    pub token_cache_window: Option<Duration>,
 
     /// How long a checkout may wait before it counts as an error.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]

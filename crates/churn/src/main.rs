@@ -122,6 +122,8 @@ async fn app(args: Args) -> Result<(), String> {
         "cold": args.cold,
         "max_size": args.max_size,
         "min_connections": args.min_connections,
+        "replica_pool": args.replica_pool,
+        "token_cache_window_secs": args.token_cache_window.map(|d| d.as_secs_f64()),
         "burst_every_secs": args.burst_every.map(|d| d.as_secs_f64()),
         "query": args.query,
         "think_ms": args.think.as_secs_f64() * 1e3,

@@ -113,8 +113,17 @@ fn baseline_password() -> String {
 async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
     let password = baseline_password();
     let max_conn = (kinds.len() * args.max_size * 2 + 40).max(200) as u32;
+    // The identity endpoint serves its cached token as Azure's does; its window is scaled
+    // to seconds-long tokens as the pools' schedule is (they ask at half-life where, on
+    // Azure, they ask 270 s before expiry inside a 5-minute window): 60 % of the life,
+    // as in the tests. A twelfth (the emulator's default) would renew only inside the
+    // token's last 10 %, where the library no longer hands a token out.
+    let window = args
+        .token_cache_window
+        .unwrap_or(args.token_lifetime * 6 / 10);
     let emu = Emulator::builder()
         .token_lifetime(args.token_lifetime)
+        .token_cache_window(window)
         .password_role(BASELINE_ROLE, &password)
         .max_connections(max_conn)
         .start()
@@ -163,29 +172,56 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
                 // can no longer be changed safely, so the credential is given explicitly:
                 // the library's `FnSource` over a bare App Service MI client (its own MI
                 // client, with its own counter, so identity calls are ours alone).
-                let builder = deadpool_entra::Pool::builder();
-                let builder = match &credential {
-                    Some(c) => builder.credential(c.clone()),
-                    None => builder.token_source(mi_source(new_mi(&emu)?)),
+                let source: Arc<dyn deadpool_entra::TokenSource> = match &credential {
+                    Some(c) => Arc::new(deadpool_entra::CredentialSource::new(c.clone())),
+                    None => Arc::new(mi_source(new_mi(&emu)?)),
                 };
-                let pool = builder
-                    .host(emu.pg_host())
-                    .port(emu.pg_port())
-                    .dbname(emu.database())
-                    .user(mi_user.clone())
-                    .ssl_root_cert(emu.ca_cert_path())
-                    .max_size(args.max_size)
-                    .min_connections(args.min_connections)
-                    .wait_timeout(Some(args.wait_timeout))
-                    .recycle_policy(deadpool_entra::RecyclePolicy {
-                        retire_without_replacement: args.retire_without_replacement,
-                        ..Default::default()
-                    })
-                    .lazy(args.cold)
-                    .build()
-                    .await
-                    .map_err(|e| format!("building deadpool-entra's pool: {e}"))?;
-                Arc::new(OursPool::new(pool))
+                // With `--replica-pool`, a second pool on the emulator's read-replica
+                // front shares the first one's token provider.
+                let provider = args.replica_pool.then(|| {
+                    deadpool_entra::TokenProvider::new(
+                        source.clone(),
+                        deadpool_entra::DEFAULT_SCOPE,
+                        deadpool_entra::RefreshPolicy::default(),
+                    )
+                });
+                let build = |port: u16, source: Option<Arc<dyn deadpool_entra::TokenSource>>| {
+                    let builder = deadpool_entra::Pool::builder();
+                    let builder = match (&provider, source) {
+                        (Some(p), _) => builder.token_provider(p),
+                        (None, Some(s)) => builder.token_source(s),
+                        (None, None) => builder,
+                    };
+                    builder
+                        .host(emu.pg_host())
+                        .port(port)
+                        .dbname(emu.database())
+                        .user(mi_user.clone())
+                        .ssl_root_cert(emu.ca_cert_path())
+                        .max_size(args.max_size)
+                        .min_connections(args.min_connections)
+                        .wait_timeout(Some(args.wait_timeout))
+                        .recycle_policy(deadpool_entra::RecyclePolicy {
+                            retire_without_replacement: args.retire_without_replacement,
+                            ..Default::default()
+                        })
+                        .lazy(args.cold)
+                        .build()
+                };
+                let (pool, others) = match &provider {
+                    Some(_) => {
+                        let writer = build(emu.pg_port(), None).await;
+                        let reader = build(emu.replica_pg_port(), None).await;
+                        (writer, vec![reader])
+                    }
+                    None => (build(emu.pg_port(), Some(source)).await, Vec::new()),
+                };
+                let pool = pool.map_err(|e| format!("building deadpool-entra's pool: {e}"))?;
+                let others = others
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("building deadpool-entra's replica pool: {e}"))?;
+                Arc::new(OursPool::several(pool, others))
             }
             PoolKind::Baseline => {
                 Arc::new(PlainPool::baseline(&settings, BASELINE_ROLE, &password)?)

@@ -175,6 +175,12 @@ impl PoolBuilder {
         self.config.max_size = Some(n);
         self
     }
+    /// The pool's name in metrics (`db.client.connection.pool.name`; default: the
+    /// endpoint, `host:port/database`).
+    pub fn pool_name(mut self, name: impl Into<String>) -> Self {
+        self.config.pool_name = Some(name.into());
+        self
+    }
     /// Connections kept open from the build on (default 0); see
     /// [`Config::min_connections`].
     pub fn min_connections(mut self, n: usize) -> Self {
@@ -304,7 +310,14 @@ impl PoolBuilder {
             cache: cache.clone(),
             conns: ConnTable::default(),
             spread: recycle::SpreadSequence::new(),
-            counters: PoolCounters::default(),
+            counters: PoolCounters {
+                metrics: crate::metrics::PoolMetrics::new(
+                    &cfg.pool_name
+                        .clone()
+                        .unwrap_or_else(|| crate::config::endpoint_text(&cfg)),
+                ),
+                ..PoolCounters::default()
+            },
             recycle: cfg.recycle.clone(),
             create_timeout: cfg.create_timeout,
             tls,

@@ -16,6 +16,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::{
     ConfigError, Error, TokenRefusedError,
     error::is_auth_refusal,
+    metrics::{LoginOrigin, Stopwatch},
     pool::Shared,
     recycle::gate::LoginAttempt,
     token::{
@@ -137,6 +138,7 @@ fn take_spare(shared: &Shared) -> Option<(PgClient, JoinHandle<()>)> {
     let spare = shared.spares.take(&shared.gate(now), now)?;
     let _ = GET_CONTEXT.try_with(|c| c.login.set(Some(spare.record)));
     shared.counters.spares_used.fetch_add(1, Ordering::Relaxed);
+    shared.counters.metrics.spare_used();
     tracing::debug!(target: "deadpool_entra", "spare connection handed to a checkout");
     Some((spare.client, spare.conn))
 }
@@ -295,6 +297,7 @@ async fn login(
         }
     }
     let user = cfg.get_user().unwrap_or_default().to_owned();
+    let took = Stopwatch::start();
     let result = match &shared.tls {
         Tls::Rustls(tls) => match cfg.connect(tls.clone()).await {
             Ok((client, conn)) => Ok((client, spawn_connection(conn))),
@@ -309,6 +312,7 @@ async fn login(
         Ok(_) => {
             let c = &shared.counters;
             c.logins_ok.fetch_add(1, Ordering::Relaxed);
+            c.metrics.login(&took, true, login_origin());
             match GET_CONTEXT.try_with(|c| c.origin.get()) {
                 Ok(Origin::Checkout) => c.created_on_checkout.fetch_add(1, Ordering::Relaxed),
                 Ok(Origin::Background) => c.created_in_background.fetch_add(1, Ordering::Relaxed),
@@ -331,6 +335,7 @@ async fn login(
                 .counters
                 .logins_failed
                 .fetch_add(1, Ordering::Relaxed);
+            shared.counters.metrics.login(&took, false, login_origin());
             let kind = match crate::error::classify_pg_ref(e, &shared.endpoint, &user) {
                 Some(Error::Login(l)) => format!("{:?}", l.kind),
                 Some(Error::Tls { .. }) => "Tls".to_owned(),
@@ -351,6 +356,15 @@ async fn login(
         }
     }
     result
+}
+
+/// Who made the login running in this task, for the metrics.
+fn login_origin() -> LoginOrigin {
+    match GET_CONTEXT.try_with(|c| c.origin.get()) {
+        Ok(Origin::Checkout) => LoginOrigin::Checkout,
+        Ok(Origin::Background) => LoginOrigin::Background,
+        Err(_) => LoginOrigin::Probe,
+    }
 }
 
 /// A new token cannot fix an unknown role, a wrong audience (the scope is configured) or

@@ -9,6 +9,7 @@ mod config;
 mod connect;
 mod error;
 mod error_kind;
+mod metrics;
 mod pool;
 mod provider;
 mod recycle;

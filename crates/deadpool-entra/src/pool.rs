@@ -17,6 +17,7 @@ use crate::{
     RecyclePolicy, Stats, TimeoutKind, TokenStats,
     connect::{GET_CONTEXT, GetContext, Origin, Tls},
     error::classify_pg,
+    metrics::Stopwatch,
     recycle::{
         self, ConnTable,
         gate::{Gate, LoginHealth},
@@ -180,6 +181,7 @@ impl Pool {
         // hook), up to the wait timeout, and then tries one real login, whose error (or
         // connection) it returns.
         let started = Instant::now();
+        let took = Stopwatch::start();
         let mut pause = Duration::from_millis(1);
         // Without a wait timeout, wait for a session as long as a login may take.
         let patience = timeouts
@@ -219,7 +221,18 @@ impl Pool {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
-                r => return r.map_err(|e| self.map_error(e, stashed)),
+                r => {
+                    let r = r.map_err(|e| self.map_error(e, stashed));
+                    if origin == Origin::Checkout {
+                        let m = &self.shared.counters.metrics;
+                        match &r {
+                            Ok(_) => m.checkout(&took),
+                            Err(Error::Timeout(_)) => m.timeout(),
+                            Err(_) => {}
+                        }
+                    }
+                    return r;
+                }
             }
         }
     }

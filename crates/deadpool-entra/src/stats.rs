@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
-use crate::{recycle::RetireReason, token::cache::TokenCache};
+use crate::{metrics::PoolMetrics, recycle::RetireReason, token::cache::TokenCache};
 
 #[derive(Default)]
 pub(crate) struct PoolCounters {
@@ -22,6 +22,8 @@ pub(crate) struct PoolCounters {
     pub(crate) logins_on_outgoing_token: AtomicU64,
     pub(crate) probe_logins: AtomicU64,
     pub(crate) checkouts_waited_for_session: AtomicU64,
+    /// The same events, for the metrics recorder (feature `metrics`).
+    pub(crate) metrics: PoolMetrics,
 }
 
 impl PoolCounters {
@@ -32,6 +34,7 @@ impl PoolCounters {
             RetireReason::Broken => &self.retired_broken,
         };
         c.fetch_add(n, Ordering::Relaxed);
+        self.metrics.retired(reason, n);
     }
 }
 

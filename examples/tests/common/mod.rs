@@ -36,7 +36,7 @@ pub async fn emulator_and_pool() -> (Emulator, Pool) {
 }
 
 /// A token source speaking the App Service managed identity protocol to the emulator.
-fn managed_identity_over_http(emulator: &Emulator) -> FnSource {
+pub fn managed_identity_over_http(emulator: &Emulator) -> FnSource {
     let endpoint = emulator.identity_endpoint();
     let header = emulator.identity_header().to_string();
     let http = reqwest::Client::builder()

@@ -102,6 +102,9 @@ pub struct Config {
     /// quiet period does not wait for logins. sqlx calls it `min_connections`, pgx
     /// `MinConns`, psycopg_pool `min_size`; HikariCP's `minimumIdle` counts idle ones.
     pub min_connections: usize,
+    /// The pool's name in metrics (`db.client.connection.pool.name`, feature `metrics`;
+    /// default: the endpoint, `host:port/database`).
+    pub pool_name: Option<String>,
     /// How long `get()` waits for a free slot (default 30 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub wait_timeout: Option<Duration>,
@@ -154,6 +157,7 @@ impl Default for Config {
             dangerous_allow_plaintext_on_loopback: false,
             max_size: None,
             min_connections: 0,
+            pool_name: None,
             wait_timeout: Some(Duration::from_secs(30)),
             create_timeout: Some(Duration::from_secs(10)),
             recycle_timeout: Some(Duration::from_secs(5)),
@@ -198,6 +202,7 @@ impl fmt::Debug for Config {
             )
             .field("max_size", &self.max_size)
             .field("min_connections", &self.min_connections)
+            .field("pool_name", &self.pool_name)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)

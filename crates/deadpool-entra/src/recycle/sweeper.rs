@@ -106,10 +106,32 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 tracing::debug!(target: "deadpool_entra", reason = r.as_str(), spare = true, "connection retired");
             }
             replenish(&shared, &inner, &gate, now, interval);
+            sample_metrics(&shared, &inner, now);
             let survey = shared.conns.survey(&gate, now);
             report_past_expiry(&shared, &survey, &mut state, now);
             maybe_probe(&shared, &mut state, now);
         }
+    });
+}
+
+/// The gauges of the metrics recorder (feature `metrics`), once a sweep.
+fn sample_metrics(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant) {
+    let status = inner.status();
+    let token = shared.cache.peek();
+    shared.counters.metrics.sample(&crate::metrics::Sample {
+        size: status.size,
+        idle: status.available,
+        max: status.max_size,
+        min: shared.min_connections,
+        waiting: status.waiting,
+        spares: shared.spares.ready(),
+        token_expires_in: token
+            .as_ref()
+            .and_then(|t| t.deadline)
+            .map(|d| d.saturating_duration_since(now)),
+        token_age: token
+            .as_ref()
+            .map(|t| now.saturating_duration_since(t.fetched_at)),
     });
 }
 

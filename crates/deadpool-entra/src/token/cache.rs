@@ -31,6 +31,7 @@ use tokio::{
 use super::{Expiry, RETRY_AFTER_CAP, TokenSource, TokenSourceError, secret::Secret};
 use crate::{
     RecyclePolicy, RefreshPolicy, TokenError,
+    metrics::{Stopwatch, TokenMetrics},
     recycle::{
         self,
         gate::{RECENT_TOKENS, ReadyToken, RecentTokens},
@@ -169,6 +170,7 @@ pub(crate) struct TokenCache {
     /// When the current run of failed fetches began (`None`: the last fetch worked).
     failing_since: Mutex<Option<Instant>>,
     pub(crate) counters: TokenCounters,
+    metrics: TokenMetrics,
     source_name: Mutex<String>,
     changed: Arc<Notify>,
     shutdown: watch::Sender<bool>,
@@ -209,6 +211,7 @@ impl TokenCache {
             recent: Mutex::new(VecDeque::with_capacity(RECENT_TOKENS)),
             failing_since: Mutex::new(None),
             counters: TokenCounters::default(),
+            metrics: TokenMetrics::new(&name),
             source_name: Mutex::new(name),
             changed: Arc::new(Notify::new()),
             shutdown: watch::channel(false).0,
@@ -374,6 +377,7 @@ impl TokenCache {
         let counted = !self.password;
         if counted {
             self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
+            self.metrics.identity_call();
         }
         let weak = Arc::downgrade(self);
         let source = self.source.clone();
@@ -389,6 +393,7 @@ impl TokenCache {
             fresh,
         );
         let task = async move {
+            let took = Stopwatch::start();
             let fetch = async {
                 let f = if fresh {
                     source.fetch_fresh(&scope)
@@ -420,6 +425,7 @@ impl TokenCache {
                 .unwrap_or_else(|_| "token source".to_owned());
             drop(source);
             let Some(cache) = weak.upgrade() else { return };
+            cache.metrics.fetch_time(&took);
             let outcome = cache.settle(result, name);
             let _ = tx.send(Some(outcome));
         };
@@ -469,6 +475,7 @@ impl TokenCache {
             self.counters
                 .same_token_answers
                 .fetch_add(1, Ordering::Relaxed);
+            self.metrics.refresh(Some(false));
             if !self.valid(o, now) {
                 return Err(self.record_failure(
                     TokenError {
@@ -532,6 +539,7 @@ impl TokenCache {
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
         if !self.password {
             self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
+            self.metrics.refresh(Some(true));
         }
         if let Some(l) = lifetime {
             let ms = u64::try_from(l.as_millis()).unwrap_or(u64::MAX - 1);
@@ -552,6 +560,7 @@ impl TokenCache {
         self.counters
             .refreshes_failed
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics.refresh(None);
         let mut flight = lock(&self.flight);
         flight.inflight = None;
         let attempt = flight
@@ -882,9 +891,12 @@ async fn refresh_loop(
         match outcome {
             Some(Ok(t)) if t.generation == seen => {
                 // The credential served its own cache: it has not reached its renewal
-                // window yet. Ask again soon.
+                // window yet. Ask again soon, and never later than a quarter of the
+                // token's remaining life, so that the asks land in a renewal window
+                // however short (backoff steps of 4 s and 8 s would step over the last
+                // 2.5 s of a 30 s token, and the token would expire in the cache).
                 same = same.saturating_add(1);
-                let d = backoff(&policy, same);
+                let d = same_token_retry(&policy, same, t.deadline, Instant::now());
                 tracing::debug!(
                     target: "deadpool_entra",
                     next_retry_in_secs = d.as_secs_f64(),
@@ -910,6 +922,23 @@ async fn refresh_loop(
             }
         }
     }
+}
+
+/// When to ask again after the `same`-th answer in a row that returned the cached token
+/// (expiring at `deadline`): the backoff step, at most a quarter of the remaining life,
+/// at least [`MIN_RETRY_DELAY`].
+pub(crate) fn same_token_retry(
+    policy: &RefreshPolicy,
+    same: u32,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> Duration {
+    let d = backoff(policy, same);
+    match deadline {
+        Some(e) => d.min(e.saturating_duration_since(now) / 4),
+        None => d,
+    }
+    .max(MIN_RETRY_DELAY)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

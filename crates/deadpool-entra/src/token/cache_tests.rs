@@ -285,6 +285,48 @@ async fn same_token_from_the_credential_is_not_a_renewal() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_credential_renewing_only_late_in_the_tokens_life_is_asked_again_before_expiry() {
+    // Like Azure's endpoints with a short token: the same token until less than 5 s of
+    // its 30 s are left, then a new one. The refresher asks at half-life and must keep
+    // asking often enough to land in those 5 s before the token's last 3 s (its safety
+    // margin, in which it is no longer handed out): backoff steps of 1, 2, 4 and 8 s
+    // (asks at 15, 16, 18, 22 and 30 s) step over them. (Azure's window, 5 minutes, is
+    // as far outside the 5 s margin of an hour-long token.)
+    const LIFE: Duration = Duration::from_secs(30);
+    const WINDOW: Duration = Duration::from_secs(5);
+    let state = Arc::new(Mutex::new((0u32, None::<Instant>)));
+    let s2 = state.clone();
+    let source = crate::FnSource::new("RenewsLate", move |_| {
+        let s = s2.clone();
+        async move {
+            let mut s = s.lock().unwrap();
+            let now = Instant::now();
+            if s.1
+                .is_none_or(|d| d.saturating_duration_since(now) < WINDOW)
+            {
+                s.0 += 1;
+                s.1 = Some(now + LIFE);
+            }
+            let left = s.1.unwrap() - now;
+            Ok(Token::expiring_in(format!("{SECRET}-{}", s.0), left))
+        }
+    });
+    let cache = TokenCache::new(Box::new(source), "s", RefreshPolicy::default());
+    let t0 = Instant::now();
+    cache.get().await.unwrap();
+    let _r = spawn_refresher(&cache);
+    let mut lapses = 0;
+    while Instant::now() < t0 + LIFE * 4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lapses += usize::from(cache.valid_now().is_none());
+    }
+    let renewed = state.lock().unwrap().0;
+    assert_eq!(lapses, 0, "the cached token lapsed ({renewed} tokens)");
+    assert_eq!(cache.counters.refreshes_failed.load(Ordering::Relaxed), 0);
+    assert!(renewed >= 4, "{renewed}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn forced_refresh_is_skipped_when_another_task_already_refreshed() {
     let (source, h) = fake(HOUR, Duration::ZERO);
     let cache = cache_with(source);

@@ -1,0 +1,419 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade, behind the `metrics`
+//! cargo feature: OpenTelemetry's database client connection-pool metrics and the
+//! token's own. Handles are registered once, when a pool (or a token cache) is built,
+//! with the recorder installed then; the checkout path only records into them. Without
+//! the feature every type here is empty and every call compiles to nothing.
+//!
+//! | name | kind | unit | attributes |
+//! | --- | --- | --- | --- |
+//! | `db.client.connection.count` | gauge | `{connection}` | pool name, `db.client.connection.state` = `idle` / `used` |
+//! | `db.client.connection.max` | gauge | `{connection}` | pool name |
+//! | `db.client.connection.idle.min` | gauge | `{connection}` | pool name (`min_connections`) |
+//! | `db.client.connection.pending_requests` | gauge | `{request}` | pool name |
+//! | `db.client.connection.timeouts` | counter | `{timeout}` | pool name |
+//! | `db.client.connection.create_time` | histogram | s | pool name (logins that succeeded) |
+//! | `db.client.connection.wait_time` | histogram | s | pool name (checkouts that succeeded) |
+//! | `deadpool_entra.connection.spares` | gauge | `{connection}` | pool name |
+//! | `deadpool_entra.logins` | counter | `{login}` | pool name, `outcome` = `ok` / `failed`, `origin` = `checkout` / `background` / `probe` |
+//! | `deadpool_entra.retirements` | counter | `{connection}` | pool name, `reason` = `token_age` / `max_lifetime` / `broken` |
+//! | `deadpool_entra.spares_used` | counter | `{connection}` | pool name |
+//! | `deadpool_entra.token.time_to_expiry` | gauge | s | pool name |
+//! | `deadpool_entra.token.age` | gauge | s | pool name |
+//! | `deadpool_entra.token.identity_calls` | counter | `{call}` | `token.source` |
+//! | `deadpool_entra.token.refreshes` | counter | `{refresh}` | `token.source`, `outcome` = `ok` / `failed` / `same_token` |
+//! | `deadpool_entra.token.fetch_time` | histogram | s | `token.source` |
+//!
+//! `db.client.connection.use_time` is not exported: deadpool has no hook when a client
+//! goes back to the pool.
+
+use std::time::Duration;
+
+/// OpenTelemetry's attribute naming the pool.
+#[cfg(feature = "metrics")]
+const POOL_NAME: &str = "db.client.connection.pool.name";
+
+/// A started timing; empty without the feature.
+pub(crate) struct Stopwatch {
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    #[inline]
+    pub(crate) fn start() -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Who made a login, for the `origin` attribute.
+#[derive(Clone, Copy)]
+pub(crate) enum LoginOrigin {
+    Checkout = 0,
+    Background = 1,
+    Probe = 2,
+}
+
+/// What the sweeper samples into the gauges.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) struct Sample {
+    pub(crate) size: usize,
+    pub(crate) idle: usize,
+    pub(crate) max: usize,
+    pub(crate) min: usize,
+    pub(crate) waiting: usize,
+    pub(crate) spares: usize,
+    pub(crate) token_expires_in: Option<Duration>,
+    pub(crate) token_age: Option<Duration>,
+}
+
+/// One pool's metric handles.
+#[derive(Default)]
+pub(crate) struct PoolMetrics {
+    #[cfg(feature = "metrics")]
+    h: Option<enabled::PoolHandles>,
+}
+
+impl PoolMetrics {
+    /// Registers the handles of the pool named `name` with the installed recorder.
+    pub(crate) fn new(name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        return Self {
+            h: Some(enabled::PoolHandles::new(name)),
+        };
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = name;
+            Self {}
+        }
+    }
+
+    /// A checkout that got a connection after `waited`.
+    #[inline]
+    pub(crate) fn checkout(&self, waited: &Stopwatch) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.wait_time.record(waited.secs());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = waited;
+    }
+
+    /// A checkout that timed out.
+    #[inline]
+    pub(crate) fn timeout(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.timeouts.increment(1);
+        }
+    }
+
+    /// A login that ended, timed from `took`.
+    #[inline]
+    pub(crate) fn login(&self, took: &Stopwatch, ok: bool, origin: LoginOrigin) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.logins[usize::from(!ok)][origin as usize].increment(1);
+            if ok {
+                h.create_time.record(took.secs());
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (took, ok, origin);
+    }
+
+    /// `n` connections retired for `reason`.
+    #[inline]
+    pub(crate) fn retired(&self, reason: crate::recycle::RetireReason, n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            use crate::recycle::RetireReason::*;
+            let i = match reason {
+                TokenAge => 0,
+                MaxLifetime => 1,
+                Broken => 2,
+            };
+            h.retired[i].increment(n);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (reason, n);
+    }
+
+    /// A spare handed to a checkout.
+    #[inline]
+    pub(crate) fn spare_used(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.spares_used.increment(1);
+        }
+    }
+
+    /// The gauges, as the sweeper sees them.
+    pub(crate) fn sample(&self, s: &Sample) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.idle.set(s.idle as f64);
+            h.used.set(s.size.saturating_sub(s.idle) as f64);
+            h.max.set(s.max as f64);
+            h.idle_min.set(s.min as f64);
+            h.pending.set(s.waiting as f64);
+            h.spares.set(s.spares as f64);
+            if let Some(d) = s.token_expires_in {
+                h.token_ttl.set(d.as_secs_f64());
+            }
+            if let Some(d) = s.token_age {
+                h.token_age.set(d.as_secs_f64());
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = s;
+    }
+}
+
+/// A token cache's metric handles.
+#[derive(Default)]
+pub(crate) struct TokenMetrics {
+    #[cfg(feature = "metrics")]
+    h: Option<enabled::TokenHandles>,
+}
+
+impl TokenMetrics {
+    /// Registers the handles of the cache whose source is named `source`.
+    pub(crate) fn new(source: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        return Self {
+            h: Some(enabled::TokenHandles::new(source)),
+        };
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = source;
+            Self {}
+        }
+    }
+
+    /// A call to the token source.
+    #[inline]
+    pub(crate) fn identity_call(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.calls.increment(1);
+        }
+    }
+
+    /// A fetch that ended, timed from `took`.
+    #[inline]
+    pub(crate) fn fetch_time(&self, took: &Stopwatch) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            h.fetch_time.record(took.secs());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
+    }
+
+    /// A fetch's outcome: a new token (`Some(true)`), the one already cached
+    /// (`Some(false)`), or a failure (`None`).
+    #[inline]
+    pub(crate) fn refresh(&self, new_token: Option<bool>) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            match new_token {
+                Some(true) => h.ok.increment(1),
+                Some(false) => h.same.increment(1),
+                None => h.failed.increment(1),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = new_token;
+    }
+}
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    use std::sync::Once;
+
+    use metrics::{
+        Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge,
+        describe_histogram, gauge, histogram,
+    };
+
+    use super::POOL_NAME;
+
+    pub(super) struct PoolHandles {
+        pub(super) wait_time: Histogram,
+        pub(super) create_time: Histogram,
+        pub(super) timeouts: Counter,
+        /// `[ok, failed][checkout, background, probe]`.
+        pub(super) logins: [[Counter; 3]; 2],
+        /// `[token_age, max_lifetime, broken]`.
+        pub(super) retired: [Counter; 3],
+        pub(super) spares_used: Counter,
+        pub(super) idle: Gauge,
+        pub(super) used: Gauge,
+        pub(super) max: Gauge,
+        pub(super) idle_min: Gauge,
+        pub(super) pending: Gauge,
+        pub(super) spares: Gauge,
+        pub(super) token_ttl: Gauge,
+        pub(super) token_age: Gauge,
+    }
+
+    impl PoolHandles {
+        pub(super) fn new(name: &str) -> Self {
+            describe();
+            let n = name.to_owned();
+            let login = |outcome: &'static str, origin: &'static str| counter!("deadpool_entra.logins", POOL_NAME => n.clone(), "outcome" => outcome, "origin" => origin);
+            let retired = |reason: &'static str| counter!("deadpool_entra.retirements", POOL_NAME => n.clone(), "reason" => reason);
+            let state = |state: &'static str| gauge!("db.client.connection.count", POOL_NAME => n.clone(), "db.client.connection.state" => state);
+            Self {
+                wait_time: histogram!("db.client.connection.wait_time", POOL_NAME => n.clone()),
+                create_time: histogram!("db.client.connection.create_time", POOL_NAME => n.clone()),
+                timeouts: counter!("db.client.connection.timeouts", POOL_NAME => n.clone()),
+                logins: [
+                    [
+                        login("ok", "checkout"),
+                        login("ok", "background"),
+                        login("ok", "probe"),
+                    ],
+                    [
+                        login("failed", "checkout"),
+                        login("failed", "background"),
+                        login("failed", "probe"),
+                    ],
+                ],
+                retired: [
+                    retired("token_age"),
+                    retired("max_lifetime"),
+                    retired("broken"),
+                ],
+                spares_used: counter!("deadpool_entra.spares_used", POOL_NAME => n.clone()),
+                idle: state("idle"),
+                used: state("used"),
+                max: gauge!("db.client.connection.max", POOL_NAME => n.clone()),
+                idle_min: gauge!("db.client.connection.idle.min", POOL_NAME => n.clone()),
+                pending: gauge!("db.client.connection.pending_requests", POOL_NAME => n.clone()),
+                spares: gauge!("deadpool_entra.connection.spares", POOL_NAME => n.clone()),
+                token_ttl: gauge!("deadpool_entra.token.time_to_expiry", POOL_NAME => n.clone()),
+                token_age: gauge!("deadpool_entra.token.age", POOL_NAME => n),
+            }
+        }
+    }
+
+    pub(super) struct TokenHandles {
+        pub(super) calls: Counter,
+        pub(super) ok: Counter,
+        pub(super) same: Counter,
+        pub(super) failed: Counter,
+        pub(super) fetch_time: Histogram,
+    }
+
+    impl TokenHandles {
+        pub(super) fn new(source: &str) -> Self {
+            describe();
+            let s = source.to_owned();
+            let refresh = |outcome: &'static str| counter!("deadpool_entra.token.refreshes", "token.source" => s.clone(), "outcome" => outcome);
+            Self {
+                calls: counter!("deadpool_entra.token.identity_calls", "token.source" => s.clone()),
+                ok: refresh("ok"),
+                same: refresh("same_token"),
+                failed: refresh("failed"),
+                fetch_time: histogram!("deadpool_entra.token.fetch_time", "token.source" => s),
+            }
+        }
+    }
+
+    /// Names, units and descriptions, once per process.
+    fn describe() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let conn = Unit::Count;
+            describe_gauge!(
+                "db.client.connection.count",
+                conn,
+                "Connections open, by state (idle, used)"
+            );
+            describe_gauge!(
+                "db.client.connection.max",
+                conn,
+                "Most connections the pool may open"
+            );
+            describe_gauge!(
+                "db.client.connection.idle.min",
+                conn,
+                "Connections the pool keeps open (min_connections)"
+            );
+            describe_gauge!(
+                "db.client.connection.pending_requests",
+                conn,
+                "Checkouts waiting for a connection"
+            );
+            describe_counter!(
+                "db.client.connection.timeouts",
+                conn,
+                "Checkouts that timed out"
+            );
+            describe_histogram!(
+                "db.client.connection.create_time",
+                Unit::Seconds,
+                "Time a login took"
+            );
+            describe_histogram!(
+                "db.client.connection.wait_time",
+                Unit::Seconds,
+                "Time a checkout took"
+            );
+            describe_gauge!(
+                "deadpool_entra.connection.spares",
+                conn,
+                "Connections logged in by the background, not yet handed to a checkout"
+            );
+            describe_counter!(
+                "deadpool_entra.logins",
+                conn,
+                "Logins, by outcome and by who made them"
+            );
+            describe_counter!(
+                "deadpool_entra.retirements",
+                conn,
+                "Connections retired, by reason"
+            );
+            describe_counter!(
+                "deadpool_entra.spares_used",
+                conn,
+                "Checkouts that took a spare instead of logging in"
+            );
+            describe_gauge!(
+                "deadpool_entra.token.time_to_expiry",
+                Unit::Seconds,
+                "Time until the cached token expires"
+            );
+            describe_gauge!(
+                "deadpool_entra.token.age",
+                Unit::Seconds,
+                "Time since the cached token was fetched"
+            );
+            describe_counter!(
+                "deadpool_entra.token.identity_calls",
+                conn,
+                "Calls to the token source"
+            );
+            describe_counter!(
+                "deadpool_entra.token.refreshes",
+                conn,
+                "Token fetches, by outcome (ok, same_token, failed)"
+            );
+            describe_histogram!(
+                "deadpool_entra.token.fetch_time",
+                Unit::Seconds,
+                "Time a token fetch took"
+            );
+        });
+    }
+}
