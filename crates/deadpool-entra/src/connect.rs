@@ -263,13 +263,9 @@ fn same_token_error(
         },
     };
     // By this machine's wall clock, which is what the server's clock is compared with.
-    let expires_in_secs = token.expires_wall.map(|w| {
-        let now = std::time::SystemTime::now();
-        match w.duration_since(now) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-        }
-    });
+    let expires_in_secs = token
+        .expires_wall
+        .map(|w| secs_until(w, std::time::SystemTime::now()));
     TokenRefusedError {
         login,
         source_name: shared.cache.source_name(),
@@ -358,6 +354,14 @@ async fn login(
     result
 }
 
+/// Whole seconds from `now` to `at`: negative when `at` has passed.
+fn secs_until(at: std::time::SystemTime, now: std::time::SystemTime) -> i64 {
+    match at.duration_since(now) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
 /// Who made the login running in this task, for the metrics.
 fn login_origin() -> LoginOrigin {
     match GET_CONTEXT.try_with(|c| c.origin.get()) {
@@ -396,4 +400,24 @@ pub(crate) fn no_user_error() -> ConfigError {
         "user",
         "no user configured and the token names none (no upn, preferred_username, unique_name or xms_mirid claim): set PGUSER or AZURE_POSTGRESQL_USER to the identity's name (the PostgreSQL role created with pgaadauth_create_principal)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::secs_until;
+
+    #[test]
+    fn seconds_until_a_wall_clock_time_are_negative_once_it_passed() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(secs_until(now + Duration::from_secs(90), now), 90);
+        assert_eq!(secs_until(now - Duration::from_secs(90), now), -90);
+        assert_eq!(secs_until(now, now), 0);
+        assert_eq!(
+            secs_until(now + Duration::from_millis(1500), now),
+            1,
+            "whole seconds"
+        );
+    }
 }

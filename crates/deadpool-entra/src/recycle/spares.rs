@@ -107,18 +107,35 @@ impl Spares {
         must_leave || sessions >= self.max_size.load(Ordering::Acquire).saturating_add(SURGE)
     }
 
-    /// The spare with the newest login that is open and not due at `now` (`None`: no
-    /// such spare; the others stay for [`Spares::expire`]).
+    /// The spare with the newest login that is open and not due at `now`; failing that,
+    /// one that is due but not past its window's end (a session that serves: better than
+    /// a login in the checkout). `None`: no such spare; the others stay for
+    /// [`Spares::expire`].
     pub(crate) fn take(&self, gate: &Gate, now: Instant) -> Option<Spare> {
         let mut ready = lock(&self.ready);
+        let open = |s: &&Spare| !s.client.is_closed();
         let i = ready
             .iter()
-            .rposition(|s| !s.client.is_closed() && usable(&s.plan, gate, now))?;
+            .rposition(|s| open(&s) && usable(&s.plan, gate, now))
+            .or_else(|| {
+                ready
+                    .iter()
+                    .rposition(|s| open(&s) && !past_window(&s.plan, gate, now))
+            })?;
         // A handover fulfils a claim, if any stands.
         let claimed = self.claimed.load(Ordering::Acquire);
         self.claimed
             .store(claimed.saturating_sub(1), Ordering::Release);
         Some(ready.remove(i))
+    }
+
+    /// How many ready spares will be due (and replaceable) at `at`: their replacements
+    /// are logged in ahead, as for the pool's connections.
+    pub(crate) fn due_by(&self, gate: &Gate, at: Instant) -> usize {
+        lock(&self.ready)
+            .iter()
+            .filter(|s| matches!(decide(&s.plan, gate, at), Decision::Retire(_)))
+            .count()
     }
 
     /// Drops the spares that are closed or due at `now`; returns why each left.
@@ -175,6 +192,11 @@ pub(crate) fn must_leave(plan: &RetirePlan, reason: RetireReason, now: Instant) 
 /// A spare may be handed over unless it is due (its own replacement could log in).
 fn usable(plan: &RetirePlan, gate: &Gate, now: Instant) -> bool {
     !matches!(decide(plan, gate, now), Decision::Retire(_))
+}
+
+/// Due and past the end of its token-age window: it must leave.
+fn past_window(plan: &RetirePlan, gate: &Gate, now: Instant) -> bool {
+    matches!(decide(plan, gate, now), Decision::Retire(r) if must_leave(plan, r, now))
 }
 
 /// What the sweeper knows when it decides how many background logins to start.

@@ -154,7 +154,7 @@ fn replenish(
     let lookahead = super::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
     let status = inner.status();
     let need = Need {
-        due_soon: shared.conns.due_by(gate, lookahead),
+        due_soon: shared.conns.due_by(gate, lookahead) + shared.spares.due_by(gate, lookahead),
         // Claimed spares stand for connections that have left the pool.
         size: status.size + shared.spares.claimed(),
         max_size: status.max_size,
