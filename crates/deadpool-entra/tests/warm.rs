@@ -67,6 +67,14 @@ async fn under_light_load_no_checkout_waits_for_a_login_after_warm_up() {
         "a checkout logged in after warm-up ({retired} retirements): {end:?}"
     );
     assert!(end.created_in_background > warm.created_in_background);
+    // Nothing logged in for nothing: one background login per retirement, at most two
+    // spares ahead, and no spare hoarded.
+    let background = end.created_in_background - warm.created_in_background;
+    assert!(
+        background <= retired + 2,
+        "{background} background logins for {retired} retirements: {end:?}"
+    );
+    assert!(end.pool.spares <= 2, "{end:?}");
     assert_eq!(end.logins_on_outgoing_token, 0, "{end:?}");
     pool.close();
 }
@@ -100,6 +108,8 @@ async fn min_connections_are_ready_at_build_after_idle_rotations_and_after_sessi
     show("after idling", &idle);
     assert!(idle.retired_token_age >= 4, "{idle:?}");
     assert!(idle.pool.size + idle.pool.spares >= 4, "{idle:?}");
+    // The floor and one replacement ahead, no more.
+    assert!(idle.pool.size + idle.pool.spares <= 5, "{idle:?}");
     assert_eq!(burst(&pool, 4).await, 0, "{:?}", pool.stats());
 
     // Every session is killed (a server restart, a failover): the floor comes back in
