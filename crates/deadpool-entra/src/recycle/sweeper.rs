@@ -172,13 +172,8 @@ fn replenish(
 
 /// Drops idle connections that are closed, or due by `horizon` while a replacement can
 /// log in (as seen at `now`) and a spare is ready to take their place (or none can be
-/// made); returns how many.
-fn sweep(
-    shared: &Shared,
-    inner: &deadpool_postgres::Pool,
-    now: Instant,
-    horizon: Instant,
-) -> usize {
+/// made).
+fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon: Instant) {
     let gate = shared.gate(now);
     let mut reasons: Vec<RetireReason> = Vec::new();
     let live = shared.conns.live();
@@ -212,13 +207,11 @@ fn sweep(
         map.retain(|_, i| i.alive.strong_count() > 0);
         result.removed
     };
-    let n = removed.len();
     drop(removed);
     for r in reasons {
         shared.counters.count_retired(r, 1);
         tracing::debug!(target: "deadpool_entra", reason = r.as_str(), idle = true, "connection retired");
     }
-    n
 }
 
 /// Warns once when sessions start serving past their token's expiry, and says once when
