@@ -32,6 +32,12 @@ fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     found
 }
 
+/// `GET /notes`, which must succeed.
+async fn list_notes(http: &reqwest::Client, base: &str) {
+    let res = http.get(format!("{base}/notes")).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+}
+
 async fn scrape(http: &reqwest::Client, base: &str) -> String {
     let res = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert!(res.status().is_success());
@@ -82,14 +88,7 @@ async fn metrics_move_across_a_token_rotation() {
 
         // Some requests, then the first scrape.
         for _ in 0..10 {
-            assert!(
-                http.get(format!("{base}/notes"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .is_success()
-            );
+            list_notes(&http, &base).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = scrape(&http, &base).await;
@@ -108,14 +107,7 @@ async fn metrics_move_across_a_token_rotation() {
         // Requests across more than two token lifetimes.
         let until = tokio::time::Instant::now() + LIFETIME * 2 + Duration::from_secs(2);
         while tokio::time::Instant::now() < until {
-            assert!(
-                http.get(format!("{base}/notes"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .is_success()
-            );
+            list_notes(&http, &base).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let after = scrape(&http, &base).await;

@@ -192,21 +192,13 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
                         (None, Some(s)) => builder.token_source(s),
                         (None, None) => builder,
                     };
-                    builder
+                    let builder = builder
                         .host(emu.pg_host())
                         .port(port)
                         .dbname(emu.database())
                         .user(mi_user.clone())
-                        .ssl_root_cert(emu.ca_cert_path())
-                        .max_size(args.max_size)
-                        .min_connections(args.min_connections)
-                        .wait_timeout(Some(args.wait_timeout))
-                        .recycle_policy(deadpool_entra::RecyclePolicy {
-                            retire_without_replacement: args.retire_without_replacement,
-                            ..Default::default()
-                        })
-                        .lazy(args.cold)
-                        .build()
+                        .ssl_root_cert(emu.ca_cert_path());
+                    with_ours_settings(builder, args).build()
                 };
                 let (pool, others) = match &provider {
                     Some(_) => {
@@ -348,16 +340,7 @@ async fn setup_env(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
             PoolKind::Ours => {
                 let cfg = deadpool_entra::Config::from_env()
                     .map_err(|e| format!("configuration from the environment: {e}"))?;
-                let pool = cfg
-                    .builder()
-                    .max_size(args.max_size)
-                    .min_connections(args.min_connections)
-                    .wait_timeout(Some(args.wait_timeout))
-                    .recycle_policy(deadpool_entra::RecyclePolicy {
-                        retire_without_replacement: args.retire_without_replacement,
-                        ..Default::default()
-                    })
-                    .lazy(args.cold)
+                let pool = with_ours_settings(cfg.builder(), args)
                     .build()
                     .await
                     .map_err(|e| format!("building deadpool-entra's pool: {e}"))?;
@@ -407,4 +390,20 @@ async fn setup_env(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String> {
         details: serde_json::json!({ "emulator": false, "host": settings.host, "port": settings.port }),
         emulator: None,
     })
+}
+
+/// The settings `churn` gives our pool, whatever the target.
+fn with_ours_settings(
+    builder: deadpool_entra::PoolBuilder,
+    args: &Args,
+) -> deadpool_entra::PoolBuilder {
+    builder
+        .max_size(args.max_size)
+        .min_connections(args.min_connections)
+        .wait_timeout(Some(args.wait_timeout))
+        .recycle_policy(deadpool_entra::RecyclePolicy {
+            retire_without_replacement: args.retire_without_replacement,
+            ..Default::default()
+        })
+        .lazy(args.cold)
 }
