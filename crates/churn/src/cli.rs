@@ -91,6 +91,13 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub token_cache_window: Option<Duration>,
 
+    /// Scale ours' timings (`refresh_before_expiry`, `token_margin`, `token_spread`,
+    /// `sweep_interval`) to `--token-lifetime` as their defaults stand to an hour-long
+    /// token. Without it, a token shorter than 9 minutes is refreshed at half its life,
+    /// so each connection logs in about once per half token life.
+    #[arg(long)]
+    pub azure_proportions: bool,
+
     /// How long a checkout may wait before it counts as an error.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub wait_timeout: Duration,

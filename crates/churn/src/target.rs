@@ -182,7 +182,7 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
                     deadpool_entra::TokenProvider::new(
                         source.clone(),
                         deadpool_entra::DEFAULT_SCOPE,
-                        deadpool_entra::RefreshPolicy::default(),
+                        refresh_timings(args),
                     )
                 });
                 let build = |port: u16, source: Option<Arc<dyn deadpool_entra::TokenSource>>| {
@@ -397,13 +397,50 @@ fn with_ours_settings(
     builder: deadpool_entra::PoolBuilder,
     args: &Args,
 ) -> deadpool_entra::PoolBuilder {
-    builder
+    let builder = builder
         .max_size(args.max_size)
         .min_connections(args.min_connections)
         .wait_timeout(Some(args.wait_timeout))
         .recycle_policy(deadpool_entra::RecyclePolicy {
             retire_without_replacement: args.retire_without_replacement,
-            ..Default::default()
+            ..recycle_timings(args)
         })
-        .lazy(args.cold)
+        .lazy(args.cold);
+    match azure_scale(args) {
+        Some(_) => builder.refresh_policy(refresh_timings(args)),
+        None => builder,
+    }
+}
+
+/// The fraction of an hour that `--token-lifetime` is, with `--azure-proportions`.
+fn azure_scale(args: &Args) -> Option<f64> {
+    let hour = Duration::from_secs(3600);
+    args.azure_proportions
+        .then(|| args.token_lifetime.as_secs_f64() / hour.as_secs_f64())
+}
+
+/// The default recycle timings, scaled by [`azure_scale`].
+fn recycle_timings(args: &Args) -> deadpool_entra::RecyclePolicy {
+    let d = deadpool_entra::RecyclePolicy::default();
+    match azure_scale(args) {
+        Some(k) => deadpool_entra::RecyclePolicy {
+            token_margin: d.token_margin.mul_f64(k),
+            token_spread: d.token_spread.mul_f64(k),
+            sweep_interval: d.sweep_interval.mul_f64(k),
+            ..d
+        },
+        None => d,
+    }
+}
+
+/// The default refresh timings, scaled by [`azure_scale`].
+fn refresh_timings(args: &Args) -> deadpool_entra::RefreshPolicy {
+    let d = deadpool_entra::RefreshPolicy::default();
+    match azure_scale(args) {
+        Some(k) => deadpool_entra::RefreshPolicy {
+            refresh_before_expiry: d.refresh_before_expiry.mul_f64(k),
+            ..d
+        },
+        None => d,
+    }
 }

@@ -4,6 +4,7 @@
 //! Enforced at checkout (`pre_recycle` hook, [`table`]) and by a background sweeper
 //! ([`sweeper`]), which also has replacements logged in ahead of need ([`spares`]).
 
+pub(crate) mod first_due;
 pub(crate) mod gate;
 pub(crate) mod spares;
 pub(crate) mod sweeper;

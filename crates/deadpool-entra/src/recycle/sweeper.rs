@@ -204,7 +204,7 @@ fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon
             map.remove(&key(w));
         }
         // Forget connections that left the pool some other way.
-        map.retain(|_, i| i.alive.strong_count() > 0);
+        shared.conns.settle(&mut map);
         result.removed
     };
     drop(removed);

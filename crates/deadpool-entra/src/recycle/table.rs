@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::{
     RetirePlan, RetireReason,
+    first_due::FirstDue,
     gate::{Decision, decide},
 };
 use crate::{connect::GET_CONTEXT, pool::Shared};
@@ -28,8 +29,11 @@ pub(crate) struct ConnInfo {
 /// cache (unique while the connection lives; entries of dead connections are swept).
 #[derive(Default)]
 pub(crate) struct ConnTable {
-    // Read on every checkout, written on every login and retirement: a read-mostly lock.
+    // Read on checkouts that may meet a due connection, written on every login and
+    // retirement: a read-mostly lock.
     map: RwLock<HashMap<usize, ConnInfo>>,
+    /// Lets checkouts before the first due time skip the lock.
+    first_due: FirstDue,
 }
 
 pub(crate) fn key(w: &ClientWrapper) -> usize {
@@ -46,13 +50,26 @@ impl ConnTable {
     }
 
     fn insert(&self, w: &ClientWrapper, plan: RetirePlan, created: Instant) {
-        self.write().insert(
+        let mut map = self.write();
+        map.insert(
             key(w),
             ConnInfo {
                 alive: Arc::downgrade(&w.statement_cache),
                 plan,
                 created,
             },
+        );
+        self.first_due.lower_to(plan.earliest.map(|(t, _)| t));
+    }
+
+    /// Forgets connections that left the pool some other way, and sets the first due
+    /// time to the remaining ones' (under the write lock `map` comes from).
+    pub(crate) fn settle(&self, map: &mut HashMap<usize, ConnInfo>) {
+        map.retain(|_, i| i.alive.strong_count() > 0);
+        self.first_due.set(
+            map.values()
+                .filter_map(|i| i.plan.earliest.map(|(t, _)| t))
+                .min(),
         );
     }
 
@@ -82,9 +99,12 @@ impl ConnTable {
         self.write().remove(&key(w));
     }
 
-    /// The connection's plan, if it is scheduled to retire by `at` (the fast path: one
-    /// read lock, no gate).
+    /// The connection's plan, if it is scheduled to retire by `at` (the fast path: an
+    /// atomic load before the first due time, one read lock after it, no gate).
     fn scheduled_by(&self, w: &ClientWrapper, at: Instant) -> Option<RetirePlan> {
+        if !self.first_due.may_be_due(at) {
+            return None;
+        }
         let map = self.read();
         let plan = map.get(&key(w))?.plan;
         plan.earliest.filter(|(t, _)| *t <= at).map(|_| plan)
