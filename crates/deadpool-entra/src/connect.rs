@@ -332,12 +332,7 @@ async fn login(
                 .logins_failed
                 .fetch_add(1, Ordering::Relaxed);
             shared.counters.metrics.login(&took, false, login_origin());
-            let kind = match crate::error::classify_pg_ref(e, &shared.endpoint, &user) {
-                Some(Error::Login(l)) => format!("{:?}", l.kind),
-                Some(Error::Tls { .. }) => "Tls".to_owned(),
-                Some(Error::Network { .. }) => "Network".to_owned(),
-                _ => "Other".to_owned(),
-            };
+            let kind = failure_kind(crate::error::classify_pg_ref(e, &shared.endpoint, &user));
             let error = match e.as_db_error() {
                 Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
                 None => e.to_string(),
@@ -352,6 +347,16 @@ async fn login(
         }
     }
     result
+}
+
+/// The `kind` field of the "login failed" log line, from the classified error.
+fn failure_kind(classified: Option<Error>) -> String {
+    match classified {
+        Some(Error::Login(l)) => format!("{:?}", l.kind),
+        Some(Error::Tls { .. }) => "Tls".to_owned(),
+        Some(Error::Network { .. }) => "Network".to_owned(),
+        _ => "Other".to_owned(),
+    }
 }
 
 /// Whole seconds from `now` to `at`: negative when `at` has passed.
@@ -406,7 +411,31 @@ pub(crate) fn no_user_error() -> ConfigError {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::secs_until;
+    use super::{failure_kind, secs_until};
+    use crate::{Error, LoginError, LoginErrorKind};
+
+    #[test]
+    fn the_login_failed_line_names_the_kind_of_failure() {
+        let login = Error::Login(LoginError {
+            kind: LoginErrorKind::UnknownRole,
+            server_message: "role \"x\" does not exist".into(),
+            sqlstate: "28000".into(),
+            user: "x".into(),
+        });
+        assert_eq!(failure_kind(Some(login)), "UnknownRole");
+        let tls = Error::Tls {
+            endpoint: "h:5432".into(),
+            cause: "bad cert".into(),
+        };
+        assert_eq!(failure_kind(Some(tls)), "Tls");
+        let net = Error::Network {
+            endpoint: "h:5432".into(),
+            cause: "refused".into(),
+        };
+        assert_eq!(failure_kind(Some(net)), "Network");
+        assert_eq!(failure_kind(Some(Error::Closed)), "Other");
+        assert_eq!(failure_kind(None), "Other");
+    }
 
     #[test]
     fn seconds_until_a_wall_clock_time_are_negative_once_it_passed() {

@@ -127,6 +127,8 @@ async fn trace_output_of_a_pool_lifecycle_never_contains_the_token() {
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("token acquired"), "capture works: {logs}");
     assert!(logs.contains("token fetch failed"), "{logs}");
+    // The failed login says what kind of failure it was (nobody listens on the port).
+    assert!(logs.contains("kind=Network"), "{logs}");
     // Logins carry OpenTelemetry's database attributes; token fetches have their own span.
     assert!(logs.contains("db.system.name=\"postgresql\""), "{logs}");
     assert!(logs.contains("server.address=\"127.0.0.1\""), "{logs}");
