@@ -57,6 +57,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// What the pool's sessions (connections and spares) are doing at `now`, given `gate`.
+    pub(crate) fn survey(&self, gate: &Gate, now: Instant) -> recycle::table::Survey {
+        let mut s = recycle::table::Survey::default();
+        self.conns.survey_into(&mut s, gate, now);
+        self.spares.survey_into(&mut s, gate, now);
+        s
+    }
+
     /// Whether a replacement could log in, as seen at `now`.
     pub(crate) fn gate(&self, now: Instant) -> Gate {
         Gate {
@@ -303,7 +311,7 @@ impl Pool {
 
     /// The degraded-but-serving state at `now`.
     fn degraded(&self, now: Instant) -> Degraded {
-        let survey = self.shared.conns.survey(&self.shared.gate(now), now);
+        let survey = self.shared.survey(&self.shared.gate(now), now);
         Degraded {
             overdue: survey.overdue,
             sessions_past_token_expiry: survey.past_token_expiry,

@@ -191,9 +191,10 @@ pub struct Stats {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Degraded {
-    /// Connections due for retirement and still serving.
+    /// Sessions (pooled connections and spares) due for retirement and still serving.
     pub overdue: usize,
-    /// Sessions whose login token has expired (still serving).
+    /// Sessions (pooled connections and spares) whose login token has expired (still
+    /// serving).
     pub sessions_past_token_expiry: usize,
     /// Seconds until the oldest token a live session logged in with expires (negative:
     /// expired that long ago).

@@ -150,3 +150,59 @@ async fn min_connections_larger_than_max_size_is_a_configuration_error() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spares_past_their_tokens_expiry_count_as_degraded_sessions() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use deadpool_entra::{FnSource, Token, TokenSourceError};
+
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let failing = Arc::new(AtomicBool::new(false));
+    let (e, f, p) = (emu.clone(), failing.clone(), mi.clone());
+    let src = FnSource::new("OutageTokens", move |scope| {
+        let r = if f.load(Ordering::SeqCst) {
+            Err(TokenSourceError::new("identity endpoint down"))
+        } else {
+            Ok(Token::expiring_in(
+                e.issue_token(&p, &scope, LIFETIME),
+                LIFETIME,
+            ))
+        };
+        async move { r }
+    });
+    let pool = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(4)
+        .min_connections(2)
+        .recycle_policy(RecyclePolicy {
+            sweep_interval: Duration::from_millis(200),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    // Idle while tokens rotate: retired connections leave spares in their place.
+    tokio::time::sleep(LIFETIME * 3 / 2).await;
+    show("after idling", &pool.stats());
+    // The identity endpoint goes down until every session's token has expired.
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(LIFETIME + Duration::from_secs(1)).await;
+    let s = pool.stats();
+    show("past expiry", &s);
+    let sessions = s.pool.size + s.pool.spares;
+    assert!(sessions >= 2, "the floor holds through the outage: {s:?}");
+    assert_eq!(
+        s.degraded.sessions_past_token_expiry, sessions,
+        "every session, spares too, is past its token's expiry: {s:?}"
+    );
+    // The endpoint is back: every session is replaced and none is past expiry.
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(LIFETIME).await;
+    let s = pool.stats();
+    show("recovered", &s);
+    assert_eq!(s.degraded.sessions_past_token_expiry, 0, "{s:?}");
+    pool.close();
+}

@@ -25,6 +25,7 @@ use tokio_postgres::Client as PgClient;
 use super::{
     RetirePlan, RetireReason,
     gate::{Decision, Gate, decide},
+    table::Survey,
 };
 use crate::{
     connect::{GET_CONTEXT, GetContext, LoginRecord, Origin, connect_with_token},
@@ -166,6 +167,14 @@ impl Spares {
         }
         drop(dropped);
         gone
+    }
+
+    /// Counts the ready spares into `s`: they are sessions too, and may be the only ones
+    /// an idle pool has.
+    pub(crate) fn survey_into(&self, s: &mut Survey, gate: &Gate, now: Instant) {
+        for spare in lock(&self.ready).iter() {
+            s.count(&spare.plan, gate, now);
+        }
     }
 
     /// Drops every spare (the pool closed).

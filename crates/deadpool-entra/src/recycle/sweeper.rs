@@ -107,7 +107,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
             }
             replenish(&shared, &inner, &gate, now, interval);
             sample_metrics(&shared, &inner, now);
-            let survey = shared.conns.survey(&gate, now);
+            let survey = shared.survey(&gate, now);
             report_past_expiry(&shared, &survey, &mut state, now);
             maybe_probe(&shared, &mut state, now);
         }

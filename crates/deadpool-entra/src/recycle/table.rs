@@ -194,22 +194,27 @@ pub(crate) struct Survey {
     pub(crate) oldest_token_expiry: Option<Instant>,
 }
 
-impl ConnTable {
-    /// Counts what the live connections are doing at `now`, given `gate`.
-    pub(crate) fn survey(&self, gate: &super::gate::Gate, now: Instant) -> Survey {
-        let map = self.read();
-        let mut s = Survey::default();
-        for info in map.values().filter(|i| i.alive.strong_count() > 0) {
-            if matches!(decide(&info.plan, gate, now), Decision::Overdue(_)) {
-                s.overdue += 1;
-            }
-            if let Some(e) = info.plan.token_expiry {
-                if e <= now {
-                    s.past_token_expiry += 1;
-                }
-                s.oldest_token_expiry = Some(s.oldest_token_expiry.map_or(e, |o| o.min(e)));
-            }
+impl Survey {
+    /// Counts one session with retirement plan `plan`.
+    pub(crate) fn count(&mut self, plan: &RetirePlan, gate: &super::gate::Gate, now: Instant) {
+        if matches!(decide(plan, gate, now), Decision::Overdue(_)) {
+            self.overdue += 1;
         }
-        s
+        if let Some(e) = plan.token_expiry {
+            if e <= now {
+                self.past_token_expiry += 1;
+            }
+            self.oldest_token_expiry = Some(self.oldest_token_expiry.map_or(e, |o| o.min(e)));
+        }
+    }
+}
+
+impl ConnTable {
+    /// Counts what the live connections are doing at `now`, given `gate`, into `s`.
+    pub(crate) fn survey_into(&self, s: &mut Survey, gate: &super::gate::Gate, now: Instant) {
+        let map = self.read();
+        for info in map.values().filter(|i| i.alive.strong_count() > 0) {
+            s.count(&info.plan, gate, now);
+        }
     }
 }
