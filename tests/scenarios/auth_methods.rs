@@ -393,3 +393,109 @@ async fn azure_cli_user_is_derived_from_the_token_when_none_is_configured() {
     check_done(done);
     assert_eq!(done["current_user"], emu.default_user(), "{done}");
 }
+
+/// The variables of `env` with `key` set to `value`.
+fn with_var(mut env: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
+    env
+}
+
+/// A service principal's secret from the environment (`AZURE_TENANT_ID`,
+/// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`): the chain's
+/// `EnvironmentCredential` link, the real `ClientSecretCredential`, against the emulator's
+/// Entra authority over HTTPS; the pool logs in as the service principal's role. A wrong
+/// secret is refused with Entra's code, named in the chain's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_principal_secret_from_the_environment() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("service_principal", &emu);
+    let sp = emu
+        .add_service_principal("ci-deployer")
+        .await
+        .expect("service principal");
+    record_secret(&sp.secret);
+    let outcome = run_child(
+        APP,
+        &emu.service_principal_env(&sp),
+        Duration::from_secs(90),
+    )
+    .await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert_eq!(done["credential"], "EnvironmentCredential", "{done}");
+    assert_eq!(done["current_user"], "ci-deployer");
+    let c = emu.counters();
+    assert!(c.tokens_issued_authority >= 1, "{c:?}");
+    assert_eq!(
+        c.tokens_issued_app_service + c.tokens_issued_cli,
+        0,
+        "{c:?}"
+    );
+
+    // A wrong secret, and no other link that could answer (no `az` on PATH): the build
+    // fails with the chain's error, which names Entra's refusal.
+    let env = with_var(
+        emu.service_principal_env(&sp),
+        "AZURE_CLIENT_SECRET",
+        "not-the-secret",
+    );
+    let env = with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("wrong secret: {outcome:?}"));
+    let err = outcome.last("BUILD_ERROR").expect("the build failed");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert_eq!(err["kind"], "token", "{err}");
+    assert!(display.contains("EnvironmentCredential"), "{display}");
+    assert!(display.contains("AADSTS7000215"), "{display}");
+    assert!(!display.contains("not-the-secret"), "{display}");
+    assert_eq!(err["jwt_shaped_in_logs"], false);
+}
+
+/// Workload identity from the environment (`AZURE_FEDERATED_TOKEN_FILE`, as AKS
+/// projects it): the chain's `WorkloadIdentityCredential` link trades the file's token
+/// for an Entra token of the user-assigned identity it is federated with; the pool logs
+/// in as that identity. A token of a subject without a federated credential is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_from_the_environment() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("workload_identity", &emu);
+    let mi = emu
+        .add_identity(entra_emulator::IdentitySpec::user_assigned("aks-workload"))
+        .await
+        .expect("identity");
+    let subject = "system:serviceaccount:default:app";
+    emu.add_federated_credential(&mi.client_id, subject)
+        .expect("federated credential");
+    let file = emu.write_federated_token_file(subject).expect("token file");
+    let env = emu.workload_identity_env(&mi.name, &mi.client_id, &file);
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert_eq!(done["credential"], "WorkloadIdentityCredential", "{done}");
+    assert_eq!(done["current_user"], "aks-workload");
+    let c = emu.counters();
+    assert!(c.tokens_issued_authority >= 1, "{c:?}");
+    assert_eq!(
+        c.tokens_issued_app_service + c.tokens_issued_cli,
+        0,
+        "{c:?}"
+    );
+
+    // The service account of another workload has no federated credential.
+    let other = emu
+        .write_federated_token_file("system:serviceaccount:default:other")
+        .expect("token file");
+    let env = emu.workload_identity_env(&mi.name, &mi.client_id, &other);
+    let env = with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("other subject: {outcome:?}"));
+    let err = outcome.last("BUILD_ERROR").expect("the build failed");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert!(display.contains("WorkloadIdentityCredential"), "{display}");
+    assert!(display.contains("AADSTS700213"), "{display}");
+}

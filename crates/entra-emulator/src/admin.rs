@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::state::{Principal, PrincipalKind, Shared};
 use crate::{
-    Error, IdentitySpec, ManagedIdentity, OSSRDBMS_RESOURCE, RESOURCE_GROUP, SUBSCRIPTION_ID, guid,
-    pgwire, token,
+    Error, FederatedCredential, IdentitySpec, ManagedIdentity, OSSRDBMS_RESOURCE, RESOURCE_GROUP,
+    SUBSCRIPTION_ID, ServicePrincipal, guid, pgwire, token,
 };
 
 /// A cheap handle used by the admin API and the [`Emulator`] methods.
@@ -123,6 +123,59 @@ impl Admin {
         Ok(oid)
     }
 
+    pub(crate) async fn add_service_principal(
+        &self,
+        name: &str,
+    ) -> Result<ServicePrincipal, Error> {
+        if self.taken(name) {
+            return Err(Error::Principal(format!("{name:?} is already registered")));
+        }
+        let sp = ServicePrincipal {
+            name: name.to_owned(),
+            client_id: guid(),
+            object_id: guid(),
+            // Entra's generated secrets are 40 characters.
+            secret: crate::random_hex(20),
+        };
+        self.create_role(
+            &sp.name,
+            &format!("aadauth,oid={},type=service", sp.object_id),
+        )
+        .await?;
+        self.register(&sp.name, PrincipalKind::App(sp.clone()));
+        Ok(sp)
+    }
+
+    /// Trusts tokens from the emulator's OIDC issuer for `subject` as the app or
+    /// user-assigned managed identity `client_id`.
+    pub(crate) fn add_federated_credential(
+        &self,
+        client_id: &str,
+        subject: &str,
+    ) -> Result<FederatedCredential, Error> {
+        let mut reg = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match reg.by_client_id(client_id) {
+            Some((_, p)) if !matches!(&p.kind, PrincipalKind::Identity(mi) if !mi.user_assigned) => {
+            }
+            _ => {
+                return Err(Error::Principal(format!(
+                    "no app or user-assigned managed identity has client id {client_id:?}"
+                )));
+            }
+        }
+        let fc = FederatedCredential {
+            client_id: client_id.to_owned(),
+            issuer: self.shared.oidc_issuer.clone(),
+            subject: subject.to_owned(),
+        };
+        reg.federated.push(fc.clone());
+        Ok(fc)
+    }
+
     pub(crate) async fn add_password_role(&self, role: &str, password: &str) -> Result<(), Error> {
         if self
             .shared
@@ -173,22 +226,7 @@ impl Admin {
             .cloned();
         let unknown_oid;
         let subject = match &p {
-            Some(Principal {
-                kind: PrincipalKind::Identity(mi),
-            }) => token::Subject {
-                object_id: &mi.object_id,
-                app_id: &mi.client_id,
-                upn: None,
-                mi_resource_id: Some(mi.resource_id.as_str()),
-            },
-            Some(Principal {
-                kind: PrincipalKind::User { upn, object_id },
-            }) => token::Subject {
-                object_id,
-                app_id: token::AZURE_CLI_APP_ID,
-                upn: Some(upn),
-                mi_resource_id: None,
-            },
+            Some(p) => p.subject(),
             None => {
                 // Not registered: a valid token for a principal the server does not know.
                 unknown_oid = guid();

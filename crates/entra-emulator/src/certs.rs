@@ -1,5 +1,5 @@
-//! The emulator's CA and the front's server certificate (rcgen), and the rustls server
-//! configuration.
+//! The emulator's CA and the server certificate of the front and the authority (rcgen),
+//! and their rustls server configurations.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +13,8 @@ pub(crate) struct Tls {
     pub(crate) server_cert: PathBuf,
     pub(crate) server_key: PathBuf,
     pub(crate) server_config: Arc<rustls::ServerConfig>,
+    /// The same certificate, with HTTP/1.1 as its application protocol (the authority).
+    pub(crate) https_config: Arc<rustls::ServerConfig>,
 }
 
 pub(crate) fn make_tls(root: &Path) -> Result<Tls, Error> {
@@ -69,11 +71,14 @@ pub(crate) fn make_tls(root: &Path) -> Result<Tls, Error> {
             rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .map_err(|e| Error::Crypto(e.to_string()))?;
+    let mut https = cfg.clone();
+    https.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(Tls {
         ca_cert: ca_path,
         server_cert: cert_path,
         server_key: key_path,
         server_config: Arc::new(cfg),
+        https_config: Arc::new(https),
     })
 }

@@ -72,7 +72,7 @@ fn error_json(status: StatusCode, code: &str, msg: &str) -> Response {
 }
 
 /// Faults common to both identity endpoints. `Some(response)` = refused.
-async fn identity_faults(shared: &Shared) -> Option<Response> {
+pub(crate) async fn identity_faults(shared: &Shared) -> Option<Response> {
     bump(&shared.counters.identity_requests);
     let refuse = |r: Response| {
         bump(&shared.counters.identity_requests_refused);
@@ -420,6 +420,10 @@ async fn list_principals(State(a): State<Admin>) -> Response {
                 "object_id": mi.object_id, "resource_id": mi.resource_id, "user_assigned": mi.user_assigned,
             }),
             PrincipalKind::User { upn, object_id } => json!({"kind": "user", "name": upn, "role": upn, "object_id": object_id}),
+            PrincipalKind::App(sp) => json!({
+                "kind": "service_principal", "name": sp.name, "role": sp.name,
+                "client_id": sp.client_id, "object_id": sp.object_id,
+            }),
         })
         .collect();
     list.extend(

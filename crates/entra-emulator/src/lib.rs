@@ -31,6 +31,8 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod apps;
+mod authority;
 mod az;
 mod builder;
 mod certs;
@@ -38,6 +40,7 @@ mod cluster;
 mod error;
 mod front;
 mod http;
+mod https;
 mod identity;
 mod ids;
 mod issued;
@@ -53,6 +56,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use admin::{Admin, check_name};
+pub use apps::{FEDERATION_AUDIENCE, FederatedCredential, ServicePrincipal};
 use az::write_az;
 pub use builder::EmulatorBuilder;
 use certs::make_tls;
@@ -124,6 +128,7 @@ pub struct Emulator {
     front_port: u16,
     replica_port: u16,
     identity_port: u16,
+    authority_port: u16,
     admin_port: u16,
     database: String,
     default_identity: ManagedIdentity,
@@ -164,8 +169,11 @@ impl Emulator {
         // Certificates.
         let tls = make_tls(&root)?;
 
-        // Keys and cluster in parallel: RSA generation takes a moment.
-        let signer = tokio::task::spawn_blocking(token::Signer::new);
+        // Keys and cluster in parallel: RSA generation takes a moment. Entra's key signs
+        // access tokens; the OIDC issuer's key signs federated tokens (workload identity).
+        let signer = tokio::task::spawn_blocking(|| {
+            Ok::<_, Error>((token::Signer::new()?, token::Signer::new()?))
+        });
         let cluster = Cluster::start(
             &root,
             b.cluster_tls
@@ -173,7 +181,7 @@ impl Emulator {
             b.max_connections,
         )
         .await?;
-        let signer = signer
+        let (signer, federation) = signer
             .await
             .map_err(|e| Error::Setup(format!("key task failed: {e}")))??;
 
@@ -188,6 +196,7 @@ impl Emulator {
         let identity_header = random_hex(32);
         let shared = Arc::new(Shared::new(
             signer,
+            federation,
             identity_header.clone(),
             b.token_lifetime,
             b.default_identity.clone(),
@@ -215,6 +224,8 @@ impl Emulator {
             Ok::<_, Error>(l)
         };
         let identity_listener = bind("identity endpoints")?;
+        let authority_listener = bind("Entra authority")?;
+        let authority_port = port_of_early(&authority_listener);
         let admin_listener = bind("admin API")?;
         let front_listener = bind("PostgreSQL front")?;
         let replica_listener = bind("PostgreSQL read-replica front")?;
@@ -250,6 +261,7 @@ impl Emulator {
             front_port,
             replica_port,
             identity_port,
+            authority_port,
             admin_port,
             database: b.database.clone(),
             default_identity: ManagedIdentity {
@@ -302,6 +314,21 @@ impl Emulator {
             .socket_dir
             .join(format!(".s.PGSQL.{}", emu.admin.port));
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
+        // The authority is `https://localhost:P`: served on ::1 too when IPv6 is up (as the
+        // front is), so that nothing else answers there.
+        let authority_v6 =
+            std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, authority_port))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .ok();
+        let https_acceptor = tokio_rustls::TlsAcceptor::from(tls.https_config.clone());
+        let mut authority_tasks = Vec::new();
+        for l in std::iter::once(authority_listener).chain(authority_v6) {
+            let (shared, acceptor) = (shared.clone(), https_acceptor.clone());
+            authority_tasks.push(runtime.handle().spawn(async move {
+                let router = authority::router(shared.clone());
+                https::serve(tokio_listener(l), acceptor, router, shared).await;
+            }));
+        }
         let front = Arc::new(front::Front {
             shared: shared.clone(),
             acceptor: acceptor.clone(),
@@ -320,6 +347,7 @@ impl Emulator {
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .ok();
         let mut tasks = vec![id_task, admin_task];
+        tasks.extend(authority_tasks);
         if let Some(l) = front_v6 {
             let front = front.clone();
             tasks.push(
@@ -369,6 +397,17 @@ impl Emulator {
     /// The App Service managed identity endpoint (`http://127.0.0.1:P/msi/token`).
     pub fn identity_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/msi/token", self.identity_port)
+    }
+    /// The Entra authority (`https://localhost:P`): `AZURE_AUTHORITY_HOST` for
+    /// `ClientSecretCredential` and `WorkloadIdentityCredential`. Its certificate is
+    /// signed by [`Emulator::ca_cert_path`]'s CA, which the credentials trust through
+    /// `SSL_CERT_FILE` (see [`Emulator::service_principal_env`]).
+    pub fn authority_host(&self) -> String {
+        format!("https://localhost:{}", self.authority_port)
+    }
+    /// The OIDC issuer whose tokens federated credentials trust (as an AKS cluster's).
+    pub fn oidc_issuer(&self) -> &str {
+        &self.admin.shared.oidc_issuer
     }
     /// The secret `X-IDENTITY-HEADER` value.
     pub fn identity_header(&self) -> &str {
@@ -461,6 +500,96 @@ impl Emulator {
     /// Register a user (UPN) and create its role.
     pub async fn add_user(&self, upn: &str) -> Result<(), Error> {
         self.admin.add_user(upn, None).await.map(|_| ())
+    }
+    /// Register a service principal (an app registration with a generated client
+    /// secret) and create its role, named `name`.
+    pub async fn add_service_principal(&self, name: &str) -> Result<ServicePrincipal, Error> {
+        self.admin.add_service_principal(name).await
+    }
+    /// Trust tokens from [`Emulator::oidc_issuer`] for `subject` as the app or
+    /// user-assigned managed identity with this client id (a federated identity
+    /// credential, as AKS workload identity sets up).
+    pub fn add_federated_credential(
+        &self,
+        client_id: &str,
+        subject: &str,
+    ) -> Result<FederatedCredential, Error> {
+        self.admin.add_federated_credential(client_id, subject)
+    }
+    /// A token of [`Emulator::oidc_issuer`] for `subject` (audience
+    /// [`FEDERATION_AUDIENCE`]), as the Kubernetes service account token that AKS
+    /// projects into `AZURE_FEDERATED_TOKEN_FILE`.
+    pub fn federated_token(&self, subject: &str, lifetime: Duration) -> String {
+        let now = token::now_secs();
+        let shared = &self.admin.shared;
+        shared.federation.sign(&serde_json::json!({
+            "aud": [FEDERATION_AUDIENCE],
+            "iss": shared.oidc_issuer,
+            "sub": subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime.as_secs().max(1),
+            "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": subject.rsplit(':').next().unwrap_or(subject)}},
+        }))
+    }
+    /// Writes [`Emulator::federated_token`] (valid for a day) to a file under the
+    /// emulator's directory, for `AZURE_FEDERATED_TOKEN_FILE`; returns its path.
+    pub fn write_federated_token_file(&self, subject: &str) -> Result<PathBuf, Error> {
+        let path = self.root.join(format!("federated-token-{}", random_hex(8)));
+        std::fs::write(
+            &path,
+            self.federated_token(subject, Duration::from_secs(86_400)),
+        )
+        .map_err(|e| Error::io("cannot write the federated token file", e))?;
+        Ok(path)
+    }
+    /// The environment an application authenticating as `sp` gets: the database
+    /// variables of [`Emulator::env`] without the managed identity's, the user set to
+    /// `sp`'s role, and `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
+    /// `AZURE_AUTHORITY_HOST` and `SSL_CERT_FILE` (the emulator's CA: the credentials'
+    /// HTTP client trusts the roots that file holds, and only them).
+    pub fn service_principal_env(&self, sp: &ServicePrincipal) -> Vec<(String, String)> {
+        let mut env = self.entra_app_env(&sp.name, &sp.client_id);
+        env.push(("AZURE_CLIENT_SECRET".into(), sp.secret.clone()));
+        env
+    }
+    /// The environment of a workload that authenticates with workload identity as the
+    /// app or user-assigned managed identity `name` (client id `client_id`): as
+    /// [`Emulator::service_principal_env`], with `AZURE_FEDERATED_TOKEN_FILE` instead of
+    /// a secret.
+    pub fn workload_identity_env(
+        &self,
+        name: &str,
+        client_id: &str,
+        token_file: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env = self.entra_app_env(name, client_id);
+        env.push((
+            "AZURE_FEDERATED_TOKEN_FILE".into(),
+            token_file.display().to_string(),
+        ));
+        env
+    }
+    fn entra_app_env(&self, role: &str, client_id: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env()
+            .into_iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "IDENTITY_ENDPOINT" | "IDENTITY_HEADER" | "PGUSER" | "AZURE_POSTGRESQL_USER"
+                )
+            })
+            .collect();
+        env.extend([
+            ("PGUSER".into(), role.to_owned()),
+            ("AZURE_POSTGRESQL_USER".into(), role.to_owned()),
+            ("AZURE_TENANT_ID".into(), self.tenant_id().to_owned()),
+            ("AZURE_CLIENT_ID".into(), client_id.to_owned()),
+            ("AZURE_AUTHORITY_HOST".into(), self.authority_host()),
+            ("SSL_CERT_FILE".into(), self.ca_path.display().to_string()),
+        ]);
+        env
     }
     /// Create a role that logs in through the front with a static password.
     pub async fn add_password_role(&self, role: &str, password: &str) -> Result<(), Error> {

@@ -16,6 +16,7 @@ const NONE: u64 = u64::MAX;
 pub(crate) struct AtomicCounters {
     pub tokens_issued_app_service: AtomicU64,
     pub tokens_issued_cli: AtomicU64,
+    pub tokens_issued_authority: AtomicU64,
     pub identity_requests: AtomicU64,
     pub identity_requests_refused: AtomicU64,
     pub logins_accepted: AtomicU64,
@@ -45,6 +46,9 @@ pub struct Counters {
     pub tokens_issued_app_service: u64,
     /// Tokens handed out through the fake `az` command.
     pub tokens_issued_cli: u64,
+    /// Tokens handed out by the Entra authority's token endpoint (client credentials: a
+    /// service principal's secret, or a federated token for workload identity).
+    pub tokens_issued_authority: u64,
     /// Tokens newly signed (by either identity endpoint or the admin API); a token served
     /// again from the endpoints' cache is not counted here.
     pub tokens_minted: u64,
@@ -135,6 +139,7 @@ pub(crate) struct SessionTable {
 pub(crate) enum PrincipalKind {
     Identity(crate::ManagedIdentity),
     User { upn: String, object_id: String },
+    App(crate::ServicePrincipal),
 }
 
 #[derive(Clone, Debug)]
@@ -147,6 +152,31 @@ impl Principal {
         match &self.kind {
             PrincipalKind::Identity(mi) => &mi.object_id,
             PrincipalKind::User { object_id, .. } => object_id,
+            PrincipalKind::App(sp) => &sp.object_id,
+        }
+    }
+
+    /// Who its tokens are for: the claims that name the principal.
+    pub fn subject(&self) -> crate::token::Subject<'_> {
+        match &self.kind {
+            PrincipalKind::Identity(mi) => crate::token::Subject {
+                object_id: &mi.object_id,
+                app_id: &mi.client_id,
+                upn: None,
+                mi_resource_id: Some(mi.resource_id.as_str()),
+            },
+            PrincipalKind::User { upn, object_id } => crate::token::Subject {
+                object_id,
+                app_id: crate::token::AZURE_CLI_APP_ID,
+                upn: Some(upn),
+                mi_resource_id: None,
+            },
+            PrincipalKind::App(sp) => crate::token::Subject {
+                object_id: &sp.object_id,
+                app_id: &sp.client_id,
+                upn: None,
+                mi_resource_id: None,
+            },
         }
     }
 }
@@ -157,9 +187,23 @@ pub(crate) struct Registry {
     pub principals: HashMap<String, Principal>,
     /// Static-password roles.
     pub passwords: HashMap<String, String>,
+    /// Federated identity credentials (workload identity).
+    pub federated: Vec<crate::FederatedCredential>,
 }
 
 impl Registry {
+    /// The principal (app or managed identity) whose client id is `client_id`, by name.
+    pub fn by_client_id(&self, client_id: &str) -> Option<(String, Principal)> {
+        self.principals.iter().find_map(|(name, p)| {
+            let id = match &p.kind {
+                PrincipalKind::Identity(mi) => &mi.client_id,
+                PrincipalKind::App(sp) => &sp.client_id,
+                PrincipalKind::User { .. } => return None,
+            };
+            (id == client_id).then(|| (name.clone(), p.clone()))
+        })
+    }
+
     pub fn identity_by(
         &self,
         f: impl Fn(&crate::ManagedIdentity) -> bool,
@@ -186,6 +230,11 @@ pub(crate) struct Shared {
     sessions: Mutex<SessionTable>,
     pub registry: RwLock<Registry>,
     pub signer: Signer,
+    /// The key of the OIDC issuer that signs federated tokens (a Kubernetes cluster's
+    /// service account tokens): not Entra's key.
+    pub federation: Signer,
+    /// That issuer's URL, the `iss` of its tokens.
+    pub oidc_issuer: String,
     pub issued: crate::issued::IssuedTokens,
     pub rate_limit: crate::rate_limit::RateLimit,
     default_token_cache: bool,
@@ -199,6 +248,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(
         signer: Signer,
+        federation: Signer,
         identity_header: String,
         token_lifetime: Duration,
         default_identity: String,
@@ -224,6 +274,12 @@ impl Shared {
             }),
             registry: RwLock::new(Registry::default()),
             signer,
+            federation,
+            oidc_issuer: format!(
+                "https://oidc.prod-aks.entra-emulator.invalid/{}/{}/",
+                crate::TENANT_ID,
+                crate::guid()
+            ),
             issued: crate::issued::IssuedTokens::new(token_cache, None),
             rate_limit: crate::rate_limit::RateLimit::default(),
             default_token_cache: token_cache,
@@ -319,6 +375,7 @@ impl Shared {
         Counters {
             tokens_issued_app_service: l(&c.tokens_issued_app_service),
             tokens_issued_cli: l(&c.tokens_issued_cli),
+            tokens_issued_authority: l(&c.tokens_issued_authority),
             tokens_minted: self.issued.minted(),
             token_cache_hits: l(&self.issued.cache_hits),
             identity_requests_rate_limited: l(&c.identity_requests_rate_limited),

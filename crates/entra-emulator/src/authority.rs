@@ -1,0 +1,241 @@
+//! The Entra authority's token endpoint, `POST /{tenant}/oauth2/v2.0/token`, for the
+//! client credentials grant as `azure_identity`'s `ClientSecretCredential` and
+//! `WorkloadIdentityCredential` send it: a service principal's secret, or a federated
+//! token (client assertion) from a trusted issuer. Served over HTTPS only (the
+//! credentials refuse an authority that is not), by [`crate::https`].
+//!
+//! Like Entra, and unlike the managed identity endpoints, it keeps no token cache: every
+//! request mints a token (the credentials cache on their side). Errors are Entra's JSON
+//! with its `AADSTS` codes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+
+use crate::state::{Principal, PrincipalKind, Shared, bump};
+use crate::token::{self, TokenProblem, now_secs};
+
+/// `client_assertion_type` of a JWT client assertion.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
+        .with_state(shared)
+}
+
+/// An Entra error answer: `error`, `AADSTS<code>: description`, `error_codes`.
+fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "error": error,
+            "error_description": format!("AADSTS{code}: {description}"),
+            "error_codes": [code],
+            "timestamp": crate::local_time_string(now_secs()).replace(".000000", "Z"),
+            "trace_id": crate::guid(),
+            "correlation_id": crate::guid(),
+            "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+        })),
+    )
+        .into_response()
+}
+
+async fn token_endpoint(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = crate::http::identity_faults(&shared).await {
+        return r;
+    }
+    let answer = client_credentials(&shared, &tenant, &form);
+    if answer.status() != StatusCode::OK {
+        bump(&shared.counters.identity_requests_refused);
+    }
+    answer
+}
+
+fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Response {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if tenant != shared.tenant_id {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        );
+    }
+    if field("grant_type") != "client_credentials" {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type. This endpoint serves client_credentials only.",
+        );
+    }
+    let scope = field("scope");
+    let Some(resource) = scope.strip_suffix("/.default").filter(|r| !r.is_empty()) else {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        );
+    };
+    let client_id = field("client_id");
+    let found = shared
+        .registry
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .by_client_id(client_id);
+    let Some((_, principal)) = found else {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant."
+            ),
+        );
+    };
+    let refused = match (form.get("client_secret"), form.get("client_assertion")) {
+        (Some(secret), None) => check_secret(&principal, secret),
+        (None, Some(assertion)) if field("client_assertion_type") == JWT_BEARER => {
+            check_federated(shared, client_id, assertion)
+        }
+        _ => Some(entra_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        )),
+    };
+    if let Some(r) = refused {
+        return r;
+    }
+    let now = now_secs();
+    let lifetime = shared.token_lifetime();
+    let claims = token::claims(
+        &shared.tenant_id,
+        resource,
+        &principal.subject(),
+        now,
+        lifetime,
+        &shared.issued.next_uti(),
+    );
+    bump(&shared.counters.tokens_issued_authority);
+    let expires_in = lifetime.as_secs().max(1);
+    Json(json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": shared.signer.sign(&claims),
+    }))
+    .into_response()
+}
+
+/// `None`: the secret is the service principal's.
+fn check_secret(principal: &Principal, secret: &str) -> Option<Response> {
+    match &principal.kind {
+        PrincipalKind::App(sp) if sp.secret == secret => None,
+        _ => Some(entra_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.",
+        )),
+    }
+}
+
+/// `None`: the assertion is a valid token of a federated credential of `client_id`.
+fn check_federated(shared: &Shared, client_id: &str, assertion: &str) -> Option<Response> {
+    let invalid = |code: u32, what: &str| {
+        Some(entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            code,
+            what,
+        ))
+    };
+    let claims = match shared.federation.verify(assertion) {
+        Ok(c) => c,
+        Err(TokenProblem::Expired) => {
+            return invalid(
+                700024,
+                "Client assertion is not within its valid time range.",
+            );
+        }
+        Err(TokenProblem::Invalid(why)) => {
+            // A token from an issuer this emulator does not know cannot be checked
+            // against any key: Entra names the issuer it found no record for.
+            let issuer = token::decode_claims(assertion)
+                .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            if !issuer.is_empty() && issuer != shared.oidc_issuer {
+                return invalid(
+                    700211,
+                    &format!(
+                        "No matching federated identity record found for presented assertion issuer '{issuer}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
+                    ),
+                );
+            }
+            return invalid(50027, &format!("JWT token is invalid or malformed: {why}."));
+        }
+    };
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("");
+    let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+    let mine: Vec<_> = registry
+        .federated
+        .iter()
+        .filter(|f| f.client_id == client_id)
+        .collect();
+    let issuer = text("iss");
+    if !mine.iter().any(|f| f.issuer == issuer) {
+        return invalid(
+            700211,
+            &format!(
+                "No matching federated identity record found for presented assertion issuer '{issuer}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
+            ),
+        );
+    }
+    let audience_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == crate::FEDERATION_AUDIENCE,
+        Some(Value::Array(a)) => a
+            .iter()
+            .any(|v| v.as_str() == Some(crate::FEDERATION_AUDIENCE)),
+        _ => false,
+    };
+    if !audience_ok {
+        return invalid(
+            700212,
+            &format!(
+                "No matching federated identity record found for presented assertion audience. The audience must be '{}'.",
+                crate::FEDERATION_AUDIENCE
+            ),
+        );
+    }
+    let subject = text("sub");
+    if !mine
+        .iter()
+        .any(|f| f.issuer == issuer && f.subject == subject)
+    {
+        return invalid(
+            700213,
+            &format!(
+                "No matching federated identity record found for presented assertion subject '{subject}'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
+            ),
+        );
+    }
+    None
+}

@@ -1,0 +1,243 @@
+//! The Entra authority on loopback HTTPS, by raw requests as `ClientSecretCredential` and
+//! `WorkloadIdentityCredential` send them: tokens for a service principal's secret and for
+//! a federated token, and Entra's refusals with their `AADSTS` codes. (The real
+//! credentials, which read the process environment, run against it in the scenarios of
+//! `tests/`, through the library's pool.)
+
+use std::time::Duration;
+
+use entra_emulator::{Emulator, IdentitySpec, OSSRDBMS_RESOURCE, OSSRDBMS_SCOPE, TENANT_ID};
+use serde_json::Value;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const SUBJECT: &str = "system:serviceaccount:default:app";
+
+/// An HTTPS client that trusts the emulator's CA and nothing else.
+fn https(emu: &Emulator) -> reqwest::Client {
+    let pem = std::fs::read(emu.ca_cert_path()).unwrap();
+    let ca = reqwest::Certificate::from_pem(&pem).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// POSTs `form` to the token endpoint of `tenant`; returns the status and the JSON body.
+async fn token_request(emu: &Emulator, tenant: &str, form: &[(&str, String)]) -> (u16, Value) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let r = https(emu)
+        .post(format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            emu.authority_host()
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("the authority answers over HTTPS");
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn assert_refused(what: &str, (status, body): &(u16, Value), want_status: u16, code: u32) {
+    assert_eq!(*status, want_status, "{what}: {body}");
+    assert_eq!(body["error_codes"][0], code, "{what}: {body}");
+    let text = body["error_description"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with(&format!("AADSTS{code}: ")),
+        "{what}: {body}"
+    );
+    assert!(body.get("access_token").is_none(), "{what}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_with_a_secret_and_with_a_federated_token() {
+    let emu = Emulator::builder()
+        .identity(IdentitySpec::user_assigned("aks-workload"))
+        .token_lifetime(Duration::from_secs(600))
+        .start()
+        .await
+        .expect("start");
+    let sp = emu.add_service_principal("ci-deployer").await.unwrap();
+    assert!(
+        !format!("{sp:?}").contains(&sp.secret),
+        "Debug hides the secret"
+    );
+
+    // The secret: a token for the service principal, minted on every request.
+    let secret_form = |secret: &str| {
+        vec![
+            ("client_id", sp.client_id.clone()),
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", OSSRDBMS_SCOPE.to_owned()),
+            ("client_secret", secret.to_owned()),
+        ]
+    };
+    let form = secret_form(&sp.secret);
+    let (status, body) = token_request(&emu, TENANT_ID, &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = entra_emulator::decode_claims(&token).unwrap();
+    assert_eq!(claims["aud"], OSSRDBMS_RESOURCE);
+    assert_eq!(claims["appid"], sp.client_id.as_str());
+    assert_eq!(claims["oid"], sp.object_id.as_str());
+    assert_eq!(claims["idtyp"], "app");
+    assert!(claims.get("upn").is_none() && claims.get("xms_mirid").is_none());
+    let (_, again) = token_request(&emu, TENANT_ID, &form).await;
+    assert_ne!(
+        again["access_token"],
+        token.as_str(),
+        "Entra mints per request"
+    );
+    assert_eq!(emu.counters().tokens_issued_authority, 2);
+
+    // Entra's refusals.
+    let wrong = secret_form("not-the-secret");
+    assert_refused(
+        "wrong secret",
+        &token_request(&emu, TENANT_ID, &wrong).await,
+        401,
+        7000215,
+    );
+    let mut unknown = form.clone();
+    unknown[0].1 = "00000000-0000-0000-0000-000000000bad".to_owned();
+    assert_refused(
+        "unknown client",
+        &token_request(&emu, TENANT_ID, &unknown).await,
+        400,
+        700016,
+    );
+    let mut no_default = form.clone();
+    no_default[2].1 = OSSRDBMS_RESOURCE.to_owned();
+    assert_refused(
+        "scope without /.default",
+        &token_request(&emu, TENANT_ID, &no_default).await,
+        400,
+        1002012,
+    );
+    assert_refused(
+        "another tenant",
+        &token_request(&emu, "11111111-2222-3333-4444-555555555555", &form).await,
+        400,
+        90002,
+    );
+
+    // Workload identity: a federated credential on the user-assigned identity trusts the
+    // emulator's OIDC issuer for one subject.
+    let principals: Value = reqwest::get(format!("{}/principals", emu.admin_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mi_client_id = principals
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "aks-workload")
+        .and_then(|p| p["client_id"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(
+        emu.add_federated_credential(&emu.default_identity().client_id, SUBJECT)
+            .is_err(),
+        "a system-assigned identity cannot have federated credentials"
+    );
+    emu.add_federated_credential(&mi_client_id, SUBJECT)
+        .unwrap();
+    let assertion_form = |assertion: String| {
+        vec![
+            ("client_assertion", assertion),
+            ("client_assertion_type", ASSERTION_TYPE.to_owned()),
+            ("client_id", mi_client_id.clone()),
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", OSSRDBMS_SCOPE.to_owned()),
+        ]
+    };
+    let ask = |form: Vec<(&'static str, String)>| {
+        let emu = &emu;
+        async move { token_request(emu, TENANT_ID, &form).await }
+    };
+    let file = emu.write_federated_token_file(SUBJECT).unwrap();
+    let federated = std::fs::read_to_string(&file).unwrap();
+    let (status, body) = ask(assertion_form(federated.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = entra_emulator::decode_claims(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["appid"], mi_client_id.as_str());
+    assert!(
+        claims["xms_mirid"]
+            .as_str()
+            .unwrap()
+            .ends_with("/userAssignedIdentities/aks-workload"),
+        "{claims:?}"
+    );
+
+    // Another subject, an expired token, an Entra access token (another issuer) and a
+    // tampered signature are refused.
+    let other = emu.federated_token(
+        "system:serviceaccount:default:other",
+        Duration::from_secs(60),
+    );
+    assert_refused(
+        "another subject",
+        &ask(assertion_form(other)).await,
+        400,
+        700213,
+    );
+    let entra_token = emu.issue_token("aks-workload", OSSRDBMS_RESOURCE, Duration::from_secs(60));
+    assert_refused(
+        "a token of another issuer",
+        &ask(assertion_form(entra_token)).await,
+        400,
+        700211,
+    );
+    let mut tampered = federated.clone();
+    tampered.truncate(tampered.len() - 4);
+    tampered.push_str("AAAA");
+    assert_refused(
+        "a bad signature",
+        &ask(assertion_form(tampered)).await,
+        400,
+        50027,
+    );
+    let short = emu.federated_token(SUBJECT, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_refused(
+        "an expired federated token",
+        &ask(assertion_form(short)).await,
+        400,
+        700024,
+    );
+    // A federated token is no secret: the service principal's client id with a federated
+    // token of a subject it has no credential for.
+    let mut sp_pairs = assertion_form(federated);
+    sp_pairs[2].1 = sp.client_id.clone();
+    assert_refused(
+        "no credential on the app",
+        &ask(sp_pairs).await,
+        400,
+        700211,
+    );
+
+    let c = emu.counters();
+    assert_eq!(c.tokens_issued_authority, 3, "{c:?}");
+    assert_eq!(c.identity_requests_refused, 9, "{c:?}");
+
+    // The identity outage fault closes the authority's connections too.
+    emu.faults().set_identity_outage(true);
+    let r = https(&emu)
+        .post(format!(
+            "{}/{TENANT_ID}/oauth2/v2.0/token",
+            emu.authority_host()
+        ))
+        .body("")
+        .send()
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    emu.faults().set_identity_outage(false);
+    emu.shutdown().await;
+}
