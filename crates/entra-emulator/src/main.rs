@@ -51,6 +51,19 @@ struct Up {
     /// The cluster's max_connections.
     #[arg(long, default_value_t = 200)]
     max_connections: u32,
+    /// Register a service principal NAME (and its role) and print the environment an
+    /// application authenticating as it gets instead of the managed identity's:
+    /// AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_AUTHORITY_HOST and
+    /// SSL_CERT_FILE (the emulator's CA: in that shell, HTTPS clients that read it trust
+    /// only the emulator).
+    #[arg(long, value_name = "NAME", conflicts_with = "workload_identity")]
+    service_principal: Option<String>,
+    /// Register a user-assigned identity NAME with a federated credential for the service
+    /// account `system:serviceaccount:default:NAME`, write that account's token to a file,
+    /// and print the environment of a workload using workload identity (as AKS sets it):
+    /// AZURE_FEDERATED_TOKEN_FILE instead of a secret, otherwise as --service-principal.
+    #[arg(long, value_name = "NAME")]
+    workload_identity: Option<String>,
     /// Also write the `export` lines to this file (written atomically once everything is up).
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
@@ -60,7 +73,10 @@ const AFTER_HELP: &str = concat!(
     "Printed variables: IDENTITY_ENDPOINT IDENTITY_HEADER AZURE_POSTGRESQL_HOST AZURE_POSTGRESQL_PORT\n",
     "AZURE_POSTGRESQL_NAME AZURE_POSTGRESQL_USER PGHOST PGPORT PGDATABASE PGUSER PGSSLMODE=verify-full\n",
     "PGSSLROOTCERT PATH (the fake az first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n",
-    "ENTRA_EMULATOR_CLUSTER_PORT ENTRA_EMULATOR_CLUSTER_SOCKET_DIR (the cluster itself, trust auth)\n\n",
+    "ENTRA_EMULATOR_CLUSTER_PORT ENTRA_EMULATOR_CLUSTER_SOCKET_DIR (the cluster itself, trust auth)\n",
+    "With --service-principal or --workload-identity, instead of IDENTITY_ENDPOINT/IDENTITY_HEADER:\n",
+    "AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE AZURE_AUTHORITY_HOST\n",
+    "(the emulator's Entra authority, https://localhost:P) SSL_CERT_FILE (its CA).\n\n",
     "From a shell script:\n",
     "  eval \"$( (entra-emulator up --token-lifetime 60s &) | sed -n '/^ready$/q;p')\"\n",
     "  trap 'kill \"$ENTRA_EMULATOR_PID\"' EXIT   # SIGTERM stops it and cleans up\n",
@@ -136,7 +152,18 @@ async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
         _ = sigterm.recv() => return Ok(()),
     };
     let mut lines = String::new();
-    let mut env = emu.env();
+    let mut env = if let Some(name) = &up.service_principal {
+        let sp = emu.add_service_principal(name).await?;
+        emu.service_principal_env(&sp)
+    } else if let Some(name) = &up.workload_identity {
+        let mi = emu.add_identity(IdentitySpec::user_assigned(name)).await?;
+        let subject = format!("system:serviceaccount:default:{name}");
+        emu.add_federated_credential(&mi.client_id, &subject)?;
+        let file = emu.write_federated_token_file(&subject)?;
+        emu.workload_identity_env(&mi.name, &mi.client_id, &file)
+    } else {
+        emu.env()
+    };
     env.push(("ENTRA_EMULATOR_PID".into(), std::process::id().to_string()));
     // The cluster behind the front (trust authentication), for direct baselines.
     env.push((
