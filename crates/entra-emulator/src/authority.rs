@@ -1,4 +1,5 @@
-//! The Entra authority's token endpoint, `POST /{tenant}/oauth2/v2.0/token`, for the
+//! The Entra authority's token endpoint, `POST /{tenant}/oauth2/v2.0/token` (and the
+//! tenant's OpenID configuration, which MSAL-based clients read first), for the
 //! client credentials grant as `azure_identity`'s `ClientSecretCredential` and
 //! `WorkloadIdentityCredential` send it: a service principal's secret, or a federated
 //! token (client assertion) from a trusted issuer. Served over HTTPS only (the
@@ -12,9 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
@@ -27,6 +29,10 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .with_state(shared)
 }
 
@@ -47,6 +53,51 @@ fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) ->
         .into_response()
 }
 
+/// The tenant's OpenID configuration, which MSAL (Python, .NET, Java, JavaScript) reads
+/// before its first token request to find the token endpoint (`azure_identity` for Rust
+/// does not). Its URLs use the host the client asked for.
+async fn openid_configuration(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if tenant != shared.tenant_id {
+        return unknown_tenant(&tenant);
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let base = format!("https://{host}/{tenant}");
+    Json(json!({
+        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+        "end_session_endpoint": format!("{base}/oauth2/v2.0/logout"),
+        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
+        "issuer": format!("{base}/v2.0"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "tenant_region_scope": null,
+        "cloud_instance_name": "microsoftonline.com",
+    }))
+    .into_response()
+}
+
+fn unknown_tenant(tenant: &str) -> Response {
+    entra_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        90002,
+        &format!(
+            "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+        ),
+    )
+}
+
 async fn token_endpoint(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
@@ -65,14 +116,7 @@ async fn token_endpoint(
 fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Response {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if tenant != shared.tenant_id {
-        return entra_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90002,
-            &format!(
-                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
-            ),
-        );
+        return unknown_tenant(tenant);
     }
     if field("grant_type") != "client_credentials" {
         return entra_error(

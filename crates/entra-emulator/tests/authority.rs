@@ -95,6 +95,40 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
     );
     assert_eq!(emu.counters().tokens_issued_authority, 2);
 
+    // The tenant's OpenID configuration, which MSAL-based clients (Python's
+    // azure-identity) read first, names this token endpoint.
+    let url = |tenant: &str| {
+        format!(
+            "{}/{tenant}/v2.0/.well-known/openid-configuration",
+            emu.authority_host()
+        )
+    };
+    let config: Value = https(&emu)
+        .get(url(TENANT_ID))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        config["token_endpoint"],
+        format!("{}/{TENANT_ID}/oauth2/v2.0/token", emu.authority_host()),
+        "{config}"
+    );
+    let r = https(&emu)
+        .get(url("11111111-2222-3333-4444-555555555555"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_refused(
+        "discovery of another tenant",
+        &(status, r.json().await.unwrap()),
+        400,
+        90002,
+    );
+
     // Entra's refusals.
     let wrong = secret_form("not-the-secret");
     assert_refused(
