@@ -499,3 +499,38 @@ async fn workload_identity_from_the_environment() {
     assert!(display.contains("WorkloadIdentityCredential"), "{display}");
     assert!(display.contains("AADSTS700213"), "{display}");
 }
+
+/// The Azure Developer CLI, the chain's last link, when it is the only CLI on `PATH`: the
+/// real `AzureDeveloperCliCredential` runs the emulator's `azd auth token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_developer_cli_when_it_is_the_only_cli() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("azure_developer_cli", &emu);
+    let only_azd = emu.temp_dir().join("only-azd");
+    std::fs::create_dir_all(&only_azd).expect("a directory");
+    std::os::unix::fs::symlink(emu.az_bin_dir().join("azd"), only_azd.join("azd"))
+        .expect("symlink azd");
+    let env = env_without(
+        &emu,
+        &[
+            "IDENTITY_ENDPOINT",
+            "IDENTITY_HEADER",
+            "PGUSER",
+            "AZURE_POSTGRESQL_USER",
+        ],
+    );
+    let env = with_var(env, "AZURE_POSTGRESQL_USER", emu.default_user());
+    let env = with_var(
+        env,
+        "PATH",
+        &format!("{}:/usr/local/bin:/usr/bin:/bin", only_azd.display()),
+    );
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert_eq!(done["credential"], "AzureDeveloperCliCredential", "{done}");
+    assert_eq!(done["current_user"], emu.default_user());
+    assert!(emu.counters().tokens_issued_cli >= 1);
+}

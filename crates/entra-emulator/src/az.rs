@@ -1,5 +1,5 @@
-//! The fake `az` command: a bash script that asks the emulator's identity endpoint over
-//! bash's `/dev/tcp`.
+//! The fake `az` and `azd` commands: bash scripts that ask the emulator's identity
+//! endpoint over bash's `/dev/tcp`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -7,17 +7,64 @@ use std::path::Path;
 
 use crate::Error;
 
-/// The fake `az`: bash, talks HTTP/1.0 to the emulator over bash's /dev/tcp.
+/// The fake `az` and `azd`: bash, talking HTTP/1.0 to the emulator over bash's /dev/tcp.
 pub(crate) fn write_az(dir: &Path, port: u16) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| Error::io("cannot create the az directory", e))?;
-    let script = AZ_SCRIPT.replace("@PORT@", &port.to_string());
-    let p = dir.join("az");
-    fs::write(&p, script).map_err(|e| Error::io("cannot write az", e))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
         .map_err(|e| Error::io("cannot chmod the az directory", e))?;
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
-        .map_err(|e| Error::io("cannot chmod az", e))
+    for (name, template) in [("az", AZ_SCRIPT), ("azd", AZD_SCRIPT)] {
+        let p = dir.join(name);
+        fs::write(&p, template.replace("@PORT@", &port.to_string()))
+            .map_err(|e| Error::io(format!("cannot write {name}"), e))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(format!("cannot chmod {name}"), e))?;
+    }
+    Ok(())
 }
+
+const AZD_SCRIPT: &str = r#"#!/usr/bin/env bash
+# Fake Azure Developer CLI written by entra-emulator: supports
+# `azd auth token -o json --no-prompt --scope S [--tenant-id T]` as AzureDeveloperCliCredential
+# runs it, for the user `az` is logged in as (`az logout` logs azd out too). Talks to the
+# emulator on 127.0.0.1:@PORT@.
+set -u
+if [ "${1:-}" = "version" ] || [ "${1:-}" = "--version" ]; then
+  echo "azd version 1.11.0 (entra-emulator)"; exit 0
+fi
+fail() {
+  printf '{"type":"consoleMessage","timestamp":"%s","data":{"message":"\\nERROR: %s\\n"}}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >&2
+  exit 1
+}
+if [ "${1:-}" != "auth" ] || [ "${2:-}" != "token" ]; then
+  echo "ERROR: entra-emulator's azd only implements 'azd auth token'" >&2; exit 2
+fi
+shift 2
+scope=""; tenant=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scope) scope="${2:-}"; shift 2 || shift ;;
+    --tenant-id) tenant="${2:-}"; shift 2 || shift ;;
+    *) shift ;;
+  esac
+done
+exec 3<>"/dev/tcp/127.0.0.1/@PORT@" || fail "cannot reach entra-emulator on 127.0.0.1:@PORT@ (is it running?)"
+printf 'GET /cli/token HTTP/1.0\r\nHost: 127.0.0.1\r\nX-Az-Scope: %s\r\nX-Az-Resource: \r\nX-Az-Tenant: %s\r\n\r\n' \
+  "$scope" "$tenant" >&3
+IFS= read -r status <&3 || fail "fetching token: no answer from entra-emulator"
+code=$(printf '%s' "$status" | cut -d' ' -f2)
+while IFS= read -r line <&3; do line="${line%$'\r'}"; [ -z "$line" ] && break; done
+body=$(cat <&3)
+exec 3<&-
+case "$code" in
+  200) ;;
+  401) fail 'not logged in, run `azd auth login` to login' ;;
+  *) fail "fetching token: $(printf '%s' "$body" | sed -e 's/^ERROR: //' | tr -d '\n"')" ;;
+esac
+token=$(printf '%s' "$body" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+exp=$(printf '%s' "$body" | sed -n 's/.*"expires_on":\([0-9]*\).*/\1/p')
+printf '{"token":"%s","expiresOn":"%s"}\n' "$token" "$(date -u -d "@$exp" +%Y-%m-%dT%H:%M:%SZ)"
+"#;
 
 const AZ_SCRIPT: &str = r#"#!/usr/bin/env bash
 # Fake Azure CLI written by entra-emulator: supports `az account get-access-token`

@@ -438,3 +438,70 @@ async fn a_rate_limit_like_imds_answers_429_with_retry_after() {
     .await;
     emu.shutdown().await;
 }
+
+/// The fake `azd` answers `azd auth token` as `AzureDeveloperCliCredential` runs it: the
+/// logged-in user's token with an RFC 3339 `expiresOn`, and azd's JSON error on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azd_auth_token_and_its_errors() {
+    let emu = Emulator::builder()
+        .token_lifetime(Duration::from_secs(120))
+        .start()
+        .await
+        .expect("start");
+    let azd = |args: &[&str]| {
+        std::process::Command::new(emu.az_bin_dir().join("azd"))
+            .args(args)
+            .output()
+            .expect("run azd")
+    };
+    let out = azd(&[
+        "auth",
+        "token",
+        "-o",
+        "json",
+        "--no-prompt",
+        "--scope",
+        entra_emulator::OSSRDBMS_SCOPE,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let claims = entra_emulator::decode_claims(body["token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["upn"], emu.default_user());
+    assert_eq!(claims["aud"], entra_emulator::OSSRDBMS_RESOURCE);
+    let expires = body["expiresOn"].as_str().unwrap();
+    assert!(
+        expires.len() == 20 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T',
+        "RFC 3339 in UTC: {expires}"
+    );
+
+    let out = azd(&[
+        "auth",
+        "token",
+        "--scope",
+        "x/.default",
+        "--tenant-id",
+        "11111111-2222-3333-4444-555555555555",
+    ]);
+    assert!(!out.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(
+        err["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AADSTS90002"),
+        "{err}"
+    );
+
+    emu.faults().set_cli_logged_out(true);
+    let out = azd(&["auth", "token", "--scope", entra_emulator::OSSRDBMS_SCOPE]);
+    assert!(!out.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(
+        err["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not logged in, run `azd auth login` to login"),
+        "{err}"
+    );
+    emu.shutdown().await;
+}
