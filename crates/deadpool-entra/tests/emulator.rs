@@ -184,6 +184,44 @@ async fn an_unknown_role_is_a_typed_login_error_with_the_fix() {
     }
 }
 
+/// An Entra group's role: a member logs in to it with its own token and the group's name
+/// as the user, as Azure allows; a principal outside the group is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_logs_in_to_the_groups_role_with_its_own_token() {
+    let emu = emulator().await;
+    let member = emu.default_user().to_owned();
+    let outsider = emu.default_identity().name.clone();
+    emu.add_group("db-readers", &[member.as_str()]).await.unwrap();
+    assert!(
+        emu.add_group("nobody-group", &["not-registered"]).await.is_err(),
+        "members must be registered principals"
+    );
+
+    let (src, _) = source(&emu, &member, HOUR);
+    let pool = builder(&emu)
+        .token_source(src)
+        .user("db-readers")
+        .build()
+        .await
+        .unwrap();
+    let client = pool.get().await.expect("a member logs in to the group's role");
+    assert_eq!(generic(&**client).await.unwrap(), "db-readers");
+    drop(client);
+    pool.close();
+
+    let (src, _) = source(&emu, &outsider, HOUR);
+    let pool = builder(&emu)
+        .token_source(src)
+        .user("db-readers")
+        .build()
+        .await
+        .unwrap();
+    match pool.get().await {
+        Err(Error::Login(e)) => assert_eq!(e.kind(), LoginErrorKind::UnknownRole, "{e}"),
+        other => panic!("expected a login error, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_is_a_tls_error() {
     let emu = emulator().await;

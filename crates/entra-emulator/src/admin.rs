@@ -146,6 +146,43 @@ impl Admin {
         Ok(sp)
     }
 
+    /// Registers the group `name` (and its role) with the principals named in `members`
+    /// (users, identities, apps) as its members.
+    pub(crate) async fn add_group(&self, name: &str, members: &[&str]) -> Result<String, Error> {
+        if self.taken(name) {
+            return Err(Error::Principal(format!("{name:?} is already registered")));
+        }
+        let member_oids = {
+            let reg = self
+                .shared
+                .registry
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            members
+                .iter()
+                .map(|m| match reg.principals.get(*m) {
+                    Some(p) if !matches!(p.kind, PrincipalKind::Group { .. }) => {
+                        Ok(p.object_id().to_owned())
+                    }
+                    _ => Err(Error::Principal(format!(
+                        "{m:?} is not a registered user, identity or app"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let oid = guid();
+        self.create_role(name, &format!("aadauth,oid={oid},type=group"))
+            .await?;
+        self.register(
+            name,
+            PrincipalKind::Group {
+                object_id: oid.clone(),
+                members: member_oids,
+            },
+        );
+        Ok(oid)
+    }
+
     /// Trusts tokens from the emulator's OIDC issuer for `subject` as the app or
     /// user-assigned managed identity `client_id`.
     pub(crate) fn add_federated_credential(
@@ -225,8 +262,8 @@ impl Admin {
             .get(principal)
             .cloned();
         let unknown_oid;
-        let subject = match &p {
-            Some(p) => p.subject(),
+        let subject = match p.as_ref().and_then(Principal::subject) {
+            Some(s) => s,
             None => {
                 // Not registered: a valid token for a principal the server does not know.
                 unknown_oid = guid();

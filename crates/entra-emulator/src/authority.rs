@@ -168,12 +168,20 @@ fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, Stri
     if let Some(r) = refused {
         return r;
     }
+    let Some(subject) = principal.subject() else {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+        );
+    };
     let now = now_secs();
     let lifetime = shared.token_lifetime();
     let claims = token::claims(
         &shared.tenant_id,
         resource,
-        &principal.subject(),
+        &subject,
         now,
         lifetime,
         &shared.issued.next_uti(),

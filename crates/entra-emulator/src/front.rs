@@ -247,7 +247,7 @@ impl Front {
                 format!("password authentication failed for user \"{user}\""),
             );
         }
-        let mapped = reg.principals.get(user).map(|p| p.object_id().to_string());
+        let mapped = reg.principals.get(user).cloned();
         drop(reg);
         let looks_like_jwt = password.split('.').count() == 3;
         if mapped.is_none() && !looks_like_jwt {
@@ -291,7 +291,7 @@ impl Front {
         }
         let oid = claims.get("oid").and_then(Value::as_str).unwrap_or("");
         match mapped {
-            Some(expected) if expected == oid => Decision::Accept,
+            Some(p) if p.admits(oid) => Decision::Accept,
             Some(_) => {
                 bump(&c.logins_refused_unknown_role);
                 Decision::Refuse(

@@ -413,13 +413,17 @@ async fn list_principals(State(a): State<Admin>) -> Response {
     let reg = a.shared.registry.read().unwrap_or_else(|e| e.into_inner());
     let mut list: Vec<_> = reg
         .principals
-        .values()
-        .map(|p| match &p.kind {
+        .iter()
+        .map(|(name, p)| match &p.kind {
             PrincipalKind::Identity(mi) => json!({
                 "kind": "identity", "name": mi.name, "role": mi.name, "client_id": mi.client_id,
                 "object_id": mi.object_id, "resource_id": mi.resource_id, "user_assigned": mi.user_assigned,
             }),
             PrincipalKind::User { upn, object_id } => json!({"kind": "user", "name": upn, "role": upn, "object_id": object_id}),
+            PrincipalKind::Group { object_id, members } => json!({
+                "kind": "group", "name": name, "role": name, "object_id": object_id,
+                "members": members,
+            }),
             PrincipalKind::App(sp) => json!({
                 "kind": "service_principal", "name": sp.name, "role": sp.name,
                 "client_id": sp.client_id, "object_id": sp.object_id,

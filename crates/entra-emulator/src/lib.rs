@@ -501,6 +501,13 @@ impl Emulator {
     pub async fn add_user(&self, upn: &str) -> Result<(), Error> {
         self.admin.add_user(upn, None).await.map(|_| ())
     }
+    /// Register an Entra group `name` with the principals named in `members` (users,
+    /// identities, apps) and create its role, as `pgaadauth_create_principal` does for a
+    /// group: each member logs in to the role `name` with its own token (Azure checks the
+    /// membership at login). Returns the group's object id.
+    pub async fn add_group(&self, name: &str, members: &[&str]) -> Result<String, Error> {
+        self.admin.add_group(name, members).await
+    }
     /// Register a service principal (an app registration with a generated client
     /// secret) and create its role, named `name`.
     pub async fn add_service_principal(&self, name: &str) -> Result<ServicePrincipal, Error> {

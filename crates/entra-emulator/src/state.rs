@@ -140,6 +140,12 @@ pub(crate) enum PrincipalKind {
     Identity(crate::ManagedIdentity),
     User { upn: String, object_id: String },
     App(crate::ServicePrincipal),
+    /// An Entra group: its members log in to its role with their own tokens.
+    Group {
+        object_id: String,
+        /// Object ids of the members.
+        members: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -153,12 +159,23 @@ impl Principal {
             PrincipalKind::Identity(mi) => &mi.object_id,
             PrincipalKind::User { object_id, .. } => object_id,
             PrincipalKind::App(sp) => &sp.object_id,
+            PrincipalKind::Group { object_id, .. } => object_id,
         }
     }
 
-    /// Who its tokens are for: the claims that name the principal.
-    pub fn subject(&self) -> crate::token::Subject<'_> {
+    /// Whether a token for the principal with object id `oid` logs in to this
+    /// principal's role: its own, or a member's of a group.
+    pub fn admits(&self, oid: &str) -> bool {
         match &self.kind {
+            PrincipalKind::Group { members, .. } => members.iter().any(|m| m == oid),
+            _ => self.object_id() == oid,
+        }
+    }
+
+    /// Who its tokens are for: the claims that name the principal (`None`: a group,
+    /// which gets no tokens of its own).
+    pub fn subject(&self) -> Option<crate::token::Subject<'_>> {
+        Some(match &self.kind {
             PrincipalKind::Identity(mi) => crate::token::Subject {
                 object_id: &mi.object_id,
                 app_id: &mi.client_id,
@@ -177,7 +194,8 @@ impl Principal {
                 upn: None,
                 mi_resource_id: None,
             },
-        }
+            PrincipalKind::Group { .. } => return None,
+        })
     }
 }
 
@@ -198,7 +216,7 @@ impl Registry {
             let id = match &p.kind {
                 PrincipalKind::Identity(mi) => &mi.client_id,
                 PrincipalKind::App(sp) => &sp.client_id,
-                PrincipalKind::User { .. } => return None,
+                PrincipalKind::User { .. } | PrincipalKind::Group { .. } => return None,
             };
             (id == client_id).then(|| (name.clone(), p.clone()))
         })
