@@ -191,9 +191,13 @@ async fn a_group_member_logs_in_to_the_groups_role_with_its_own_token() {
     let emu = emulator().await;
     let member = emu.default_user().to_owned();
     let outsider = emu.default_identity().name.clone();
-    emu.add_group("db-readers", &[member.as_str()]).await.unwrap();
+    emu.add_group("db-readers", &[member.as_str()])
+        .await
+        .unwrap();
     assert!(
-        emu.add_group("nobody-group", &["not-registered"]).await.is_err(),
+        emu.add_group("nobody-group", &["not-registered"])
+            .await
+            .is_err(),
         "members must be registered principals"
     );
 
@@ -204,8 +208,11 @@ async fn a_group_member_logs_in_to_the_groups_role_with_its_own_token() {
         .build()
         .await
         .unwrap();
-    let client = pool.get().await.expect("a member logs in to the group's role");
-    assert_eq!(generic(&**client).await.unwrap(), "db-readers");
+    let client = pool
+        .get()
+        .await
+        .expect("a member logs in to the group's role");
+    assert_eq!(generic(&client).await.unwrap(), "db-readers");
     drop(client);
     pool.close();
 

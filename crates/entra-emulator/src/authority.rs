@@ -173,7 +173,9 @@ fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, Stri
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
+            ),
         );
     };
     let now = now_secs();

@@ -138,7 +138,10 @@ pub(crate) struct SessionTable {
 #[derive(Clone, Debug)]
 pub(crate) enum PrincipalKind {
     Identity(crate::ManagedIdentity),
-    User { upn: String, object_id: String },
+    User {
+        upn: String,
+        object_id: String,
+    },
     App(crate::ServicePrincipal),
     /// An Entra group: its members log in to its role with their own tokens.
     Group {
