@@ -91,10 +91,12 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub token_cache_window: Option<Duration>,
 
-    /// Scale ours' timings (`refresh_before_expiry`, `token_margin`, `token_spread`,
-    /// `sweep_interval`) to `--token-lifetime` as their defaults stand to an hour-long
-    /// token. Without it, a token shorter than 9 minutes is refreshed at half its life,
-    /// so each connection logs in about once per half token life.
+    /// Scale ours' token timings (`refresh_before_expiry`, `token_margin`, `token_spread`,
+    /// and `sweep_interval`, which the sweeper floors at 10 ms) to `--token-lifetime` as
+    /// their defaults stand to an hour-long token. Without it, a token shorter than 9
+    /// minutes is refreshed at half its life, so each connection logs in about once per
+    /// half token life. `max_lifetime` (30 minutes) is not scaled: it is a policy of its
+    /// own, which with hour-long tokens retires connections before their token does.
     #[arg(long)]
     pub azure_proportions: bool,
 

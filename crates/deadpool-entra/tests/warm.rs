@@ -194,6 +194,10 @@ async fn spares_past_their_tokens_expiry_count_as_degraded_sessions() {
     show("past expiry", &s);
     let sessions = s.pool.size + s.pool.spares;
     assert!(sessions >= 2, "the floor holds through the outage: {s:?}");
+    assert!(
+        s.pool.spares >= 1,
+        "the idle pool turned over to spares: {s:?}"
+    );
     assert_eq!(
         s.degraded.sessions_past_token_expiry, sessions,
         "every session, spares too, is past its token's expiry: {s:?}"

@@ -17,7 +17,7 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::state::{Principal, PrincipalKind, Shared, bump};
@@ -101,11 +101,13 @@ fn unknown_tenant(tenant: &str) -> Response {
 async fn token_endpoint(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Some(r) = crate::http::identity_faults(&shared).await {
         return r;
     }
+    // Parsed here, not by axum's `Form`, so that a malformed request gets Entra's answer.
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let answer = client_credentials(&shared, &tenant, &form);
     if answer.status() != StatusCode::OK {
         bump(&shared.counters.identity_requests_refused);
@@ -117,6 +119,14 @@ fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, Stri
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if tenant != shared.tenant_id {
         return unknown_tenant(tenant);
+    }
+    if field("grant_type").is_empty() {
+        return entra_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        );
     }
     if field("grant_type") != "client_credentials" {
         return entra_error(

@@ -535,7 +535,7 @@ impl Emulator {
             "sub": subject,
             "iat": now,
             "nbf": now,
-            "exp": now + lifetime.as_secs().max(1),
+            "exp": now.saturating_add(lifetime.as_secs().max(1)),
             "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": subject.rsplit(':').next().unwrap_or(subject)}},
         }))
     }

@@ -179,7 +179,18 @@ async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(path) = &up.env_file {
         let tmp = path.with_extension("tmp-entra-emulator");
-        std::fs::write(&tmp, &lines)?;
+        // Owner-only: the lines hold IDENTITY_HEADER, and a client secret with
+        // --service-principal.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(lines.as_bytes())?;
+        }
         std::fs::rename(&tmp, path)?;
     }
     {

@@ -142,7 +142,7 @@ pub(crate) fn claims(
     uti: &str,
 ) -> Value {
     let iss = format!("https://sts.windows.net/{tenant}/");
-    let exp = issued_at + lifetime.as_secs().max(1);
+    let exp = issued_at.saturating_add(lifetime.as_secs().max(1));
     let mut c = json!({
         "aud": resource,
         "iss": iss,

@@ -137,6 +137,12 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
         401,
         7000215,
     );
+    assert_refused(
+        "an empty body",
+        &token_request(&emu, TENANT_ID, &[]).await,
+        400,
+        900144,
+    );
     let mut unknown = form.clone();
     unknown[0].1 = "00000000-0000-0000-0000-000000000bad".to_owned();
     assert_refused(
@@ -259,7 +265,7 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
 
     let c = emu.counters();
     assert_eq!(c.tokens_issued_authority, 3, "{c:?}");
-    assert_eq!(c.identity_requests_refused, 9, "{c:?}");
+    assert_eq!(c.identity_requests_refused, 10, "{c:?}");
 
     // The identity outage fault closes the authority's connections too.
     emu.faults().set_identity_outage(true);
