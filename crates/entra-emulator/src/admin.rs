@@ -242,7 +242,18 @@ impl Admin {
             .registry
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        reg.principals.remove(name).is_some() | reg.passwords.remove(name).is_some()
+        let removed = reg.principals.remove(name);
+        // Its federated credentials go with it: a later principal with the same client
+        // id must not inherit them.
+        let client_id = match removed.as_ref().map(|p| &p.kind) {
+            Some(PrincipalKind::Identity(mi)) => Some(mi.client_id.clone()),
+            Some(PrincipalKind::App(sp)) => Some(sp.client_id.clone()),
+            _ => None,
+        };
+        if let Some(id) = client_id {
+            reg.federated.retain(|f| f.client_id != id);
+        }
+        removed.is_some() | reg.passwords.remove(name).is_some()
     }
 
     pub(crate) fn issue(

@@ -263,9 +263,26 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
         700211,
     );
 
+    // Removing the identity removes its federated credentials: an identity registered
+    // again with the same client id does not inherit them.
+    let ok_form = assertion_form(emu.federated_token(SUBJECT, Duration::from_secs(60)));
+    emu.remove_principal("aks-workload").await.unwrap();
+    emu.add_identity(IdentitySpec {
+        client_id: Some(mi_client_id.clone()),
+        ..IdentitySpec::user_assigned("aks-workload-2")
+    })
+    .await
+    .unwrap();
+    assert_refused(
+        "a credential of a removed identity",
+        &ask(ok_form).await,
+        400,
+        700211,
+    );
+
     let c = emu.counters();
     assert_eq!(c.tokens_issued_authority, 3, "{c:?}");
-    assert_eq!(c.identity_requests_refused, 10, "{c:?}");
+    assert_eq!(c.identity_requests_refused, 11, "{c:?}");
 
     // The identity outage fault closes the authority's connections too.
     emu.faults().set_identity_outage(true);
