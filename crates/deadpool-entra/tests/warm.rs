@@ -219,3 +219,33 @@ async fn spares_past_their_tokens_expiry_count_as_degraded_sessions() {
     assert_eq!(s.degraded.sessions_past_token_expiry, 0, "{s:?}");
     pool.close();
 }
+
+/// A connection that is in use whenever the sweeper looks (the sweeper retires idle
+/// connections only) is retired at checkout, in `pre_recycle`, before its token expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_always_in_use_is_retired_at_checkout_before_its_token_expires() {
+    let emu = emulator().await;
+    let pool = pool(&emu, 1, 0).await;
+    let until = tokio::time::Instant::now() + LIFETIME * 3;
+    let mut logins = std::collections::HashSet::new();
+    while tokio::time::Instant::now() < until {
+        let client = pool.get().await.expect("checkout");
+        let info = pool
+            .connection_info(&client)
+            .expect("one of the pool's connections");
+        logins.insert(info.logged_in_at);
+        client.simple_query("SELECT 1").await.unwrap();
+        // Held: the sweeper finds no idle connection to retire.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let s = pool.stats();
+        assert_eq!(
+            s.degraded.sessions_past_token_expiry, 0,
+            "a session served past its token: {s:?}"
+        );
+        drop(client);
+    }
+    let s = pool.stats();
+    show("after three lifetimes", &s);
+    assert!(s.retired_token_age >= 2, "{s:?}");
+    assert!(logins.len() >= 3, "{} logins seen: {s:?}", logins.len());
+}

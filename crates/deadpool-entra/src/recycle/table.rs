@@ -218,3 +218,46 @@ impl ConnTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Weak, time::Duration};
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::RecyclePolicy;
+
+    #[tokio::test(start_paused = true)]
+    async fn settle_forgets_dead_connections_and_raises_the_first_due_time() {
+        let table = ConnTable::default();
+        let now = Instant::now();
+        let expiry = now + Duration::from_secs(3600);
+        let plan = super::super::plan(&RecyclePolicy::default(), now, Some(expiry), 0.5, 0.5);
+        let due = plan.earliest.expect("retires by token age").0;
+        {
+            let mut map = table.write();
+            let info = ConnInfo {
+                alive: Weak::new(),
+                plan,
+                created: now,
+            };
+            map.insert(1, info);
+            table.first_due.lower_to(Some(due));
+        }
+        assert!(table.first_due.may_be_due(due));
+        let mut map = table.write();
+        table.settle(&mut map);
+        assert!(
+            map.is_empty(),
+            "a connection whose client is gone is forgotten"
+        );
+        drop(map);
+        assert!(
+            !table
+                .first_due
+                .may_be_due(due + Duration::from_secs(1_000_000)),
+            "nothing left is due"
+        );
+    }
+}
