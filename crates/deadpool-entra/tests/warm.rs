@@ -206,6 +206,10 @@ async fn spares_past_their_tokens_expiry_count_as_degraded_sessions() {
         s.degraded.sessions_past_token_expiry, sessions,
         "every session, spares too, is past its token's expiry: {s:?}"
     );
+    assert_eq!(
+        s.degraded.overdue, sessions,
+        "every session is due and held, for want of a token to replace it: {s:?}"
+    );
     // The endpoint is back: once a new token is fetched (within a backoff step, 1 s
     // here) every session is replaced, spread over its window, and none is past expiry.
     failing.store(false, Ordering::SeqCst);
