@@ -401,6 +401,28 @@ fn with_var(mut env: Vec<(String, String)>, key: &str, value: &str) -> Vec<(Stri
     env
 }
 
+/// The app of `outcome` logged in through `credential` as `user`, with tokens from the
+/// Entra authority only.
+fn check_authority_login(
+    emu: &entra_emulator::Emulator,
+    outcome: &deadpool_entra_tests::child::ChildOutcome,
+    credential: &str,
+    user: &str,
+) {
+    assert!(outcome.success, "{}", outcome.stderr);
+    let done = outcome.last("DONE").expect("the app reported");
+    check_done(done);
+    assert_eq!(done["credential"], credential, "{done}");
+    assert_eq!(done["current_user"], user);
+    let c = emu.counters();
+    assert!(c.tokens_issued_authority >= 1, "{c:?}");
+    assert_eq!(
+        c.tokens_issued_app_service + c.tokens_issued_cli,
+        0,
+        "{c:?}"
+    );
+}
+
 /// A service principal's secret from the environment (`AZURE_TENANT_ID`,
 /// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_AUTHORITY_HOST`): the chain's
 /// `EnvironmentCredential` link, the real `ClientSecretCredential`, against the emulator's
@@ -422,18 +444,7 @@ async fn service_principal_secret_from_the_environment() {
     )
     .await;
     explain.note(format!("app: {outcome:?}"));
-    assert!(outcome.success, "{}", outcome.stderr);
-    let done = outcome.last("DONE").expect("the app reported");
-    check_done(done);
-    assert_eq!(done["credential"], "EnvironmentCredential", "{done}");
-    assert_eq!(done["current_user"], "ci-deployer");
-    let c = emu.counters();
-    assert!(c.tokens_issued_authority >= 1, "{c:?}");
-    assert_eq!(
-        c.tokens_issued_app_service + c.tokens_issued_cli,
-        0,
-        "{c:?}"
-    );
+    check_authority_login(&emu, &outcome, "EnvironmentCredential", "ci-deployer");
 
     // A wrong secret, and no other link that could answer (no `az` on PATH): the build
     // fails with the chain's error, which names Entra's refusal.
@@ -473,18 +484,7 @@ async fn workload_identity_from_the_environment() {
     let env = emu.workload_identity_env(&mi.name, &mi.client_id, &file);
     let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
     explain.note(format!("app: {outcome:?}"));
-    assert!(outcome.success, "{}", outcome.stderr);
-    let done = outcome.last("DONE").expect("the app reported");
-    check_done(done);
-    assert_eq!(done["credential"], "WorkloadIdentityCredential", "{done}");
-    assert_eq!(done["current_user"], "aks-workload");
-    let c = emu.counters();
-    assert!(c.tokens_issued_authority >= 1, "{c:?}");
-    assert_eq!(
-        c.tokens_issued_app_service + c.tokens_issued_cli,
-        0,
-        "{c:?}"
-    );
+    check_authority_login(&emu, &outcome, "WorkloadIdentityCredential", "aks-workload");
 
     // The service account of another workload has no federated credential.
     let other = emu

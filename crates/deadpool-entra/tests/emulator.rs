@@ -201,13 +201,12 @@ async fn a_group_member_logs_in_to_the_groups_role_with_its_own_token() {
         "members must be registered principals"
     );
 
-    let (src, _) = source(&emu, &member, HOUR);
-    let pool = builder(&emu)
-        .token_source(src)
-        .user("db-readers")
-        .build()
-        .await
-        .unwrap();
+    // A pool logging in to the group's role with `principal`'s tokens.
+    let group_pool = |principal: &str| {
+        let (src, _) = source(&emu, principal, HOUR);
+        builder(&emu).token_source(src).user("db-readers").build()
+    };
+    let pool = group_pool(&member).await.unwrap();
     let client = pool
         .get()
         .await
@@ -216,13 +215,7 @@ async fn a_group_member_logs_in_to_the_groups_role_with_its_own_token() {
     drop(client);
     pool.close();
 
-    let (src, _) = source(&emu, &outsider, HOUR);
-    let pool = builder(&emu)
-        .token_source(src)
-        .user("db-readers")
-        .build()
-        .await
-        .unwrap();
+    let pool = group_pool(&outsider).await.unwrap();
     match pool.get().await {
         Err(Error::Login(e)) => assert_eq!(e.kind(), LoginErrorKind::UnknownRole, "{e}"),
         other => panic!("expected a login error, got {other:?}"),
