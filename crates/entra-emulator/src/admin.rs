@@ -60,12 +60,7 @@ impl Admin {
     }
 
     pub(crate) async fn add_identity(&self, spec: IdentitySpec) -> Result<ManagedIdentity, Error> {
-        if self.taken(&spec.name) {
-            return Err(Error::Principal(format!(
-                "{:?} is already registered",
-                spec.name
-            )));
-        }
+        self.ensure_free(&spec.name)?;
         let provider = if spec.user_assigned {
             format!(
                 "Microsoft.ManagedIdentity/userAssignedIdentities/{}",
@@ -83,13 +78,37 @@ impl Admin {
             user_assigned: spec.user_assigned,
             name: spec.name,
         };
-        self.create_role(
+        self.create_principal(
             &mi.name,
-            &format!("aadauth,oid={},type=service", mi.object_id),
+            &mi.object_id,
+            "service",
+            PrincipalKind::Identity(mi.clone()),
         )
         .await?;
-        self.register(&mi.name, PrincipalKind::Identity(mi.clone()));
         Ok(mi)
+    }
+
+    /// An error unless `name` is free for a new principal or role.
+    fn ensure_free(&self, name: &str) -> Result<(), Error> {
+        if self.taken(name) {
+            return Err(Error::Principal(format!("{name:?} is already registered")));
+        }
+        Ok(())
+    }
+
+    /// Creates the role of an Entra principal (object id `oid`, pgaadauth's `type`) and
+    /// records the principal under `name`, as `pgaadauth_create_principal` does.
+    async fn create_principal(
+        &self,
+        name: &str,
+        oid: &str,
+        kind_name: &str,
+        kind: PrincipalKind,
+    ) -> Result<(), Error> {
+        self.create_role(name, &format!("aadauth,oid={oid},type={kind_name}"))
+            .await?;
+        self.register(name, kind);
+        Ok(())
     }
 
     /// Records a principal (its role already exists) under `name`.
@@ -107,19 +126,13 @@ impl Admin {
         upn: &str,
         object_id: Option<String>,
     ) -> Result<String, Error> {
-        if self.taken(upn) {
-            return Err(Error::Principal(format!("{upn:?} is already registered")));
-        }
+        self.ensure_free(upn)?;
         let oid = object_id.unwrap_or_else(guid);
-        self.create_role(upn, &format!("aadauth,oid={oid},type=user"))
-            .await?;
-        self.register(
-            upn,
-            PrincipalKind::User {
-                upn: upn.to_string(),
-                object_id: oid.clone(),
-            },
-        );
+        let kind = PrincipalKind::User {
+            upn: upn.to_string(),
+            object_id: oid.clone(),
+        };
+        self.create_principal(upn, &oid, "user", kind).await?;
         Ok(oid)
     }
 
@@ -127,9 +140,7 @@ impl Admin {
         &self,
         name: &str,
     ) -> Result<ServicePrincipal, Error> {
-        if self.taken(name) {
-            return Err(Error::Principal(format!("{name:?} is already registered")));
-        }
+        self.ensure_free(name)?;
         let sp = ServicePrincipal {
             name: name.to_owned(),
             client_id: guid(),
@@ -137,21 +148,20 @@ impl Admin {
             // Entra's generated secrets are 40 characters.
             secret: crate::random_hex(20),
         };
-        self.create_role(
+        self.create_principal(
             &sp.name,
-            &format!("aadauth,oid={},type=service", sp.object_id),
+            &sp.object_id,
+            "service",
+            PrincipalKind::App(sp.clone()),
         )
         .await?;
-        self.register(&sp.name, PrincipalKind::App(sp.clone()));
         Ok(sp)
     }
 
     /// Registers the group `name` (and its role) with the principals named in `members`
     /// (users, identities, apps) as its members.
     pub(crate) async fn add_group(&self, name: &str, members: &[&str]) -> Result<String, Error> {
-        if self.taken(name) {
-            return Err(Error::Principal(format!("{name:?} is already registered")));
-        }
+        self.ensure_free(name)?;
         let member_oids = {
             let reg = self
                 .shared
@@ -171,15 +181,11 @@ impl Admin {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let oid = guid();
-        self.create_role(name, &format!("aadauth,oid={oid},type=group"))
-            .await?;
-        self.register(
-            name,
-            PrincipalKind::Group {
-                object_id: oid.clone(),
-                members: member_oids,
-            },
-        );
+        let kind = PrincipalKind::Group {
+            object_id: oid.clone(),
+            members: member_oids,
+        };
+        self.create_principal(name, &oid, "group", kind).await?;
         Ok(oid)
     }
 

@@ -145,12 +145,18 @@ async fn managed_identity_endpoint_and_faults() {
     emu.shutdown().await;
 }
 
-/// Run the fake `az` directly (its PATH passed to the child only, the test's env is untouched).
-fn az(emu: &Emulator, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(emu.az_bin_dir().join("az"))
+/// Run one of the emulator's CLI stand-ins (`az`, `azd`) directly (by path: the test's
+/// environment is untouched).
+fn cli(emu: &Emulator, name: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(emu.az_bin_dir().join(name))
         .args(args)
         .output()
-        .expect("run az")
+        .unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+/// Run the fake `az`.
+fn az(emu: &Emulator, args: &[&str]) -> std::process::Output {
+    cli(emu, "az", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,12 +454,7 @@ async fn azd_auth_token_and_its_errors() {
         .start()
         .await
         .expect("start");
-    let azd = |args: &[&str]| {
-        std::process::Command::new(emu.az_bin_dir().join("azd"))
-            .args(args)
-            .output()
-            .expect("run azd")
-    };
+    let azd = |args: &[&str]| cli(&emu, "azd", args);
     let out = azd(&[
         "auth",
         "token",
