@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_entra::RecyclePolicy;
 use deadpool_entra_tests::{
-    build_pool_of_4, builder_for, cli_credential, run_load, short_token_policies,
+    build_pool_of_4, builder_for, cli_credential, emulator_builder, run_load, short_token_policies,
 };
 use entra_emulator::Emulator;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
@@ -84,7 +84,7 @@ fn same_sessions(a: &BTreeMap<u64, i128>, b: &BTreeMap<u64, i128>) -> (u64, i128
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_heap_stays_flat_across_thousands_of_logins() {
     const LIFETIME: Duration = Duration::from_secs(3);
-    let emu = Emulator::builder()
+    let emu = emulator_builder()
         .token_lifetime(LIFETIME)
         .start()
         .await

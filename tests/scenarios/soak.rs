@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use deadpool_entra_tests::child::{emit, is_child, run_child};
 use deadpool_entra_tests::{
-    build_pool_of_4, builder_for, cli_credential, run_load, short_token_policies, vm_rss_kib,
+    build_pool_of_4, builder_for, cli_credential, emulator_builder, run_load, short_token_policies,
+    vm_rss_kib,
 };
-use entra_emulator::Emulator;
 use serde_json::json;
 
 const APP: &str = "soak::app_soak";
@@ -34,7 +34,7 @@ async fn app_soak() {
     let lifetime = Duration::from_secs(env_u64("DPE_SOAK_TOKEN_SECS", 2));
     let rotations = env_u64("DPE_SOAK_ROTATIONS", 120);
     let max_secs = env_u64("DPE_SOAK_MAX_SECS", 400);
-    let emu = Emulator::builder()
+    let emu = emulator_builder()
         .token_lifetime(lifetime)
         .start()
         .await

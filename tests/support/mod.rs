@@ -31,12 +31,27 @@ pub const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
 /// 0.5 s for a 6 s token) would leave no room to spread retirements that Azure leaves.
 pub async fn start_emulator(lifetime: Duration) -> Emulator {
     init_tracing();
-    Emulator::builder()
+    emulator_builder()
         .token_lifetime(lifetime)
         .token_cache_window(lifetime * 6 / 10)
         .start()
         .await
         .expect("the emulator starts (needs initdb/postgres binaries)")
+}
+
+/// An emulator builder whose `az` and `azd` run this package's `emulator-cli` binary,
+/// which cargo builds before the tests into the directory above a test's `deps/`. (The
+/// emulator would otherwise look for an `entra-emulator` binary there, which `cargo test
+/// -p deadpool-entra-tests` alone does not build.)
+pub fn emulator_builder() -> entra_emulator::EmulatorBuilder {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("emulator-cli")))
+        .filter(|p| p.is_file());
+    match sibling {
+        Some(p) => Emulator::builder().cli_program(p),
+        None => Emulator::builder(),
+    }
 }
 
 /// A pool builder aimed at the emulator's TLS front, verifying its certificate with the

@@ -1,5 +1,6 @@
 //! Configures and starts an [`crate::Emulator`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{DEFAULT_DATABASE, DEFAULT_IDENTITY, DEFAULT_USER, Emulator, Error, IdentitySpec};
@@ -17,6 +18,7 @@ pub struct EmulatorBuilder {
     pub(crate) cluster_tls: bool,
     pub(crate) token_cache: bool,
     pub(crate) token_cache_window: Option<Duration>,
+    pub(crate) cli_program: Option<PathBuf>,
 }
 
 impl Default for EmulatorBuilder {
@@ -32,6 +34,7 @@ impl Default for EmulatorBuilder {
             cluster_tls: true,
             token_cache: true,
             token_cache_window: None,
+            cli_program: None,
         }
     }
 }
@@ -90,6 +93,18 @@ impl EmulatorBuilder {
     /// (default true; used for direct baselines).
     pub fn cluster_tls(mut self, on: bool) -> Self {
         self.cluster_tls = on;
+        self
+    }
+
+    /// The `entra-emulator` executable that answers as `az` and `azd` (see
+    /// [`crate::standin`]): the shims in [`Emulator::az_bin_dir`] run `PROGRAM az ...` and
+    /// `PROGRAM azd ...`. Any binary whose `main` hands its arguments to
+    /// [`crate::standin::run`] will do. Default: `ENTRA_EMULATOR_BIN`, else an
+    /// `entra-emulator` beside the running executable or one directory up (where cargo
+    /// puts it next to a test's `deps/` directory). When none is found, `az` and `azd`
+    /// fail with a message that says so.
+    pub fn cli_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.cli_program = Some(program.into());
         self
     }
 

@@ -59,6 +59,7 @@ pub(crate) fn identity_router(shared: Arc<Shared>) -> Router {
         .route("/msi/token", get(msi_token))
         .route("/cli/token", get(cli_token))
         .route("/cli/login", get(cli_login))
+        .route("/cli/account", get(cli_account))
         .route("/cli/logout", get(cli_logout))
         .with_state(shared)
 }
@@ -274,6 +275,18 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     } else {
         "https://management.core.windows.net/".to_string()
     };
+    let subscription = h("x-az-subscription");
+    if !subscription.is_empty()
+        && subscription != shared.subscription_id
+        && subscription != SUBSCRIPTION_NAME
+    {
+        bump(&shared.counters.identity_requests_refused);
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("ERROR: Subscription '{subscription}' not found. Check the spelling and casing and try again.\n"),
+        )
+            .into_response();
+    }
     let tenant = h("x-az-tenant");
     if !tenant.is_empty() && tenant != shared.tenant_id {
         bump(&shared.counters.identity_requests_refused);
@@ -322,22 +335,43 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     .into_response()
 }
 
+/// The name of the emulator's one subscription (`az account show`'s `name`).
+const SUBSCRIPTION_NAME: &str = "entra-emulator";
+
+/// The signed-in account, as `az account show` prints it.
+fn account(shared: &Shared) -> serde_json::Value {
+    json!({
+        "environmentName": "AzureCloud",
+        "homeTenantId": shared.tenant_id,
+        "id": shared.subscription_id,
+        "isDefault": true,
+        "managedByTenants": [],
+        "name": SUBSCRIPTION_NAME,
+        "state": "Enabled",
+        "tenantId": shared.tenant_id,
+        "user": {"name": shared.default_user, "type": "user"},
+    })
+}
+
 /// `az login`: clears the logged-out fault and prints the account, like Azure CLI does.
 async fn cli_login(State(shared): State<Arc<Shared>>) -> Response {
     Faults {
         shared: shared.clone(),
     }
     .set_cli_logged_out(false);
-    Json(json!([{
-        "cloudName": "AzureCloud",
-        "id": shared.subscription_id,
-        "isDefault": true,
-        "name": "entra-emulator",
-        "state": "Enabled",
-        "tenantId": shared.tenant_id,
-        "user": {"name": shared.default_user, "type": "user"},
-    }]))
-    .into_response()
+    Json(json!([account(&shared)])).into_response()
+}
+
+/// `az account show`: the account, or the CLI's "not logged in" refusal.
+async fn cli_account(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.cli_logged_out() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "ERROR: Please run 'az login' to setup account.\n",
+        )
+            .into_response();
+    }
+    Json(account(&shared)).into_response()
 }
 
 /// `az logout`: sets the logged-out fault.

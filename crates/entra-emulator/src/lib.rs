@@ -33,7 +33,6 @@
 mod admin;
 mod apps;
 mod authority;
-mod az;
 mod builder;
 mod certs;
 mod cluster;
@@ -46,6 +45,7 @@ mod ids;
 mod issued;
 mod pgwire;
 mod rate_limit;
+pub mod standin;
 mod state;
 mod token;
 
@@ -57,7 +57,6 @@ use tokio::task::JoinHandle;
 
 use admin::{Admin, check_name};
 pub use apps::{FEDERATION_AUDIENCE, FederatedCredential, ServicePrincipal};
-use az::write_az;
 pub use builder::EmulatorBuilder;
 use certs::make_tls;
 pub use cluster::Cluster;
@@ -238,7 +237,8 @@ impl Emulator {
         );
 
         let az_dir = root.join("bin");
-        write_az(&az_dir, identity_port)?;
+        let cli_program = standin::resolve_program(b.cli_program.clone());
+        standin::write_shims(&az_dir, cli_program.as_deref(), identity_port)?;
 
         let mut emu = Emulator {
             admin: Admin {

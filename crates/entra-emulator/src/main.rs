@@ -72,7 +72,7 @@ struct Up {
 const AFTER_HELP: &str = concat!(
     "Printed variables: IDENTITY_ENDPOINT IDENTITY_HEADER AZURE_POSTGRESQL_HOST AZURE_POSTGRESQL_PORT\n",
     "AZURE_POSTGRESQL_NAME AZURE_POSTGRESQL_USER PGHOST PGPORT PGDATABASE PGUSER PGSSLMODE=verify-full\n",
-    "PGSSLROOTCERT PATH (the fake az first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n",
+    "PGSSLROOTCERT PATH (the `az` and `azd` stand-ins first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n",
     "ENTRA_EMULATOR_CLUSTER_PORT ENTRA_EMULATOR_CLUSTER_SOCKET_DIR (the cluster itself, trust auth)\n",
     "With --service-principal or --workload-identity, instead of IDENTITY_ENDPOINT/IDENTITY_HEADER:\n",
     "AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE AZURE_AUTHORITY_HOST\n",
@@ -84,6 +84,7 @@ const AFTER_HELP: &str = concat!(
     "(`sed -n ... q;p` keeps the `ready` line out of eval; without `( ... &)` the shell would wait\n",
     "for the emulator to exit.)\n",
     "or: entra-emulator up --env-file /tmp/emu.env & then wait for the file and `. /tmp/emu.env`.\n\n",
+    "`az` and `azd` on that PATH are shims that run `entra-emulator az ...` and `entra-emulator azd ...`.\n\n",
     "psql with a token: PGPASSWORD=\"$(az account get-access-token --resource-type oss-rdbms --query accessToken -o tsv)\" \\\n",
     "  PGUSER=dev@contoso.example psql\n\n",
 );
@@ -100,6 +101,13 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn main() -> std::process::ExitCode {
+    // `entra-emulator az ...` and `entra-emulator azd ...`: the CLI stand-ins behind the
+    // shims that `up` puts first on PATH.
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "az" || a == "azd") {
+        let status = entra_emulator::standin::run(args);
+        return std::process::ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -135,6 +143,10 @@ async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
         .user(&up.user)
         .database(&up.database)
         .max_connections(up.max_connections);
+    // This binary answers as `az` and `azd` itself.
+    if let Ok(exe) = std::env::current_exe() {
+        b = b.cli_program(exe);
+    }
     for name in &up.user_assigned {
         b = b.identity(IdentitySpec::user_assigned(name));
     }

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{bounded, db_error, login};
-use entra_emulator::{Emulator, IdentitySpec, OSSRDBMS_RESOURCE};
+use entra_emulator::{Emulator, IdentitySpec, OSSRDBMS_RESOURCE, OSSRDBMS_SCOPE};
 
 fn http() -> reqwest::Client {
     // No connection reuse: every request sees the listener's current state.
@@ -504,5 +504,104 @@ async fn azd_auth_token_and_its_errors() {
             .contains("not logged in, run `azd auth login` to login"),
         "{err}"
     );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_az_stand_in_is_the_emulator_binary_and_speaks_the_cli_s_forms() {
+    let program = env!("CARGO_BIN_EXE_entra-emulator");
+    let emu = Emulator::builder()
+        .cli_program(program)
+        .start()
+        .await
+        .expect("start");
+    bounded(async {
+        // The shim runs this crate's binary, not a script of its own.
+        let shim = std::fs::read_to_string(emu.az_bin_dir().join("az")).unwrap();
+        assert!(shim.starts_with("#!/bin/sh\n"), "{shim}");
+        assert!(
+            shim.contains(&format!("exec '{program}' az \"$@\"")),
+            "{shim}"
+        );
+
+        let text = |o: &std::process::Output| {
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        };
+        // `az account show`: the account, with no token minted.
+        let show: serde_json::Value =
+            serde_json::from_slice(&az(&emu, &["account", "show"]).stdout).unwrap();
+        assert_eq!(show["user"]["name"], emu.default_user());
+        assert_eq!(show["tenantId"], emu.tenant_id());
+        let (code, out, _) = text(&az(
+            &emu,
+            &["account", "show", "--query", "user.name", "-o", "tsv"],
+        ));
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), format!("{}\n", emu.default_user()).as_str())
+        );
+        assert_eq!(emu.counters().tokens_issued_cli, 0);
+
+        // `-o none` prints nothing; a JSON query prints a JSON string.
+        let scope = ["account", "get-access-token", "--scope", OSSRDBMS_SCOPE];
+        let (code, out, _) = text(&az(&emu, &[&scope[..], &["-o", "none"]].concat()));
+        assert_eq!((code, out.as_str()), (Some(0), ""));
+        let (_, out, _) = text(&az(&emu, &[&scope[..], &["--query", "tokenType"]].concat()));
+        assert_eq!(out, "\"Bearer\"\n");
+
+        // The subscription is checked, by id or name.
+        let sub = show["id"].as_str().unwrap();
+        assert_eq!(
+            az(&emu, &[&scope[..], &["--subscription", sub]].concat())
+                .status
+                .code(),
+            Some(0)
+        );
+        let (code, _, err) = text(&az(
+            &emu,
+            &[&scope[..], &["--subscription", "nope"]].concat(),
+        ));
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains("ERROR: Subscription 'nope' not found."),
+            "{err}"
+        );
+
+        // Command lines it does not speak: exit 2 and a sentence, as az's parser does.
+        for args in [
+            &[&scope[..], &["--query", "[0].accessToken"]].concat()[..],
+            &[
+                "account",
+                "get-access-token",
+                "--scope",
+                OSSRDBMS_SCOPE,
+                "--resource",
+                "x",
+            ],
+            &["account", "get-access-token", "--bogus"],
+            &["account", "get-access-token", "--resource-type", "nope"],
+            &["group", "list"],
+        ] {
+            let (code, out, err) = text(&az(&emu, args));
+            assert_eq!(code, Some(2), "{args:?}: {out} {err}");
+            assert!(!err.trim().is_empty(), "{args:?}");
+        }
+
+        // Run without a shim, the binary says what it needs.
+        let out = std::process::Command::new(program)
+            .args(["az", "account", "show"])
+            .env_remove(entra_emulator::standin::PORT_ENV)
+            .output()
+            .unwrap();
+        let (code, _, err) = text(&out);
+        assert_eq!(code, Some(1));
+        assert!(err.contains(entra_emulator::standin::PORT_ENV), "{err}");
+        assert_eq!(emu.counters().tokens_issued_cli, 3);
+    })
+    .await;
     emu.shutdown().await;
 }

@@ -1,0 +1,132 @@
+//! `azd`: `azd auth token` as `AzureDeveloperCliCredential` runs it, for the user `az` is
+//! signed in as (`az logout` signs azd out too).
+
+use std::ffi::OsString;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use super::client;
+
+#[derive(Parser)]
+#[command(
+    name = "azd",
+    about = "entra-emulator's stand-in for the Azure Developer CLI",
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
+struct Azd {
+    /// Print the version.
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version.
+    Version,
+    /// Authentication commands.
+    Auth {
+        #[command(subcommand)]
+        command: Auth,
+    },
+}
+
+#[derive(Subcommand)]
+enum Auth {
+    /// A token for the signed-in user.
+    Token(Token),
+}
+
+#[derive(Args)]
+struct Token {
+    /// Scope of the token.
+    #[arg(long)]
+    scope: Vec<String>,
+    /// Tenant to get the token in (must be the user's).
+    #[arg(long = "tenant-id")]
+    tenant_id: Option<String>,
+    /// Output format (`json`).
+    #[arg(long, short = 'o', default_value = "json", value_parser = ["json"])]
+    output: String,
+    /// Never prompt (accepted; the stand-in never prompts).
+    #[arg(long = "no-prompt")]
+    no_prompt: bool,
+}
+
+/// Run `azd` with `args` (after its name) against the emulator on `port`.
+pub(super) fn run(args: Vec<OsString>, port: u16) -> i32 {
+    let azd = match Azd::try_parse_from(std::iter::once(OsString::from("azd")).chain(args)) {
+        Ok(azd) => azd,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let token = match azd.command {
+        _ if azd.version => return version(),
+        Some(Command::Version) => return version(),
+        None => return fail("give a command: auth token, version", 2),
+        Some(Command::Auth {
+            command: Auth::Token(t),
+        }) => t,
+    };
+    if token.scope.len() > 1 {
+        return fail(
+            "entra-emulator's azd gets a token for one scope at a time",
+            2,
+        );
+    }
+    let scope = token.scope.first().map(String::as_str).unwrap_or("");
+    let answer = match client::get(
+        port,
+        "/cli/token",
+        &[
+            ("x-az-scope", scope),
+            ("x-az-tenant", token.tenant_id.as_deref().unwrap_or("")),
+        ],
+    ) {
+        Ok(a) => a,
+        Err(e) => return fail(&e, 1),
+    };
+    match answer.status {
+        200 => {}
+        401 => return fail("not logged in, run `azd auth login` to login", 1),
+        _ => {
+            let text = answer.body.trim();
+            let text = text.strip_prefix("ERROR: ").unwrap_or(text);
+            return fail(&format!("fetching token: {text}"), 1);
+        }
+    }
+    let body: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    let (Some(tok), Some(exp)) = (
+        body.get("accessToken").and_then(Value::as_str),
+        body.get("expires_on").and_then(Value::as_u64),
+    ) else {
+        return fail("fetching token: entra-emulator's answer has no token", 1);
+    };
+    let expires = UNIX_EPOCH + Duration::from_secs(exp);
+    println!(
+        "{}",
+        json!({"token": tok, "expiresOn": humantime::format_rfc3339_seconds(expires).to_string()})
+    );
+    0
+}
+
+/// Print an error the way azd does (a JSON console message on standard error).
+fn fail(message: &str, status: i32) -> i32 {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    eprintln!(
+        "{}",
+        json!({"type": "consoleMessage", "timestamp": now, "data": {"message": format!("\nERROR: {message}\n")}})
+    );
+    status
+}
+
+fn version() -> i32 {
+    println!("azd version 1.11.0 (entra-emulator)");
+    0
+}
