@@ -330,3 +330,28 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Text of `GET /` on the admin API and of `entra-emulator --help`.
+pub const ADMIN_API_HELP: &str = "\
+entra-emulator admin API (loopback, no authentication), base URL in $ENTRA_EMULATOR_ADMIN:
+  GET    /counters            counters as JSON (tokens issued, logins accepted/refused by reason, sessions)
+  GET    /faults              faults currently set, as JSON
+  POST   /faults              set faults; JSON body, every field optional:
+                              {\"identity_latency_ms\":1000, \"identity_error_status\":500 (0 clears),
+                               \"identity_throttle_retry_after_secs\":5 (0 clears), \"identity_outage\":true,
+                               \"cli_logged_out\":true, \"refuse_logins\":true, \"login_latency_ms\":200,
+                               \"token_lifetime_secs\":30, \"token_cache\":false, \"token_cache_window_ms\":500 (0: default),
+                               \"mint_next\":true, \"refuse_issued_tokens\":true, \"identity_rate_limit_per_sec\":5 (0 clears)}
+  POST   /faults/clear        clear every fault, restore the starting token lifetime
+  POST   /kill-sessions       drop every open session (a failover); answers {\"killed\":N}
+  POST   /token-lifetime      {\"seconds\":N}: lifetime of tokens issued from now on
+  GET    /principals          registered identities, users and password roles
+  POST   /principals          {\"kind\":\"identity\",\"name\":\"worker\",\"user_assigned\":true} |
+                              {\"kind\":\"user\",\"name\":\"ann@contoso.example\"} |
+                              {\"kind\":\"password_role\",\"name\":\"bench\",\"password\":\"secret\"}
+                              (creates the role in the database, like pgaadauth_create_principal)
+  DELETE /principals/NAME     unregister a principal: its later token logins are refused
+  POST   /tokens              {\"principal\":\"app-identity\", \"resource\":..., \"lifetime_secs\":60, \"expired\":false}
+                              mint a token directly (for psql: PGPASSWORD)
+  GET    /env                 the environment the emulator prints, as JSON
+";
