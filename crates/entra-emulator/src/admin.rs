@@ -158,6 +158,29 @@ impl Admin {
         Ok(sp)
     }
 
+    /// Keeps a certificate's public part for its app, which must be a registered
+    /// service principal.
+    pub(crate) fn register_certificate(
+        &self,
+        cert: crate::app_certs::RegisteredCertificate,
+    ) -> Result<(), Error> {
+        let mut reg = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match reg.by_client_id(&cert.client_id) {
+            Some((_, p)) if matches!(p.kind, PrincipalKind::App(_)) => {
+                reg.certificates.push(cert);
+                Ok(())
+            }
+            _ => Err(Error::Principal(format!(
+                "no service principal has the client id {}",
+                cert.client_id
+            ))),
+        }
+    }
+
     /// Registers the group `name` (and its role) with the principals named in `members`
     /// (users, identities, apps) as its members.
     pub(crate) async fn add_group(&self, name: &str, members: &[&str]) -> Result<String, Error> {
@@ -249,8 +272,8 @@ impl Admin {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         let removed = reg.principals.remove(name);
-        // Its federated credentials go with it: a later principal with the same client
-        // id must not inherit them.
+        // Its federated credentials and certificates go with it: a later principal with
+        // the same client id must not inherit them.
         let client_id = match removed.as_ref().map(|p| &p.kind) {
             Some(PrincipalKind::Identity(mi)) => Some(mi.client_id.clone()),
             Some(PrincipalKind::App(sp)) => Some(sp.client_id.clone()),
@@ -258,6 +281,7 @@ impl Admin {
         };
         if let Some(id) = client_id {
             reg.federated.retain(|f| f.client_id != id);
+            reg.certificates.retain(|c| c.client_id != id);
         }
         removed.is_some() | reg.passwords.remove(name).is_some()
     }

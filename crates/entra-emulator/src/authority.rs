@@ -1,8 +1,9 @@
 //! The Entra authority's token endpoint, `POST /{tenant}/oauth2/v2.0/token` (and the
 //! tenant's OpenID configuration, which MSAL-based clients read first), for the
-//! client credentials grant as `azure_identity`'s `ClientSecretCredential` and
-//! `WorkloadIdentityCredential` send it: a service principal's secret, or a federated
-//! token (client assertion) from a trusted issuer. Served over HTTPS only (the
+//! client credentials grant as `azure_identity`'s `ClientSecretCredential`,
+//! `ClientCertificateCredential` and `WorkloadIdentityCredential` send it: a service
+//! principal's secret, a client assertion signed with its certificate
+//! ([`crate::cert_assertion`]), or a federated token (client assertion) from a trusted issuer. Served over HTTPS only (the
 //! credentials refuse an authority that is not), by [`crate::https`].
 //!
 //! Like Entra, and unlike the managed identity endpoints, it keeps no token cache: every
@@ -37,7 +38,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// An Entra error answer: `error`, `AADSTS<code>: description`, `error_codes`.
-fn entra_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
+pub(crate) fn entra_error(
+    status: StatusCode,
+    error: &str,
+    code: u32,
+    description: &str,
+) -> Response {
     (
         status,
         Json(json!({
@@ -166,7 +172,15 @@ fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, Stri
     let refused = match (form.get("client_secret"), form.get("client_assertion")) {
         (Some(secret), None) => check_secret(&principal, secret),
         (None, Some(assertion)) if field("client_assertion_type") == JWT_BEARER => {
-            check_federated(shared, client_id, assertion)
+            // An app signs its own assertion (issuer = its client id) with a certificate;
+            // any other issuer is a federated credential's.
+            let issuer = token::decode_claims(assertion)
+                .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_owned));
+            if issuer.as_deref() == Some(client_id) {
+                crate::cert_assertion::check(shared, tenant, client_id, assertion)
+            } else {
+                check_federated(shared, client_id, assertion)
+            }
         }
         _ => Some(entra_error(
             StatusCode::UNAUTHORIZED,

@@ -1,6 +1,6 @@
 //! The environment variables a program needs to use the emulator, per way of signing in.
 
-use crate::{Emulator, ServicePrincipal};
+use crate::{ClientCertificate, Emulator, ServicePrincipal};
 use std::path::Path;
 
 impl Emulator {
@@ -52,6 +52,21 @@ impl Emulator {
     pub fn service_principal_env(&self, sp: &ServicePrincipal) -> Vec<(String, String)> {
         let mut env = self.entra_app_env(&sp.name, &sp.client_id);
         env.push(("AZURE_CLIENT_SECRET".into(), sp.secret.clone()));
+        env
+    }
+    /// The environment an application authenticating as `sp` with the certificate `cert`
+    /// gets: as [`Emulator::service_principal_env`], with `AZURE_CLIENT_CERTIFICATE_PATH`
+    /// (a PEM file with the key and the certificate) instead of a secret.
+    pub fn service_principal_certificate_env(
+        &self,
+        sp: &ServicePrincipal,
+        cert: &ClientCertificate,
+    ) -> Vec<(String, String)> {
+        let mut env = self.entra_app_env(&sp.name, &sp.client_id);
+        env.push((
+            "AZURE_CLIENT_CERTIFICATE_PATH".into(),
+            cert.path.display().to_string(),
+        ));
         env
     }
     /// The environment of a workload that authenticates with workload identity as the

@@ -21,10 +21,15 @@ impl Emulator {
     /// [`FEDERATION_AUDIENCE`]), as the Kubernetes service account token that AKS
     /// projects into `AZURE_FEDERATED_TOKEN_FILE`.
     pub fn federated_token(&self, subject: &str, lifetime: Duration) -> String {
+        self.federated_token_for(subject, FEDERATION_AUDIENCE, lifetime)
+    }
+    /// The same with another audience (a projected token configured for the wrong
+    /// audience, which Entra refuses with `AADSTS700212`).
+    pub fn federated_token_for(&self, subject: &str, audience: &str, lifetime: Duration) -> String {
         let now = token::now_secs();
         let shared = &self.admin.shared;
         shared.federation.sign(&serde_json::json!({
-            "aud": [FEDERATION_AUDIENCE],
+            "aud": [audience],
             "iss": shared.oidc_issuer,
             "sub": subject,
             "iat": now,

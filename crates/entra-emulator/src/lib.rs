@@ -33,9 +33,11 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod app_certs;
 mod apps;
 mod authority;
 mod builder;
+mod cert_assertion;
 mod certs;
 mod cluster;
 mod environment;
@@ -61,6 +63,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::ADMIN_API_HELP;
 use admin::Admin;
+pub use app_certs::ClientCertificate;
 pub use apps::{FEDERATION_AUDIENCE, FederatedCredential, ServicePrincipal};
 pub use builder::EmulatorBuilder;
 pub use cluster::Cluster;
@@ -224,6 +227,19 @@ impl Emulator {
     /// Register a user (UPN) and create its role.
     pub async fn add_user(&self, upn: &str) -> Result<(), Error> {
         self.admin.add_user(upn, None).await.map(|_| ())
+    }
+    /// Make a certificate for the service principal `sp` and register it on its app, as
+    /// uploading one under "Certificates & secrets" does: `sp` can then get tokens with
+    /// client assertions signed by its key (`ClientCertificateCredential`,
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`). The key and certificate are written to one PEM
+    /// file in the emulator's directory.
+    pub fn add_client_certificate(
+        &self,
+        sp: &ServicePrincipal,
+    ) -> Result<ClientCertificate, Error> {
+        let (cert, registered) = app_certs::generate(&sp.name, &sp.client_id, &self.root)?;
+        self.admin.register_certificate(registered)?;
+        Ok(cert)
     }
     /// Register an Entra group `name` with the principals named in `members` (users,
     /// identities, apps) and create its role, as `pgaadauth_create_principal` does for a

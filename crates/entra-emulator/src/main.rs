@@ -64,6 +64,10 @@ struct Up {
     /// AZURE_FEDERATED_TOKEN_FILE instead of a secret, otherwise as --service-principal.
     #[arg(long, value_name = "NAME")]
     workload_identity: Option<String>,
+    /// With --service-principal: register a certificate on it (key and certificate in one
+    /// PEM file) and print AZURE_CLIENT_CERTIFICATE_PATH instead of AZURE_CLIENT_SECRET.
+    #[arg(long, requires = "service_principal")]
+    client_certificate: bool,
     /// Also write the `export` lines to this file (written atomically once everything is up).
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
@@ -75,7 +79,8 @@ const AFTER_HELP: &str = concat!(
     "PGSSLROOTCERT PATH (the `az` and `azd` stand-ins first) ENTRA_EMULATOR_ADMIN ENTRA_EMULATOR_PID\n",
     "ENTRA_EMULATOR_CLUSTER_PORT ENTRA_EMULATOR_CLUSTER_SOCKET_DIR (the cluster itself, trust auth)\n",
     "With --service-principal or --workload-identity, instead of IDENTITY_ENDPOINT/IDENTITY_HEADER:\n",
-    "AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE AZURE_AUTHORITY_HOST\n",
+    "AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH with\n",
+    "--client-certificate) or AZURE_FEDERATED_TOKEN_FILE AZURE_AUTHORITY_HOST\n",
     "(the emulator's Entra authority, https://localhost:P) SSL_CERT_FILE (its CA).\n\n",
     "From a shell script:\n",
     "  eval \"$( (entra-emulator up --token-lifetime 60s &) | sed -n '/^ready$/q;p')\"\n",
@@ -166,7 +171,12 @@ async fn run(up: Up) -> Result<(), Box<dyn std::error::Error>> {
     let mut lines = String::new();
     let mut env = if let Some(name) = &up.service_principal {
         let sp = emu.add_service_principal(name).await?;
-        emu.service_principal_env(&sp)
+        if up.client_certificate {
+            let cert = emu.add_client_certificate(&sp)?;
+            emu.service_principal_certificate_env(&sp, &cert)
+        } else {
+            emu.service_principal_env(&sp)
+        }
     } else if let Some(name) = &up.workload_identity {
         let mi = emu.add_identity(IdentitySpec::user_assigned(name)).await?;
         let subject = format!("system:serviceaccount:default:{name}");

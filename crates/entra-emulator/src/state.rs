@@ -210,6 +210,8 @@ pub(crate) struct Registry {
     pub passwords: HashMap<String, String>,
     /// Federated identity credentials (workload identity).
     pub federated: Vec<crate::FederatedCredential>,
+    /// Certificates registered on apps (service principals).
+    pub certificates: Vec<crate::app_certs::RegisteredCertificate>,
 }
 
 impl Registry {

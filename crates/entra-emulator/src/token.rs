@@ -75,49 +75,65 @@ impl Signer {
 
     /// Check format, signature and time window; return the claims.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenProblem> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenProblem::Invalid("it is not a well-formed JWT"));
-        };
-        let header: Value = B64
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenProblem::Invalid(
-                "its header is not valid base64url JSON",
-            ))?;
-        if header.get("alg").and_then(Value::as_str) != Some("RS256") {
-            return Err(TokenProblem::Invalid("it is not signed with RS256"));
-        }
-        let sig = B64
-            .decode(s)
-            .map_err(|_| TokenProblem::Invalid("its signature is not base64url"))?;
-        let signed_len = h.len() + 1 + c.len();
-        UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &self.public)
-            .verify(&token.as_bytes()[..signed_len], &sig)
-            .map_err(|_| TokenProblem::Invalid("its signature could not be verified"))?;
-        let claims: Map<String, Value> = B64
-            .decode(c)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenProblem::Invalid(
-                "its claims are not valid base64url JSON",
-            ))?;
-        let now = now_secs();
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        if exp <= now {
-            return Err(TokenProblem::Expired);
-        }
-        if let Some(nbf) = claims.get("nbf").and_then(Value::as_u64) {
-            // Allow the five minutes of clock skew Entra ID allows.
-            if nbf > now + 300 {
-                return Err(TokenProblem::Invalid("it is not valid yet (nbf)"));
-            }
-        }
-        Ok(claims)
+        verify_rs256(token, &self.public).map(|(_, claims)| claims)
     }
+}
+
+/// Check a compact JWS signed RS256 with the RSA key `public` (PKCS#1 `RSAPublicKey` DER),
+/// and its time window (`exp`, and `nbf` with Entra's five minutes of clock skew); return
+/// its header and claims.
+pub(crate) fn verify_rs256(
+    token: &str,
+    public: &[u8],
+) -> Result<(Map<String, Value>, Map<String, Value>), TokenProblem> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenProblem::Invalid("it is not a well-formed JWT"));
+    };
+    let header: Map<String, Value> = B64
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenProblem::Invalid(
+            "its header is not valid base64url JSON",
+        ))?;
+    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return Err(TokenProblem::Invalid("it is not signed with RS256"));
+    }
+    let sig = B64
+        .decode(s)
+        .map_err(|_| TokenProblem::Invalid("its signature is not base64url"))?;
+    let signed_len = h.len() + 1 + c.len();
+    UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
+        .verify(&token.as_bytes()[..signed_len], &sig)
+        .map_err(|_| TokenProblem::Invalid("its signature could not be verified"))?;
+    let claims: Map<String, Value> = B64
+        .decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenProblem::Invalid(
+            "its claims are not valid base64url JSON",
+        ))?;
+    let now = now_secs();
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    if exp <= now {
+        return Err(TokenProblem::Expired);
+    }
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_u64) {
+        // Allow the five minutes of clock skew Entra ID allows.
+        if nbf > now + 300 {
+            return Err(TokenProblem::Invalid("it is not valid yet (nbf)"));
+        }
+    }
+    Ok((header, claims))
+}
+
+/// Decode a token's header without checking anything.
+pub(crate) fn decode_header(token: &str) -> Option<Map<String, Value>> {
+    let h = token.split('.').next()?;
+    serde_json::from_slice(&B64.decode(h).ok()?).ok()
 }
 
 /// What goes into a token besides the standard time claims.

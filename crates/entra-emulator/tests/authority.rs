@@ -1,6 +1,7 @@
-//! The Entra authority on loopback HTTPS, by raw requests as `ClientSecretCredential` and
-//! `WorkloadIdentityCredential` send them: tokens for a service principal's secret and for
-//! a federated token, and Entra's refusals with their `AADSTS` codes. (The real
+//! The Entra authority on loopback HTTPS, by raw requests as `ClientSecretCredential`,
+//! `ClientCertificateCredential` and `WorkloadIdentityCredential` send them: tokens for a
+//! service principal's secret, for an assertion signed with its certificate and for a
+//! federated token, and Entra's refusals with their `AADSTS` codes. (The real
 //! credentials, which read the process environment, run against it in the scenarios of
 //! `tests/`, through the library's pool.)
 
@@ -244,6 +245,14 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
         400,
         50027,
     );
+    let wrong_audience =
+        emu.federated_token_for(SUBJECT, "api://some-other-app", Duration::from_secs(60));
+    assert_refused(
+        "a federated token for another audience",
+        &ask(assertion_form(wrong_audience)).await,
+        400,
+        700212,
+    );
     let short = emu.federated_token(SUBJECT, Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_refused(
@@ -282,7 +291,7 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
 
     let c = emu.counters();
     assert_eq!(c.tokens_issued_authority, 3, "{c:?}");
-    assert_eq!(c.identity_requests_refused, 11, "{c:?}");
+    assert_eq!(c.identity_requests_refused, 12, "{c:?}");
 
     // The identity outage fault closes the authority's connections too.
     emu.faults().set_identity_outage(true);
@@ -297,4 +306,159 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
     assert!(r.is_err(), "{r:?}");
     emu.faults().set_identity_outage(false);
     emu.shutdown().await;
+}
+
+/// A client assertion as `ClientCertificateCredential` makes it: RS256 with the key of the
+/// PEM file at `pem`, `x5t` the certificate's SHA-1 in standard base64.
+fn cert_assertion(pem: &std::path::Path, claims: &Value) -> String {
+    use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+    let cert = CertificateDer::from_pem_file(pem).unwrap();
+    let key = PrivatePkcs8KeyDer::from_pem_file(pem).unwrap();
+    let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(key.secret_pkcs8_der()).unwrap();
+    let x5t = STANDARD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        &cert,
+    ));
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": x5t});
+    let mut jwt = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let mut sig = vec![0; key.public_modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        jwt.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    jwt.push('.');
+    jwt.push_str(&B64.encode(sig));
+    jwt
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_with_a_certificate() {
+    let emu = Emulator::builder()
+        .token_lifetime(Duration::from_secs(600))
+        .start()
+        .await
+        .expect("start");
+    let sp = emu.add_service_principal("cert-app").await.unwrap();
+    let cert = emu.add_client_certificate(&sp).unwrap();
+    let pem = std::fs::read_to_string(&cert.path).unwrap();
+    assert!(pem.contains("BEGIN PRIVATE KEY") && pem.contains("BEGIN CERTIFICATE"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&cert.path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    assert_eq!(cert.thumbprint.len(), 40);
+    let other_sp = emu.add_service_principal("other-app").await.unwrap();
+    let other = emu.add_client_certificate(&other_sp).unwrap();
+
+    let endpoint = format!("{}/{TENANT_ID}/oauth2/v2.0/token", emu.authority_host());
+    let claims = |iss: &str, sub: &str, aud: &str, exp_offset: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        serde_json::json!({
+            "aud": aud, "iss": iss, "sub": sub, "jti": uuid_like(),
+            "nbf": now - 5, "exp": now + exp_offset,
+        })
+    };
+    let form = |assertion: String| {
+        vec![
+            ("client_assertion", assertion),
+            ("client_assertion_type", ASSERTION_TYPE.to_owned()),
+            ("client_id", sp.client_id.clone()),
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", OSSRDBMS_SCOPE.to_owned()),
+        ]
+    };
+    let id = sp.client_id.as_str();
+    let ok = cert_assertion(&cert.path, &claims(id, id, &endpoint, 600));
+    let (status, body) = token_request(&emu, TENANT_ID, &form(ok.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let token = entra_emulator::decode_claims(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(token["appid"], id);
+    assert_eq!(token["oid"], sp.object_id.as_str());
+
+    // Refused: another app's certificate, a tampered signature, an expired assertion,
+    // another subject, another audience.
+    let others = cert_assertion(&other.path, &claims(id, id, &endpoint, 600));
+    let refused = token_request(&emu, TENANT_ID, &form(others)).await;
+    assert_refused("another app's certificate", &refused, 401, 700027);
+    let text = refused.1["error_description"].as_str().unwrap();
+    assert!(
+        text.contains("The key was not found") && text.contains(&other.thumbprint),
+        "{text}"
+    );
+    let mut tampered = ok.clone();
+    tampered.truncate(tampered.len() - 4);
+    tampered.push_str("AAAA");
+    let refused = token_request(&emu, TENANT_ID, &form(tampered)).await;
+    assert_refused("a tampered signature", &refused, 401, 700027);
+    assert!(
+        refused.1["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("did not match")
+    );
+    let expired = cert_assertion(&cert.path, &claims(id, id, &endpoint, -10));
+    assert_refused(
+        "an expired assertion",
+        &token_request(&emu, TENANT_ID, &form(expired)).await,
+        401,
+        700024,
+    );
+    let other_sub = cert_assertion(&cert.path, &claims(id, &other_sp.client_id, &endpoint, 600));
+    assert_refused(
+        "another subject",
+        &token_request(&emu, TENANT_ID, &form(other_sub)).await,
+        401,
+        700021,
+    );
+    let other_aud = cert_assertion(
+        &cert.path,
+        &claims(id, id, "https://example.com/token", 600),
+    );
+    assert_refused(
+        "another audience",
+        &token_request(&emu, TENANT_ID, &form(other_aud)).await,
+        401,
+        50027,
+    );
+
+    // Removing the app removes its certificates.
+    emu.remove_principal("cert-app").await.unwrap();
+    assert_refused(
+        "a removed app",
+        &token_request(&emu, TENANT_ID, &form(ok)).await,
+        400,
+        700016,
+    );
+    let c = emu.counters();
+    assert_eq!(
+        (c.tokens_issued_authority, c.identity_requests_refused),
+        (1, 6),
+        "{c:?}"
+    );
+    emu.shutdown().await;
+}
+
+/// A fresh `jti`.
+fn uuid_like() -> String {
+    format!("{:032x}", rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u128::from_le_bytes(b)
 }
