@@ -81,7 +81,8 @@ async fn app_from_env() {
     for t in 0..4 {
         let (pool, ok, failed, errors) = (pool.clone(), ok.clone(), failed.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let customer = format!("customer-{t}");
+            // Per process: a scenario may run the app twice on one database.
+            let customer = format!("customer-{}-{t}", std::process::id());
             let mut expected = 0i64;
             let mut n = 0;
             while n < 100_000 {
@@ -463,6 +464,115 @@ async fn service_principal_secret_from_the_environment() {
     assert!(display.contains("AADSTS7000215"), "{display}");
     assert!(!display.contains("not-the-secret"), "{display}");
     assert_eq!(err["jwt_shaped_in_logs"], false);
+}
+
+/// A service principal's certificate from the environment (`AZURE_CLIENT_CERTIFICATE_PATH`):
+/// the chain's `EnvironmentCredential` link, the real `ClientCertificateCredential`,
+/// signs its client assertion with the certificate's key; the emulator's authority checks
+/// it against the certificate registered on the app. Both forms Azure's tools write are
+/// read: a PEM file with key and certificate (`az ad sp create-for-rbac --create-cert`)
+/// and a password-protected PKCS#12 file (the portal's, Key Vault's). A certificate of
+/// another app is refused with Entra's code, named in the chain's error.
+#[cfg(feature = "client-certificate")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_principal_certificate_from_the_environment() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("service_principal_certificate", &emu);
+    let sp = emu
+        .add_service_principal("cert-deployer")
+        .await
+        .expect("service principal");
+    let cert = emu.add_client_certificate(&sp).expect("certificate");
+    let env = emu.service_principal_certificate_env(&sp, &cert);
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("PEM: {outcome:?}"));
+    check_authority_login(&emu, &outcome, "EnvironmentCredential", "cert-deployer");
+
+    // The same key and certificate as PKCS#12 with a password.
+    let pem = std::fs::read(&cert.path).expect("PEM");
+    let key = openssl::pkey::PKey::private_key_from_pem(&pem).expect("key");
+    let x509 = openssl::x509::X509::from_pem(&pem).expect("certificate");
+    let pfx = openssl::pkcs12::Pkcs12::builder()
+        .name("cert-deployer")
+        .pkey(&key)
+        .cert(&x509)
+        .build2("pfx-password")
+        .expect("PKCS#12")
+        .to_der()
+        .expect("DER");
+    let pfx_path = emu.temp_dir().join("cert-deployer.pfx");
+    std::fs::write(&pfx_path, pfx).expect("write the PKCS#12 file");
+    let env = with_var(
+        with_var(
+            env,
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            &pfx_path.display().to_string(),
+        ),
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "pfx-password",
+    );
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("PKCS#12: {outcome:?}"));
+    check_authority_login(&emu, &outcome, "EnvironmentCredential", "cert-deployer");
+
+    // The wrong password: the chain's error says the file could not be read, without the
+    // password.
+    let wrong = with_var(env.clone(), "AZURE_CLIENT_CERTIFICATE_PASSWORD", "not-it");
+    let wrong = with_var(wrong, "PATH", "/usr/local/bin:/usr/bin:/bin");
+    let outcome = run_child(APP, &wrong, Duration::from_secs(90)).await;
+    explain.note(format!("wrong password: {outcome:?}"));
+    let err = outcome.last("BUILD_ERROR").expect("the build failed");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert!(display.contains("EnvironmentCredential"), "{display}");
+    assert!(display.contains("PKCS12"), "{display}");
+    assert!(!display.contains("not-it"), "{display}");
+
+    // Another app's certificate with this app's client id.
+    let other_sp = emu
+        .add_service_principal("other-app")
+        .await
+        .expect("other app");
+    let other = emu.add_client_certificate(&other_sp).expect("certificate");
+    let env = with_var(
+        emu.service_principal_certificate_env(&sp, &other),
+        "PATH",
+        "/usr/local/bin:/usr/bin:/bin",
+    );
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("another app's certificate: {outcome:?}"));
+    let err = outcome.last("BUILD_ERROR").expect("the build failed");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert_eq!(err["kind"], "token", "{err}");
+    assert!(display.contains("EnvironmentCredential"), "{display}");
+    assert!(display.contains("AADSTS700027"), "{display}");
+    assert_eq!(err["jwt_shaped_in_logs"], false);
+}
+
+/// Without the `client-certificate` feature, `AZURE_CLIENT_CERTIFICATE_PATH` is not
+/// ignored: the chain's error says which feature reads it.
+#[cfg(not(feature = "client-certificate"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_the_feature_is_named_in_the_chain_error() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let sp = emu
+        .add_service_principal("cert-deployer")
+        .await
+        .expect("service principal");
+    let cert = emu.add_client_certificate(&sp).expect("certificate");
+    let env = with_var(
+        emu.service_principal_certificate_env(&sp, &cert),
+        "PATH",
+        "/usr/local/bin:/usr/bin:/bin",
+    );
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    let err = outcome.last("BUILD_ERROR").expect("the build failed");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert!(
+        display.contains("EnvironmentCredential")
+            && display.contains("built without its `client-certificate` feature"),
+        "{display}"
+    );
+    assert_eq!(emu.counters().tokens_issued_authority, 0);
 }
 
 /// Workload identity from the environment (`AZURE_FEDERATED_TOKEN_FILE`, as AKS

@@ -62,7 +62,7 @@ pub(crate) fn check(
         return key_not_found("The key was not found.");
     };
     let claims = match token::verify_rs256(assertion, &public_key) {
-        Ok((_, claims)) => claims,
+        Ok(claims) => claims,
         Err(TokenProblem::Expired) => {
             return invalid(
                 700024,

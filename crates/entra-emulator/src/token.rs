@@ -75,17 +75,14 @@ impl Signer {
 
     /// Check format, signature and time window; return the claims.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenProblem> {
-        verify_rs256(token, &self.public).map(|(_, claims)| claims)
+        verify_rs256(token, &self.public)
     }
 }
 
 /// Check a compact JWS signed RS256 with the RSA key `public` (PKCS#1 `RSAPublicKey` DER),
 /// and its time window (`exp`, and `nbf` with Entra's five minutes of clock skew); return
-/// its header and claims.
-pub(crate) fn verify_rs256(
-    token: &str,
-    public: &[u8],
-) -> Result<(Map<String, Value>, Map<String, Value>), TokenProblem> {
+/// its claims.
+pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Value>, TokenProblem> {
     let mut parts = token.split('.');
     let (Some(h), Some(c), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -127,7 +124,7 @@ pub(crate) fn verify_rs256(
             return Err(TokenProblem::Invalid("it is not valid yet (nbf)"));
         }
     }
-    Ok((header, claims))
+    Ok(claims)
 }
 
 /// Decode a token's header without checking anything.

@@ -2,6 +2,7 @@
 //! valid token ready and refreshes it ahead of expiry.
 
 pub(crate) mod cache;
+mod certificate;
 pub(crate) mod claims;
 pub(crate) mod secret;
 mod sources;

@@ -326,7 +326,7 @@ impl ChainSource {
             (Some(tenant), Some(client), None, Some(path)) => {
                 let password = get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(super::secret::Secret::new);
                 links.push(Link::new("EnvironmentCredential", move || {
-                    certificate_credential(
+                    super::certificate::certificate_credential(
                         tenant.clone(),
                         client.clone(),
                         path.clone(),
@@ -432,33 +432,6 @@ fn managed_identity_credential(
     ))
     .map(|c| c as Arc<dyn TokenCredential>)
     .map_err(|e| e.to_string())
-}
-
-#[cfg(feature = "client-certificate")]
-fn certificate_credential(
-    tenant: String,
-    client: String,
-    path: String,
-    password: Option<String>,
-) -> Result<Arc<dyn TokenCredential>, String> {
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let options = azure_identity::ClientCertificateCredentialOptions {
-        password: password.map(Into::into),
-        ..Default::default()
-    };
-    azure_identity::ClientCertificateCredential::new(tenant, client, bytes.into(), Some(options))
-        .map(|c| c as Arc<dyn TokenCredential>)
-        .map_err(|e| e.to_string())
-}
-
-#[cfg(not(feature = "client-certificate"))]
-fn certificate_credential(
-    _tenant: String,
-    _client: String,
-    _path: String,
-    _password: Option<String>,
-) -> Result<Arc<dyn TokenCredential>, String> {
-    Err("AZURE_CLIENT_CERTIFICATE_PATH is set but deadpool-entra was built without its `client-certificate` feature".into())
 }
 
 impl TokenSource for ChainSource {
