@@ -113,14 +113,16 @@ pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Val
         .ok_or(TokenProblem::Invalid(
             "its claims are not valid base64url JSON",
         ))?;
-    let now = now_secs();
-    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    // NumericDate may have a fraction (RFC 7519, section 2): MSAL for Python sends
+    // `time.time() + 600` in its client assertions, and Entra accepts it.
+    let now = now_secs() as f64;
+    let exp = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0);
     if exp <= now {
         return Err(TokenProblem::Expired);
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_u64) {
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
         // Allow the five minutes of clock skew Entra ID allows.
-        if nbf > now + 300 {
+        if nbf > now + 300.0 {
             return Err(TokenProblem::Invalid("it is not valid yet (nbf)"));
         }
     }

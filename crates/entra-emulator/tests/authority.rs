@@ -389,6 +389,19 @@ async fn client_credentials_with_a_certificate() {
     assert_eq!(token["appid"], id);
     assert_eq!(token["oid"], sp.object_id.as_str());
 
+    // NumericDates with a fraction, as MSAL for Python sends them (`time.time() + 600`).
+    let mut fractional = claims(id, id, &endpoint, 600);
+    for k in ["nbf", "exp"] {
+        fractional[k] = serde_json::json!(fractional[k].as_i64().unwrap() as f64 + 0.25);
+    }
+    let (status, body) = token_request(
+        &emu,
+        TENANT_ID,
+        &form(cert_assertion(&cert.path, &fractional)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
     // Refused: another app's certificate, a tampered signature, an expired assertion,
     // another subject, another audience.
     let others = cert_assertion(&other.path, &claims(id, id, &endpoint, 600));
@@ -446,7 +459,7 @@ async fn client_credentials_with_a_certificate() {
     let c = emu.counters();
     assert_eq!(
         (c.tokens_issued_authority, c.identity_requests_refused),
-        (1, 6),
+        (2, 6),
         "{c:?}"
     );
     emu.shutdown().await;
