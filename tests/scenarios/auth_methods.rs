@@ -578,7 +578,8 @@ async fn a_certificate_without_the_feature_is_named_in_the_chain_error() {
 /// Workload identity from the environment (`AZURE_FEDERATED_TOKEN_FILE`, as AKS
 /// projects it): the chain's `WorkloadIdentityCredential` link trades the file's token
 /// for an Entra token of the user-assigned identity it is federated with; the pool logs
-/// in as that identity. A token of a subject without a federated credential is refused.
+/// in as that identity. A token of a subject without a federated credential, and one of
+/// another issuer, are refused with Entra's codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_identity_from_the_environment() {
     let emu = start_emulator(Duration::from_secs(3600)).await;
@@ -608,6 +609,27 @@ async fn workload_identity_from_the_environment() {
     let display = err["display"].as_str().unwrap_or_default();
     assert!(display.contains("WorkloadIdentityCredential"), "{display}");
     assert!(display.contains("AADSTS700213"), "{display}");
+
+    // A token of an issuer the identity has no federated credential for (here an Entra
+    // access token, as a misconfigured projection might hold).
+    let foreign = emu.temp_dir().join("foreign-issuer-token");
+    std::fs::write(
+        &foreign,
+        emu.issue_token(
+            "aks-workload",
+            "api://AzureADTokenExchange",
+            Duration::from_secs(3600),
+        ),
+    )
+    .expect("token file");
+    let env = emu.workload_identity_env(&mi.name, &mi.client_id, &foreign);
+    let env = with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("other issuer: {outcome:?}"));
+    let err = outcome.last("BUILD_ERROR").expect("the build failed");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert!(display.contains("WorkloadIdentityCredential"), "{display}");
+    assert!(display.contains("AADSTS700211"), "{display}");
 }
 
 /// The Azure Developer CLI, the chain's last link, when it is the only CLI on `PATH`: the
