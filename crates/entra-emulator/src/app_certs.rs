@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, SHA256, digest};
 
 use crate::Error;
 
@@ -38,6 +38,8 @@ pub(crate) struct RegisteredCertificate {
     pub client_id: String,
     /// SHA-1 of the certificate's DER (the client assertion's `x5t`).
     pub sha1: Vec<u8>,
+    /// SHA-256 of the certificate's DER (`x5t#S256`).
+    pub sha256: Vec<u8>,
     /// The RSA public key, PKCS#1 `RSAPublicKey` DER.
     pub public_key: Vec<u8>,
 }
@@ -77,6 +79,7 @@ pub(crate) fn generate(
         RegisteredCertificate {
             client_id: client_id.to_owned(),
             sha1,
+            sha256: digest(&SHA256, cert.der()).as_ref().to_vec(),
             public_key: key.public_key_raw().to_vec(),
         },
     ))

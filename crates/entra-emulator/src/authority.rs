@@ -107,6 +107,7 @@ fn unknown_tenant(tenant: &str) -> Response {
 async fn token_endpoint(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     if let Some(r) = crate::http::identity_faults(&shared).await {
@@ -114,14 +115,25 @@ async fn token_endpoint(
     }
     // Parsed here, not by axum's `Form`, so that a malformed request gets Entra's answer.
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let answer = client_credentials(&shared, &tenant, &form);
+    // This endpoint's URL as the client addressed it: a client assertion's audience.
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let endpoint = format!("https://{host}/{tenant}/oauth2/v2.0/token");
+    let answer = client_credentials(&shared, &tenant, &form, &endpoint);
     if answer.status() != StatusCode::OK {
         bump(&shared.counters.identity_requests_refused);
     }
     answer
 }
 
-fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Response {
+fn client_credentials(
+    shared: &Shared,
+    tenant: &str,
+    form: &HashMap<String, String>,
+    endpoint: &str,
+) -> Response {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if tenant != shared.tenant_id {
         return unknown_tenant(tenant);
@@ -172,12 +184,10 @@ fn client_credentials(shared: &Shared, tenant: &str, form: &HashMap<String, Stri
     let refused = match (form.get("client_secret"), form.get("client_assertion")) {
         (Some(secret), None) => check_secret(&principal, secret),
         (None, Some(assertion)) if field("client_assertion_type") == JWT_BEARER => {
-            // An app signs its own assertion (issuer = its client id) with a certificate;
-            // any other issuer is a federated credential's.
-            let issuer = token::decode_claims(assertion)
-                .and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_owned));
-            if issuer.as_deref() == Some(client_id) {
-                crate::cert_assertion::check(shared, tenant, client_id, assertion)
+            // An app signs its own assertion with a certificate; any other issuer's token
+            // is a federated credential's.
+            if crate::cert_assertion::is_certificate_assertion(shared, client_id, assertion) {
+                crate::cert_assertion::check(shared, client_id, assertion, endpoint)
             } else {
                 check_federated(shared, client_id, assertion)
             }

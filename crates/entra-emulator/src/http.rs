@@ -277,8 +277,8 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     };
     let subscription = h("x-az-subscription");
     if !subscription.is_empty()
-        && subscription != shared.subscription_id
-        && subscription != SUBSCRIPTION_NAME
+        && !subscription.eq_ignore_ascii_case(&shared.subscription_id)
+        && !subscription.eq_ignore_ascii_case(SUBSCRIPTION_NAME)
     {
         bump(&shared.counters.identity_requests_refused);
         return (
@@ -324,15 +324,19 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     );
     let (tok, exp) = (issued.token, issued.exp);
     bump(&shared.counters.tokens_issued_cli);
-    Json(json!({
+    let mut answer = json!({
         "accessToken": tok,
         "expiresOn": crate::local_time_string(exp),
         "expires_on": exp,
         "subscription": shared.subscription_id,
         "tenant": shared.tenant_id,
         "tokenType": "Bearer",
-    }))
-    .into_response()
+    });
+    // Asked for a tenant, Azure CLI answers without a subscription.
+    if let (false, Some(m)) = (tenant.is_empty(), answer.as_object_mut()) {
+        m.remove("subscription");
+    }
+    Json(answer).into_response()
 }
 
 /// The name of the emulator's one subscription (`az account show`'s `name`).
@@ -376,6 +380,13 @@ async fn cli_account(State(shared): State<Arc<Shared>>) -> Response {
 
 /// `az logout`: sets the logged-out fault.
 async fn cli_logout(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.cli_logged_out() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "ERROR: There are no active accounts.\n",
+        )
+            .into_response();
+    }
     Faults { shared }.set_cli_logged_out(true);
     StatusCode::OK.into_response()
 }

@@ -238,7 +238,10 @@ impl Emulator {
         sp: &ServicePrincipal,
     ) -> Result<ClientCertificate, Error> {
         let (cert, registered) = app_certs::generate(&sp.name, &sp.client_id, &self.root)?;
-        self.admin.register_certificate(registered)?;
+        if let Err(e) = self.admin.register_certificate(registered) {
+            let _ = std::fs::remove_file(&cert.path);
+            return Err(e);
+        }
         Ok(cert)
     }
     /// Register an Entra group `name` with the principals named in `members` (users,

@@ -26,6 +26,11 @@ pub(crate) enum TokenProblem {
     Expired,
 }
 
+/// [`TokenProblem::Invalid`]'s reason when the signature does not verify.
+pub(crate) const BAD_SIGNATURE: &str = "its signature could not be verified";
+/// [`TokenProblem::Invalid`]'s reason when `nbf` is in the future (past the allowed skew).
+pub(crate) const NOT_YET_VALID: &str = "it is not valid yet (nbf)";
+
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -105,7 +110,7 @@ pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Val
     let signed_len = h.len() + 1 + c.len();
     UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
         .verify(&token.as_bytes()[..signed_len], &sig)
-        .map_err(|_| TokenProblem::Invalid("its signature could not be verified"))?;
+        .map_err(|_| TokenProblem::Invalid(BAD_SIGNATURE))?;
     let claims: Map<String, Value> = B64
         .decode(c)
         .ok()
@@ -123,7 +128,7 @@ pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Val
     if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
         // Allow the five minutes of clock skew Entra ID allows.
         if nbf > now + 300.0 {
-            return Err(TokenProblem::Invalid("it is not valid yet (nbf)"));
+            return Err(TokenProblem::Invalid(NOT_YET_VALID));
         }
     }
     Ok(claims)

@@ -311,6 +311,12 @@ async fn client_credentials_with_a_secret_and_with_a_federated_token() {
 /// A client assertion as `ClientCertificateCredential` makes it: RS256 with the key of the
 /// PEM file at `pem`, `x5t` the certificate's SHA-1 in standard base64.
 fn cert_assertion(pem: &std::path::Path, claims: &Value) -> String {
+    cert_assertion_with(pem, claims, false)
+}
+
+/// The same, or (`s256`) as recent MSALs name the certificate: `x5t#S256`, its SHA-256
+/// in base64url.
+fn cert_assertion_with(pem: &std::path::Path, claims: &Value, s256: bool) -> String {
     use aws_lc_rs::signature::RSA_PKCS1_SHA256;
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
@@ -319,11 +325,16 @@ fn cert_assertion(pem: &std::path::Path, claims: &Value) -> String {
     let cert = CertificateDer::from_pem_file(pem).unwrap();
     let key = PrivatePkcs8KeyDer::from_pem_file(pem).unwrap();
     let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(key.secret_pkcs8_der()).unwrap();
-    let x5t = STANDARD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        &cert,
-    ));
-    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": x5t});
+    let header = if s256 {
+        let t = B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert));
+        serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t#S256": t})
+    } else {
+        let t = STANDARD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            &cert,
+        ));
+        serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": t})
+    };
     let mut jwt = format!(
         "{}.{}",
         B64.encode(header.to_string()),
@@ -437,29 +448,56 @@ async fn client_credentials_with_a_certificate() {
         401,
         700021,
     );
-    let other_aud = cert_assertion(
-        &cert.path,
-        &claims(id, id, "https://example.com/token", 600),
-    );
+    // The audience must be this authority's endpoint, not the same path on another host.
+    let elsewhere = format!("https://evil.example/{TENANT_ID}/oauth2/v2.0/token");
+    let other_aud = cert_assertion(&cert.path, &claims(id, id, &elsewhere, 600));
     assert_refused(
-        "another audience",
+        "another authority's endpoint",
         &token_request(&emu, TENANT_ID, &form(other_aud)).await,
         401,
-        50027,
+        700023,
     );
-
-    // Removing the app removes its certificates.
-    emu.remove_principal("cert-app").await.unwrap();
+    let mut early = claims(id, id, &endpoint, 3600);
+    early["nbf"] = serde_json::json!(early["nbf"].as_i64().unwrap() + 1200);
     assert_refused(
-        "a removed app",
+        "an assertion not valid for 20 minutes",
+        &token_request(&emu, TENANT_ID, &form(cert_assertion(&cert.path, &early))).await,
+        401,
+        700024,
+    );
+    // Signed with the app's certificate, but issued in another app's name.
+    let wrong_iss = cert_assertion(&cert.path, &claims(&other_sp.client_id, id, &endpoint, 600));
+    assert_refused(
+        "another issuer",
+        &token_request(&emu, TENANT_ID, &form(wrong_iss)).await,
+        401,
+        700021,
+    );
+    // The v1 endpoint as audience and the SHA-256 thumbprint (`x5t#S256`) are accepted.
+    let v1 = endpoint.replace("/oauth2/v2.0/token", "/oauth2/token");
+    let msal_style = cert_assertion_with(&cert.path, &claims(id, id, &v1, 600), true);
+    let (status, body) = token_request(&emu, TENANT_ID, &form(msal_style)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Removing the app removes its certificates: a principal registered later with the
+    // same client id does not inherit them.
+    emu.remove_principal("cert-app").await.unwrap();
+    emu.add_identity(IdentitySpec {
+        client_id: Some(sp.client_id.clone()),
+        ..IdentitySpec::user_assigned("cert-app-2")
+    })
+    .await
+    .unwrap();
+    assert_refused(
+        "a certificate of a removed app",
         &token_request(&emu, TENANT_ID, &form(ok)).await,
-        400,
-        700016,
+        401,
+        700027,
     );
     let c = emu.counters();
     assert_eq!(
         (c.tokens_issued_authority, c.identity_requests_refused),
-        (2, 6),
+        (3, 8),
         "{c:?}"
     );
     emu.shutdown().await;

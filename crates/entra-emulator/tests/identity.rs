@@ -591,6 +591,74 @@ async fn the_az_stand_in_is_the_emulator_binary_and_speaks_the_cli_s_forms() {
             assert!(!err.trim().is_empty(), "{args:?}");
         }
 
+        // As Azure CLI: a tenant and a subscription together are refused; asked for a
+        // tenant, the answer has no subscription; subscription names match in any case.
+        let tenant = emu.tenant_id().to_owned();
+        let (code, _, err) = text(&az(
+            &emu,
+            &[&scope[..], &["--tenant", &tenant, "--subscription", sub]].concat(),
+        ));
+        assert_eq!(code, Some(1));
+        assert!(err.contains("only one of subscription and tenant"), "{err}");
+        let with_tenant: serde_json::Value = serde_json::from_slice(
+            &az(&emu, &[&scope[..], &["--tenant", &tenant]].concat()).stdout,
+        )
+        .unwrap();
+        assert!(with_tenant.get("subscription").is_none(), "{with_tenant}");
+        assert_eq!(
+            az(
+                &emu,
+                &[&scope[..], &["--subscription", "ENTRA-EMULATOR"]].concat()
+            )
+            .status
+            .code(),
+            Some(0)
+        );
+        let (code, _, err) = text(&az(
+            &emu,
+            &[&scope[..], &["--subscription", "abonnement-é"]].concat(),
+        ));
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains("Subscription 'abonnement-é' not found"),
+            "{err}"
+        );
+        // `az logout` when nobody is signed in.
+        assert_eq!(az(&emu, &["logout"]).status.code(), Some(0));
+        let (code, _, err) = text(&az(&emu, &["logout"]));
+        assert_eq!(code, Some(1));
+        assert!(err.contains("There are no active accounts."), "{err}");
+        assert_eq!(az(&emu, &["login"]).status.code(), Some(0));
+        let minted = emu.counters().tokens_issued_cli;
+
+        // An expiry past what RFC 3339 can write: azd refuses it in its own format.
+        emu.faults()
+            .set_token_lifetime(Duration::from_secs(300_000_000_000));
+        let out = cli(
+            &emu,
+            "azd",
+            &[
+                "auth",
+                "token",
+                "-o",
+                "json",
+                "--scope",
+                "https://management.core.windows.net//.default",
+            ],
+        );
+        let (code, out, err) = text(&out);
+        assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+        let message: serde_json::Value =
+            serde_json::from_str(err.trim()).expect("azd's JSON error");
+        assert!(
+            message["data"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("out of range"),
+            "{err}"
+        );
+        emu.faults().clear();
+
         // Run without a shim, the binary says what it needs.
         let out = std::process::Command::new(program)
             .args(["az", "account", "show"])
@@ -600,7 +668,7 @@ async fn the_az_stand_in_is_the_emulator_binary_and_speaks_the_cli_s_forms() {
         let (code, _, err) = text(&out);
         assert_eq!(code, Some(1));
         assert!(err.contains(entra_emulator::standin::PORT_ENV), "{err}");
-        assert_eq!(emu.counters().tokens_issued_cli, 3);
+        assert_eq!(emu.counters().tokens_issued_cli, minted + 1);
     })
     .await;
     emu.shutdown().await;

@@ -64,8 +64,9 @@ fn pem_to_pkcs12(pem: &[u8], password: Option<&str>) -> Result<Vec<u8>, &'static
         // Never OpenSSL's default, which would ask for a passphrase on the terminal.
         None => PKey::private_key_from_pem_callback(pem, |_| Ok(0)),
     }
-    .map_err(|_| {
-        "it holds no private key that can be read (an encrypted key needs AZURE_CLIENT_CERTIFICATE_PASSWORD)"
+    .map_err(|_| match password {
+        Some(_) => "its private key cannot be read, or not decrypted with AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        None => "it holds no private key that can be read (an encrypted key needs AZURE_CLIENT_CERTIFICATE_PASSWORD)",
     })?;
     let mut certs = X509::stack_from_pem(pem).map_err(|_| "its certificates cannot be read")?;
     let leaf = certs
@@ -136,7 +137,16 @@ mod tests {
             .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"pw")
             .unwrap();
         let encrypted = [encrypted, cert_for(&k1)].concat();
-        assert!(pem_to_pkcs12(&encrypted, None).is_err());
+        assert!(
+            pem_to_pkcs12(&encrypted, None)
+                .unwrap_err()
+                .contains("needs AZURE_CLIENT_CERTIFICATE_PASSWORD")
+        );
+        assert!(
+            pem_to_pkcs12(&encrypted, Some("not-it"))
+                .unwrap_err()
+                .contains("not decrypted with AZURE_CLIENT_CERTIFICATE_PASSWORD")
+        );
         assert!(pem_to_pkcs12(&encrypted, Some("pw")).is_ok());
     }
 }

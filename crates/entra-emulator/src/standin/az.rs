@@ -126,6 +126,7 @@ fn get_access_token(port: u16, t: &GetAccessToken) -> Result<String, Refusal> {
         Some("oss-rdbms") => "https://ossrdbms-aad.database.windows.net".to_string(),
         Some("arm") => "https://management.core.windows.net/".to_string(),
         Some("ms-graph") => "https://graph.microsoft.com/".to_string(),
+        Some("aad-graph") => "https://graph.windows.net/".to_string(),
         Some("batch") => "https://batch.core.windows.net/".to_string(),
         Some("data-lake") => "https://datalake.azure.net/".to_string(),
         Some("media") => "https://rest.media.azure.net".to_string(),
@@ -142,6 +143,16 @@ fn get_access_token(port: u16, t: &GetAccessToken) -> Result<String, Refusal> {
         ));
     }
     field_path(&t.output)?;
+    if t.tenant.is_some() && t.subscription.is_some() {
+        return Err(Refusal::failed(
+            "Please specify only one of subscription and tenant, not both",
+        ));
+    }
+    if let Some(s) = t.subscription.as_deref().filter(|s| !s.is_ascii()) {
+        return Err(Refusal::failed(format!(
+            "Subscription '{s}' not found. Check the spelling and casing and try again."
+        )));
+    }
     let scope = t.scope.first().map(String::as_str).unwrap_or("");
     let value = ask(
         port,

@@ -108,17 +108,33 @@ pub(super) fn run(args: Vec<OsString>, port: u16) -> i32 {
     ) else {
         return fail("fetching token: entra-emulator's answer has no token", 1);
     };
-    let expires = UNIX_EPOCH + Duration::from_secs(exp);
-    println!(
-        "{}",
-        json!({"token": tok, "expiresOn": humantime::format_rfc3339_seconds(expires).to_string()})
-    );
+    let Some(expires) = rfc3339(exp) else {
+        return fail(
+            &format!("fetching token: its expiry ({exp}) is out of range"),
+            1,
+        );
+    };
+    println!("{}", json!({"token": tok, "expiresOn": expires}));
     0
+}
+
+/// `unix` seconds as RFC 3339 in UTC; `None` past the year 9999 (which RFC 3339 cannot
+/// write) or beyond what the clock can hold.
+fn rfc3339(unix: u64) -> Option<String> {
+    use std::fmt::Write as _;
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(unix))?;
+    let mut text = String::new();
+    write!(text, "{}", humantime::format_rfc3339_seconds(at)).ok()?;
+    Some(text)
 }
 
 /// Print an error the way azd does (a JSON console message on standard error).
 fn fail(message: &str, status: i32) -> i32 {
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| rfc3339(d.as_secs()))
+        .unwrap_or_default();
     eprintln!(
         "{}",
         json!({"type": "consoleMessage", "timestamp": now, "data": {"message": format!("\nERROR: {message}\n")}})
