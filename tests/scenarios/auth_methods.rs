@@ -57,7 +57,13 @@ async fn app_from_env() {
             let display = note_error(&e);
             emit(
                 "BUILD_ERROR",
-                &json!({"kind": kind_of(&e), "display": display, "debug": format!("{e:?}"), "jwt_shaped_in_logs": jwt_shaped_in_capture()}),
+                &json!({
+                    "kind": kind_of(&e), "display": display, "debug": format!("{e:?}"),
+                    "jwt_shaped_in_logs": jwt_shaped_in_capture(),
+                    // What the failed fetch's warning said of the (empty) cache.
+                    "logged_no_valid_token": deadpool_entra_tests::secrets::captured_contains("no valid token is cached"),
+                    "logged_serving_cached": deadpool_entra_tests::secrets::captured_contains("serving the cached token"),
+                }),
             );
             return;
         }
@@ -464,6 +470,39 @@ async fn service_principal_secret_from_the_environment() {
     assert!(display.contains("AADSTS7000215"), "{display}");
     assert!(!display.contains("not-the-secret"), "{display}");
     assert_eq!(err["jwt_shaped_in_logs"], false);
+
+    // With a signed-in `az` on PATH as well, the chain stops at the identity Entra
+    // refused, as `DefaultAzureCredential` does in Azure's other SDKs: no other identity
+    // (here the developer's) is used in its place.
+    let env = with_var(
+        emu.service_principal_env(&sp),
+        "AZURE_CLIENT_SECRET",
+        "not-the-secret",
+    );
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "PATH" && v.contains(&*emu.az_bin_dir().to_string_lossy()))
+    );
+    let cli_tokens = emu.counters().tokens_issued_cli;
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("wrong secret, az signed in: {outcome:?}"));
+    let err = outcome
+        .last("BUILD_ERROR")
+        .expect("the build failed at the refused identity");
+    let display = err["display"].as_str().unwrap_or_default();
+    assert!(display.contains("AADSTS7000215"), "{display}");
+    assert!(!display.contains("AzureCliCredential"), "{display}");
+    assert_eq!(
+        emu.counters().tokens_issued_cli,
+        cli_tokens,
+        "az was not asked"
+    );
+    // With nothing cached, the warning does not claim to serve a cached token.
+    assert_eq!(
+        (&err["logged_no_valid_token"], &err["logged_serving_cached"]),
+        (&json!(true), &json!(false)),
+        "{err}"
+    );
 }
 
 /// A service principal's certificate from the environment (`AZURE_CLIENT_CERTIFICATE_PATH`):

@@ -574,13 +574,23 @@ impl TokenCache {
             attempt,
         });
         drop(flight);
+        let serving = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|t| self.valid(t, now));
         tracing::warn!(
             target: "deadpool_entra",
             source = %err.source_name,
             cause = %err.cause,
             attempt,
             next_try_in_secs = delay.as_secs_f64(),
-            "token fetch failed; serving the cached token while it is valid"
+            "{}",
+            if serving {
+                "token fetch failed; serving the cached token while it is valid"
+            } else {
+                "token fetch failed; no valid token is cached, so logins fail until a fetch succeeds"
+            }
         );
         *lock(&self.last_failure) = Some(err.clone());
         lock(&self.failing_since).get_or_insert(now);

@@ -255,8 +255,12 @@ fn unavailable(reason: &'static str) -> impl Fn() -> Result<Arc<dyn TokenCredent
 /// 4. Azure CLI,
 /// 5. Azure Developer CLI.
 ///
-/// The first link that yields a token is remembered and used from then on. When none
-/// works, the error lists every link's failure.
+/// The first link that yields a token is remembered and used from then on. A link that
+/// is not configured, or cannot answer (no identity endpoint, `az` not signed in), passes
+/// to the next; when Entra refuses the service principal or workload identity that the
+/// environment configures (an `AADSTS` error), the chain stops there, as
+/// `DefaultAzureCredential` does in Azure's other SDKs, rather than log in as another
+/// identity. When no link works, the error lists every failure.
 pub struct ChainSource {
     links: Vec<Link>,
     chosen: OnceLock<usize>,
@@ -434,6 +438,16 @@ fn managed_identity_credential(
     .map_err(|e| e.to_string())
 }
 
+/// Entra refused the identity that the environment configures (an `AADSTS` error for
+/// the service principal or the workload identity). The chain stops there, as
+/// `DefaultAzureCredential` does in Azure's other SDKs (it goes on only past credentials
+/// that are unavailable), so that no other identity, a managed identity or a developer's
+/// `az login`, is used in its place with another principal's rights.
+fn refused_by_entra(link: &str, message: &str) -> bool {
+    matches!(link, "EnvironmentCredential" | "WorkloadIdentityCredential")
+        && message.contains("AADSTS")
+}
+
 impl TokenSource for ChainSource {
     fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
         Box::pin(async move {
@@ -446,6 +460,7 @@ impl TokenSource for ChainSource {
             let mut failures = Vec::new();
             let mut hint = None;
             let mut retry_after = None;
+            let mut refused = false;
             for (i, link) in self.links.iter().enumerate() {
                 let c = match link.current() {
                     Err(reason) => {
@@ -462,20 +477,33 @@ impl TokenSource for ChainSource {
                         return Ok(t);
                     }
                     Err(e) => {
+                        refused = refused_by_entra(link.name, &e.message);
                         failures.push(format!("{}: {}", link.name, e.message));
                         if hint.is_none() {
                             hint = e.hint;
                         }
                         retry_after = retry_after.or(e.retry_after);
+                        if refused {
+                            break;
+                        }
                     }
                 }
             }
             self.trying.store(0, Ordering::Relaxed);
             let mut err = TokenSourceError::new(format!(
-                "no credential in the chain produced a token: {}",
-                failures.join("; ")
+                "no credential in the chain produced a token: {}{}",
+                failures.join("; "),
+                if refused {
+                    "; the chain stops at an identity that Entra refused and tries no other in its place"
+                } else {
+                    ""
+                }
             ));
-            err.hint = Some(hint.unwrap_or_else(|| "configure one of them: a managed identity on Azure, or `az login` on a developer machine".into()));
+            err.hint = Some(if refused {
+                "fix the service principal or workload identity that AZURE_CLIENT_ID and its secret, certificate or token file configure, or unset them to use the next credential".into()
+            } else {
+                hint.unwrap_or_else(|| "configure one of them: a managed identity on Azure, or `az login` on a developer machine".into())
+            });
             err.retry_after = retry_after;
             Err(err)
         })

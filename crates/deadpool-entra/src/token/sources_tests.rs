@@ -75,3 +75,82 @@ fn a_factory_that_fails_at_once_is_an_error_naming_the_source() {
         "{e}"
     );
 }
+
+/// A credential that always fails with `message`.
+#[derive(Debug)]
+struct Failing(&'static str);
+
+#[async_trait::async_trait]
+impl TokenCredential for Failing {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            self.0,
+        ))
+    }
+}
+
+/// A chain of `first` (failing with `message`) and a working `AzureCliCredential`.
+fn chain(first: &'static str, message: &'static str, minted: Arc<AtomicU64>) -> ChainSource {
+    ChainSource {
+        links: vec![
+            Link::new(first, move || {
+                Ok(Arc::new(Failing(message)) as Arc<dyn TokenCredential>)
+            }),
+            Link::new("AzureCliCredential", factory(minted)),
+        ],
+        chosen: OnceLock::new(),
+        trying: AtomicUsize::new(0),
+    }
+}
+
+#[tokio::test]
+async fn the_chain_stops_where_entra_refuses_the_configured_identity() {
+    for first in ["EnvironmentCredential", "WorkloadIdentityCredential"] {
+        let minted = Arc::new(AtomicU64::new(0));
+        let source = chain(
+            first,
+            "AADSTS7000215: Invalid client secret provided.",
+            minted.clone(),
+        );
+        let e = source.fetch("s").await.unwrap_err();
+        assert!(e.message.contains("AADSTS7000215"), "{e}");
+        assert!(e.message.contains("tries no other in its place"), "{e}");
+        assert!(!e.message.contains("AzureCliCredential"), "{e}");
+        assert!(
+            e.hint.as_deref().unwrap_or("").contains("AZURE_CLIENT_ID"),
+            "{e:?}"
+        );
+        assert_eq!(
+            minted.load(Ordering::SeqCst),
+            0,
+            "the next link was not asked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_chain_goes_on_past_failures_that_are_not_a_refusal() {
+    for (first, message) in [
+        // Unreachable authority: no AADSTS code.
+        (
+            "EnvironmentCredential",
+            "error sending request: connection refused",
+        ),
+        // An AADSTS code from a link that is not an identity the environment configures.
+        (
+            "ManagedIdentityCredential",
+            "AADSTS500011: resource principal not found",
+        ),
+    ] {
+        let minted = Arc::new(AtomicU64::new(0));
+        let source = chain(first, message, minted.clone());
+        assert!(source.fetch("s").await.is_ok(), "{first}: {message}");
+        assert_eq!(source.name(), "AzureCliCredential");
+        assert_eq!(minted.load(Ordering::SeqCst), 1);
+    }
+}
