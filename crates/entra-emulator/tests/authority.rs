@@ -369,6 +369,13 @@ async fn client_credentials_with_a_certificate() {
     );
     assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
     assert_eq!(cert.thumbprint.len(), 40);
+    let shown = format!("{cert:?}");
+    assert!(
+        shown.contains(&cert.thumbprint)
+            && shown.contains(&sp.client_id)
+            && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
     let other_sp = emu.add_service_principal("other-app").await.unwrap();
     let other = emu.add_client_certificate(&other_sp).unwrap();
 

@@ -659,6 +659,29 @@ async fn the_az_stand_in_is_the_emulator_binary_and_speaks_the_cli_s_forms() {
         );
         emu.faults().clear();
 
+        // Versions, as the tools print them; azd takes one scope at a time here.
+        for (tool, args, want) in [
+            ("az", &["--version"][..], "azure-cli"),
+            ("az", &["version"][..], "azure-cli"),
+            ("azd", &["version"][..], "azd version"),
+            ("azd", &["--version"][..], "azd version"),
+        ] {
+            let (code, out, _) = text(&cli(&emu, tool, args));
+            assert_eq!(code, Some(0), "{tool} {args:?}");
+            assert!(out.starts_with(want), "{tool} {args:?}: {out}");
+        }
+        let two = [
+            "auth",
+            "token",
+            "--scope",
+            OSSRDBMS_SCOPE,
+            "--scope",
+            OSSRDBMS_SCOPE,
+        ];
+        let (code, _, err) = text(&cli(&emu, "azd", &two));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("one scope at a time"), "{err}");
+
         // Run without a shim, the binary says what it needs.
         let out = std::process::Command::new(program)
             .args(["az", "account", "show"])

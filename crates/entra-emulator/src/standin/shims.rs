@@ -14,13 +14,27 @@ const BINARY: &str = "entra-emulator";
 /// `entra-emulator` beside the running executable or one directory up (cargo puts test
 /// executables in `target/debug/deps/` and binaries in `target/debug/`).
 pub(crate) fn resolve_program(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    resolve_from(
+        explicit,
+        std::env::var_os("ENTRA_EMULATOR_BIN"),
+        std::env::current_exe().ok(),
+    )
+}
+
+/// [`resolve_program`] with the environment variable's value and the running executable
+/// given.
+fn resolve_from(
+    explicit: Option<PathBuf>,
+    from_env: Option<std::ffi::OsString>,
+    exe: Option<PathBuf>,
+) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p);
     }
-    if let Some(p) = std::env::var_os("ENTRA_EMULATOR_BIN").filter(|p| !p.is_empty()) {
+    if let Some(p) = from_env.filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().ok()?;
+    let exe = exe?;
     let dir = exe.parent()?;
     [Some(dir), dir.parent()]
         .into_iter()
@@ -67,6 +81,33 @@ fn sh_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_program_is_the_explicit_one_then_the_variable_then_a_sibling() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deps = tmp.path().join("deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        let exe = Some(deps.join("scenarios-0123"));
+        let explicit = Some(PathBuf::from("/x/explicit"));
+        let var = Some(std::ffi::OsString::from("/x/from-env"));
+        assert_eq!(
+            resolve_from(explicit.clone(), var.clone(), exe.clone()),
+            explicit
+        );
+        assert_eq!(
+            resolve_from(None, var, exe.clone()),
+            Some(PathBuf::from("/x/from-env"))
+        );
+        // An empty variable counts as unset; no binary anywhere: none.
+        let empty = Some(std::ffi::OsString::new());
+        assert_eq!(resolve_from(None, empty.clone(), exe.clone()), None);
+        // cargo's layout: the binary one directory above the test's `deps/`.
+        std::fs::write(tmp.path().join(BINARY), "").unwrap();
+        assert_eq!(
+            resolve_from(None, empty, exe),
+            Some(tmp.path().join(BINARY))
+        );
+    }
 
     #[test]
     fn shell_quoting_keeps_quotes_and_spaces_in_one_word() {
