@@ -408,6 +408,28 @@ fn with_var(mut env: Vec<(String, String)>, key: &str, value: &str) -> Vec<(Stri
     env
 }
 
+/// `env` with a `PATH` that holds no `az` or `azd`: no CLI link can answer.
+fn without_cli(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin")
+}
+
+/// Runs the app with `env`, expecting its pool build to fail; returns the error it
+/// reported and its `Display` text.
+async fn failed_build(
+    explain: &Explain<'_>,
+    what: &str,
+    env: &[(String, String)],
+) -> (serde_json::Value, String) {
+    let outcome = run_child(APP, env, Duration::from_secs(90)).await;
+    explain.note(format!("{what}: {outcome:?}"));
+    let err = outcome
+        .last("BUILD_ERROR")
+        .unwrap_or_else(|| panic!("{what}: the build did not fail: {outcome:?}"))
+        .clone();
+    let display = err["display"].as_str().unwrap_or_default().to_owned();
+    (err, display)
+}
+
 /// The app of `outcome` logged in through `credential` as `user`, with tokens from the
 /// Entra authority only.
 fn check_authority_login(
@@ -460,11 +482,8 @@ async fn service_principal_secret_from_the_environment() {
         "AZURE_CLIENT_SECRET",
         "not-the-secret",
     );
-    let env = with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
-    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
-    explain.note(format!("wrong secret: {outcome:?}"));
-    let err = outcome.last("BUILD_ERROR").expect("the build failed");
-    let display = err["display"].as_str().unwrap_or_default();
+    let env = without_cli(env);
+    let (err, display) = failed_build(&explain, "wrong secret", &env).await;
     assert_eq!(err["kind"], "token", "{err}");
     assert!(display.contains("EnvironmentCredential"), "{display}");
     assert!(display.contains("AADSTS7000215"), "{display}");
@@ -484,12 +503,7 @@ async fn service_principal_secret_from_the_environment() {
             .any(|(k, v)| k == "PATH" && v.contains(&*emu.az_bin_dir().to_string_lossy()))
     );
     let cli_tokens = emu.counters().tokens_issued_cli;
-    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
-    explain.note(format!("wrong secret, az signed in: {outcome:?}"));
-    let err = outcome
-        .last("BUILD_ERROR")
-        .expect("the build failed at the refused identity");
-    let display = err["display"].as_str().unwrap_or_default();
+    let (err, display) = failed_build(&explain, "wrong secret, az signed in", &env).await;
     assert!(display.contains("AADSTS7000215"), "{display}");
     assert!(!display.contains("AzureCliCredential"), "{display}");
     assert_eq!(
@@ -557,11 +571,9 @@ async fn service_principal_certificate_from_the_environment() {
     // The wrong password: the chain's error says the file could not be read, without the
     // password.
     let wrong = with_var(env.clone(), "AZURE_CLIENT_CERTIFICATE_PASSWORD", "not-it");
-    let wrong = with_var(wrong, "PATH", "/usr/local/bin:/usr/bin:/bin");
-    let outcome = run_child(APP, &wrong, Duration::from_secs(90)).await;
-    explain.note(format!("wrong password: {outcome:?}"));
-    let err = outcome.last("BUILD_ERROR").expect("the build failed");
-    let display = err["display"].as_str().unwrap_or_default();
+    let wrong = without_cli(wrong);
+    let (err, display) = failed_build(&explain, "wrong password", &wrong).await;
+    assert_eq!(err["kind"], "token", "{err}");
     assert!(display.contains("EnvironmentCredential"), "{display}");
     assert!(display.contains("PKCS12"), "{display}");
     assert!(!display.contains("not-it"), "{display}");
@@ -572,15 +584,8 @@ async fn service_principal_certificate_from_the_environment() {
         .await
         .expect("other app");
     let other = emu.add_client_certificate(&other_sp).expect("certificate");
-    let env = with_var(
-        emu.service_principal_certificate_env(&sp, &other),
-        "PATH",
-        "/usr/local/bin:/usr/bin:/bin",
-    );
-    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
-    explain.note(format!("another app's certificate: {outcome:?}"));
-    let err = outcome.last("BUILD_ERROR").expect("the build failed");
-    let display = err["display"].as_str().unwrap_or_default();
+    let env = without_cli(emu.service_principal_certificate_env(&sp, &other));
+    let (err, display) = failed_build(&explain, "another app's certificate", &env).await;
     assert_eq!(err["kind"], "token", "{err}");
     assert!(display.contains("EnvironmentCredential"), "{display}");
     assert!(display.contains("AADSTS700027"), "{display}");
@@ -598,14 +603,9 @@ async fn a_certificate_without_the_feature_is_named_in_the_chain_error() {
         .await
         .expect("service principal");
     let cert = emu.add_client_certificate(&sp).expect("certificate");
-    let env = with_var(
-        emu.service_principal_certificate_env(&sp, &cert),
-        "PATH",
-        "/usr/local/bin:/usr/bin:/bin",
-    );
-    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
-    let err = outcome.last("BUILD_ERROR").expect("the build failed");
-    let display = err["display"].as_str().unwrap_or_default();
+    let env = without_cli(emu.service_principal_certificate_env(&sp, &cert));
+    let explain = Explain::new("certificate_without_feature", &emu);
+    let (_, display) = failed_build(&explain, "certificate", &env).await;
     assert!(
         display.contains("EnvironmentCredential")
             && display.contains("built without its `client-certificate` feature"),
@@ -641,11 +641,9 @@ async fn workload_identity_from_the_environment() {
         .write_federated_token_file("system:serviceaccount:default:other")
         .expect("token file");
     let env = emu.workload_identity_env(&mi.name, &mi.client_id, &other);
-    let env = with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
-    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
-    explain.note(format!("other subject: {outcome:?}"));
-    let err = outcome.last("BUILD_ERROR").expect("the build failed");
-    let display = err["display"].as_str().unwrap_or_default();
+    let env = without_cli(env);
+    let (err, display) = failed_build(&explain, "other subject", &env).await;
+    assert_eq!(err["kind"], "token", "{err}");
     assert!(display.contains("WorkloadIdentityCredential"), "{display}");
     assert!(display.contains("AADSTS700213"), "{display}");
 
@@ -662,11 +660,9 @@ async fn workload_identity_from_the_environment() {
     )
     .expect("token file");
     let env = emu.workload_identity_env(&mi.name, &mi.client_id, &foreign);
-    let env = with_var(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
-    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
-    explain.note(format!("other issuer: {outcome:?}"));
-    let err = outcome.last("BUILD_ERROR").expect("the build failed");
-    let display = err["display"].as_str().unwrap_or_default();
+    let env = without_cli(env);
+    let (err, display) = failed_build(&explain, "other issuer", &env).await;
+    assert_eq!(err["kind"], "token", "{err}");
     assert!(display.contains("WorkloadIdentityCredential"), "{display}");
     assert!(display.contains("AADSTS700211"), "{display}");
 }

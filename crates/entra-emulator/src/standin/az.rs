@@ -2,25 +2,10 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::{self, Answer};
-
-#[derive(Parser)]
-#[command(
-    name = "az",
-    about = "entra-emulator's stand-in for the Azure CLI",
-    disable_version_flag = true,
-    disable_help_subcommand = true
-)]
-struct Az {
-    /// Print the version.
-    #[arg(long)]
-    version: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -85,13 +70,11 @@ struct Output {
 
 /// Run `az` with `args` (after its name) against the emulator on `port`.
 pub(super) fn run(args: Vec<OsString>, port: u16) -> i32 {
-    let az = match Az::try_parse_from(std::iter::once(OsString::from("az")).chain(args)) {
-        Ok(az) => az,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
+    let az =
+        match super::parse::<Command>("az", "entra-emulator's stand-in for the Azure CLI", args) {
+            Ok(az) => az,
+            Err(status) => return status,
+        };
     let outcome = match az.command {
         _ if az.version => Ok(version()),
         Some(Command::Version) => Ok(version()),

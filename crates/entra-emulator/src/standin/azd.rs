@@ -4,25 +4,10 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::client;
-
-#[derive(Parser)]
-#[command(
-    name = "azd",
-    about = "entra-emulator's stand-in for the Azure Developer CLI",
-    disable_version_flag = true,
-    disable_help_subcommand = true
-)]
-struct Azd {
-    /// Print the version.
-    #[arg(long)]
-    version: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -59,12 +44,13 @@ struct Token {
 
 /// Run `azd` with `args` (after its name) against the emulator on `port`.
 pub(super) fn run(args: Vec<OsString>, port: u16) -> i32 {
-    let azd = match Azd::try_parse_from(std::iter::once(OsString::from("azd")).chain(args)) {
+    let azd = match super::parse::<Command>(
+        "azd",
+        "entra-emulator's stand-in for the Azure Developer CLI",
+        args,
+    ) {
         Ok(azd) => azd,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
+        Err(status) => return status,
     };
     let token = match azd.command {
         _ if azd.version => return version(),

@@ -30,6 +30,36 @@ use std::ffi::OsString;
 
 pub(crate) use shims::{resolve_program, write_shims};
 
+/// A stand-in's command line: `--version`, or one of the tool's commands `C`.
+#[derive(clap::Parser)]
+#[command(disable_version_flag = true, disable_help_subcommand = true)]
+struct Tool<C: clap::Subcommand> {
+    /// Print the version.
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<C>,
+}
+
+/// Parses the arguments of `tool` (after its name); when they do not parse, prints clap's
+/// message (or the help asked for) and returns the exit status to end with.
+fn parse<C: clap::Subcommand>(
+    tool: &'static str,
+    about: &'static str,
+    args: Vec<OsString>,
+) -> Result<Tool<C>, i32> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Tool::<C>::command().name(tool).about(about);
+    command
+        .try_get_matches_from_mut(std::iter::once(OsString::from(tool)).chain(args))
+        .and_then(|m| Tool::<C>::from_arg_matches(&m))
+        .map_err(|e| {
+            let e = e.format(&mut command);
+            let _ = e.print();
+            e.exit_code()
+        })
+}
+
 /// The environment variable the shims set to the emulator's identity port.
 pub const PORT_ENV: &str = "ENTRA_EMULATOR_CLI_PORT";
 
