@@ -99,7 +99,11 @@ mod tests {
     fn pem_files_are_told_from_pkcs12_files() {
         assert!(is_pem(b"-----BEGIN PRIVATE KEY-----\nMII"));
         assert!(is_pem(b"Bag Attributes\n-----BEGIN CERTIFICATE-----\n"));
-        assert!(!is_pem(&[0x30, 0x82, 0x0a, 0x01, 0x02]));
+        // DER: a SEQUENCE, longer than the marker looked for.
+        let der = [
+            0x30, 0x82, 0x0a, 0x01, 0x02, 0x01, 0x03, 0x30, 0x82, 0x09, 0xc7, 0x06,
+        ];
+        assert!(!is_pem(&der));
     }
 
     #[test]
@@ -119,9 +123,19 @@ mod tests {
         let (k1, k2) = (key(2048), key(2048));
         let key_pem = k1.private_key_to_pem_pkcs8().unwrap();
         let good = [key_pem.clone(), cert_for(&k2), cert_for(&k1)].concat();
+        let bundle = openssl::pkcs12::Pkcs12::from_der(&pem_to_pkcs12(&good, None).unwrap())
+            .unwrap()
+            .parse2("")
+            .unwrap();
+        let leaf = bundle.cert.unwrap();
         assert!(
-            pem_to_pkcs12(&good, None).is_ok(),
-            "the matching certificate is found"
+            leaf.public_key().unwrap().public_eq(&k1),
+            "the key's certificate leads"
+        );
+        assert_eq!(
+            bundle.ca.map_or(0, |c| c.len()),
+            1,
+            "the other certificate is its chain"
         );
         let foreign = [key_pem.clone(), cert_for(&k2)].concat();
         assert_eq!(
