@@ -154,3 +154,48 @@ async fn the_chain_goes_on_past_failures_that_are_not_a_refusal() {
         assert_eq!(minted.load(Ordering::SeqCst), 1);
     }
 }
+
+/// A credential that never answers.
+#[derive(Debug)]
+struct Hanging;
+
+#[async_trait::async_trait]
+impl TokenCredential for Hanging {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn while_a_link_is_asked_the_source_is_named_for_it() {
+    let source = Arc::new(ChainSource {
+        links: vec![
+            Link::new("EnvironmentCredential", || {
+                Ok(Arc::new(Failing("error sending request")) as Arc<dyn TokenCredential>)
+            }),
+            Link::new("WorkloadIdentityCredential", || {
+                Ok(Arc::new(Hanging) as Arc<dyn TokenCredential>)
+            }),
+        ],
+        chosen: OnceLock::new(),
+        trying: AtomicUsize::new(0),
+    });
+    assert_eq!(source.name(), "ChainSource");
+    let asking = tokio::spawn({
+        let source = source.clone();
+        async move { source.fetch("s").await }
+    });
+    for _ in 0..100 {
+        if source.name() != "ChainSource" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // A fetch cut off by `fetch_timeout` now names the link that did not answer.
+    assert_eq!(source.name(), "ChainSource (at WorkloadIdentityCredential)");
+    asking.abort();
+}
