@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use deadpool_entra::{Pool, PoolBuilder, RecyclePolicy, RefreshPolicy, Stats};
 use entra_emulator::Emulator;
 
-pub use credentials::{Recording, cli_credential};
+pub use credentials::{Recording, cli_credential, cli_credential_unrecorded};
 pub use secrets::{init_tracing, note_error, note_text, record_secret};
 
 /// The scope Azure Database for PostgreSQL tokens are requested for.
