@@ -20,7 +20,7 @@ use azure_identity::{AzureCliCredential, AzureCliCredentialOptions, Executor};
 use entra_emulator::Emulator;
 
 /// Runs the Azure CLI credential's command with one emulator's environment (its `PATH`
-/// finds the emulator's fake `az` first).
+/// finds the emulator's `az` stand-in first).
 #[derive(Debug)]
 pub struct EmulatorEnvExecutor {
     env: Vec<(String, String)>,

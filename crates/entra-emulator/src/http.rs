@@ -1,4 +1,4 @@
-//! HTTP: the App Service managed identity endpoint, the endpoint behind the fake `az`, and the
+//! HTTP: the App Service managed identity endpoint, the endpoint behind the `az` and `azd` stand-ins, and the
 //! admin API.
 
 use std::collections::HashMap;

@@ -44,7 +44,7 @@ pub(crate) fn bump(c: &AtomicU64) {
 pub struct Counters {
     /// Tokens handed out by the App Service managed identity endpoint.
     pub tokens_issued_app_service: u64,
-    /// Tokens handed out through the fake `az` command.
+    /// Tokens handed out through the `az` and `azd` stand-ins.
     pub tokens_issued_cli: u64,
     /// Tokens handed out by the Entra authority's token endpoint (client credentials: a
     /// service principal's secret, or a federated token for workload identity).
@@ -102,7 +102,7 @@ pub struct FaultSettings {
     pub identity_throttle_retry_after_secs: Option<u64>,
     /// The identity endpoints are down: new connections are reset.
     pub identity_outage: Option<bool>,
-    /// The fake `az` answers "Please run 'az login'".
+    /// The `az` stand-in answers "Please run 'az login'".
     pub cli_logged_out: Option<bool>,
     /// The front refuses every token login as if the token had been revoked.
     pub refuse_logins: Option<bool>,
@@ -487,7 +487,7 @@ impl Faults {
     pub fn set_identity_outage(&self, down: bool) {
         self.shared.identity_outage.store(down, Ordering::Relaxed);
     }
-    /// The fake `az` fails with "Please run 'az login' to setup account.".
+    /// The `az` stand-in fails with "Please run 'az login' to setup account.".
     pub fn set_cli_logged_out(&self, logged_out: bool) {
         self.shared
             .cli_logged_out

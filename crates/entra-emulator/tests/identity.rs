@@ -154,7 +154,7 @@ fn cli(emu: &Emulator, name: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
 
-/// Run the fake `az`.
+/// Run the `az` stand-in.
 fn az(emu: &Emulator, args: &[&str]) -> std::process::Output {
     cli(emu, "az", args)
 }
@@ -445,7 +445,7 @@ async fn a_rate_limit_like_imds_answers_429_with_retry_after() {
     emu.shutdown().await;
 }
 
-/// The fake `azd` answers `azd auth token` as `AzureDeveloperCliCredential` runs it: the
+/// The `azd` stand-in answers `azd auth token` as `AzureDeveloperCliCredential` runs it: the
 /// logged-in user's token with an RFC 3339 `expiresOn`, and azd's JSON error on stderr.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azd_auth_token_and_its_errors() {
