@@ -569,14 +569,24 @@ async fn service_principal_certificate_from_the_environment() {
     check_authority_login(&emu, &outcome, "EnvironmentCredential", "cert-deployer");
 
     // The wrong password: the chain's error says the file could not be read, without the
-    // password.
+    // password; with a signed-in `az` on PATH too, the chain stops at the configured
+    // identity instead of using the developer's.
     let wrong = with_var(env.clone(), "AZURE_CLIENT_CERTIFICATE_PASSWORD", "not-it");
-    let wrong = without_cli(wrong);
+    let cli_tokens = emu.counters().tokens_issued_cli;
     let (err, display) = failed_build(&explain, "wrong password", &wrong).await;
     assert_eq!(err["kind"], "token", "{err}");
     assert!(display.contains("EnvironmentCredential"), "{display}");
     assert!(display.contains("PKCS12"), "{display}");
     assert!(!display.contains("not-it"), "{display}");
+    assert!(
+        display.contains("the chain stops at the identity the environment configures"),
+        "{display}"
+    );
+    assert_eq!(
+        emu.counters().tokens_issued_cli,
+        cli_tokens,
+        "az was not asked"
+    );
 
     // Another app's certificate with this app's client id.
     let other_sp = emu

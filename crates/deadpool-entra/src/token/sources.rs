@@ -217,6 +217,9 @@ struct Link {
     credential: Result<Mutex<Arc<dyn TokenCredential>>, String>,
     /// Makes a new instance, for a token that bypasses the instance's cache.
     make: Box<CredentialFactory>,
+    /// The environment names this identity (a service principal, a workload identity):
+    /// when it fails, the chain stops instead of using another identity.
+    configured: bool,
 }
 
 impl Link {
@@ -228,6 +231,18 @@ impl Link {
             name,
             credential: make().map(Mutex::new),
             make: Box::new(make),
+            configured: false,
+        }
+    }
+
+    /// A link for the identity the environment configures (see [`Link::configured`]).
+    fn configured(
+        name: &'static str,
+        make: impl Fn() -> Result<Arc<dyn TokenCredential>, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            configured: true,
+            ..Self::new(name, make)
         }
     }
 
@@ -257,10 +272,11 @@ fn unavailable(reason: &'static str) -> impl Fn() -> Result<Arc<dyn TokenCredent
 ///
 /// The first link that yields a token is remembered and used from then on. A link that
 /// is not configured, or cannot answer (no identity endpoint, `az` not signed in), passes
-/// to the next; when Entra refuses the service principal or workload identity that the
-/// environment configures (an `AADSTS` error), the chain stops there, as
-/// `DefaultAzureCredential` does in Azure's other SDKs, rather than log in as another
-/// identity. When no link works, the error lists every failure.
+/// to the next; when the service principal or workload identity that the environment
+/// configures fails (Entra refuses it, its certificate cannot be read, the authority does
+/// not answer), the chain stops there, as `DefaultAzureCredential` does in Azure's other
+/// SDKs, rather than log in as another identity. When no link works, the error lists
+/// every failure.
 pub struct ChainSource {
     links: Vec<Link>,
     chosen: OnceLock<usize>,
@@ -316,7 +332,7 @@ impl ChainSource {
         ) {
             (Some(tenant), Some(client), Some(secret), _) => {
                 let secret = super::secret::Secret::new(secret);
-                links.push(Link::new("EnvironmentCredential", move || {
+                links.push(Link::configured("EnvironmentCredential", move || {
                     azure_identity::ClientSecretCredential::new(
                         &tenant,
                         client.clone(),
@@ -329,7 +345,7 @@ impl ChainSource {
             }
             (Some(tenant), Some(client), None, Some(path)) => {
                 let password = get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(super::secret::Secret::new);
-                links.push(Link::new("EnvironmentCredential", move || {
+                links.push(Link::configured("EnvironmentCredential", move || {
                     super::certificate::certificate_credential(
                         tenant.clone(),
                         client.clone(),
@@ -346,7 +362,7 @@ impl ChainSource {
 
         // 2. Workload identity.
         if get("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-            links.push(Link::new("WorkloadIdentityCredential", || {
+            links.push(Link::configured("WorkloadIdentityCredential", || {
                 azure_identity::WorkloadIdentityCredential::new(None)
                     .map(|c| c as Arc<dyn TokenCredential>)
                     .map_err(|e| e.to_string())
@@ -438,14 +454,25 @@ fn managed_identity_credential(
     .map_err(|e| e.to_string())
 }
 
-/// Entra refused the identity that the environment configures (an `AADSTS` error for
-/// the service principal or the workload identity). The chain stops there, as
-/// `DefaultAzureCredential` does in Azure's other SDKs (it goes on only past credentials
-/// that are unavailable), so that no other identity, a managed identity or a developer's
-/// `az login`, is used in its place with another principal's rights.
-fn refused_by_entra(link: &str, message: &str) -> bool {
-    matches!(link, "EnvironmentCredential" | "WorkloadIdentityCredential")
-        && message.contains("AADSTS")
+/// Entra's codes for a failure of its own, not of the identity: the service is
+/// unavailable (90033), a request budget or the tenant's throttling (90024, 90055), a
+/// loop detected (50196), a token issuance problem (50000).
+const ENTRA_TRANSIENT: [&str; 5] = [
+    "AADSTS90033:",
+    "AADSTS90024:",
+    "AADSTS90055:",
+    "AADSTS50196:",
+    "AADSTS50000:",
+];
+
+/// Entra refused the identity (an `AADSTS` error that is not one of its transient ones).
+/// When the environment configures that identity, the chain stops at any failure of it,
+/// as `DefaultAzureCredential` does in Azure's other SDKs (they go on only past
+/// credentials that are unavailable), so that no other identity, a managed identity or a
+/// developer's `az login`, is used in its place with another principal's rights; this
+/// only decides what the error says.
+fn refused_by_entra(message: &str) -> bool {
+    message.contains("AADSTS") && !ENTRA_TRANSIENT.iter().any(|code| message.contains(code))
 }
 
 impl TokenSource for ChainSource {
@@ -460,9 +487,15 @@ impl TokenSource for ChainSource {
             let mut failures = Vec::new();
             let mut hint = None;
             let mut retry_after = None;
-            let mut refused = false;
+            // The configured identity that failed, and whether Entra refused it.
+            let mut stopped: Option<bool> = None;
             for (i, link) in self.links.iter().enumerate() {
                 let c = match link.current() {
+                    Err(reason) if link.configured => {
+                        failures.push(format!("{}: cannot be used: {reason}", link.name));
+                        stopped = Some(false);
+                        break;
+                    }
                     Err(reason) => {
                         failures.push(format!("{}: unavailable: {reason}", link.name));
                         continue;
@@ -477,13 +510,15 @@ impl TokenSource for ChainSource {
                         return Ok(t);
                     }
                     Err(e) => {
-                        refused = refused_by_entra(link.name, &e.message);
                         failures.push(format!("{}: {}", link.name, e.message));
+                        if link.configured {
+                            stopped = Some(refused_by_entra(&e.message));
+                        }
                         if hint.is_none() {
                             hint = e.hint;
                         }
                         retry_after = retry_after.or(e.retry_after);
-                        if refused {
+                        if stopped.is_some() {
                             break;
                         }
                     }
@@ -493,16 +528,21 @@ impl TokenSource for ChainSource {
             let mut err = TokenSourceError::new(format!(
                 "no credential in the chain produced a token: {}{}",
                 failures.join("; "),
-                if refused {
-                    "; the chain stops at an identity that Entra refused and tries no other in its place"
-                } else {
-                    ""
+                match stopped {
+                    Some(true) =>
+                        "; the chain stops at an identity that Entra refused and tries no other in its place",
+                    Some(false) =>
+                        "; the chain stops at the identity the environment configures and tries no other in its place",
+                    None => "",
                 }
             ));
-            err.hint = Some(if refused {
-                "fix the service principal or workload identity that AZURE_CLIENT_ID and its secret, certificate or token file configure, or unset them to use the next credential".into()
-            } else {
-                hint.unwrap_or_else(|| "configure one of them: a managed identity on Azure, or `az login` on a developer machine".into())
+            err.hint = Some(match stopped {
+                Some(true) => "fix the service principal or workload identity that AZURE_CLIENT_ID and its secret, certificate or token file configure, or unset them to use the next credential".into(),
+                Some(false) => format!(
+                    "{}; the fetch is retried with this identity (unset its variables to use the next credential instead)",
+                    hint.unwrap_or_else(|| "check the identity the environment configures".into())
+                ),
+                None => hint.unwrap_or_else(|| "configure one of them: a managed identity on Azure, or `az login` on a developer machine".into()),
             });
             err.retry_after = retry_after;
             Err(err)

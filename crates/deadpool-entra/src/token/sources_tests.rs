@@ -94,13 +94,26 @@ impl TokenCredential for Failing {
     }
 }
 
-/// A chain of `first` (failing with `message`) and a working `AzureCliCredential`.
-fn chain(first: &'static str, message: &'static str, minted: Arc<AtomicU64>) -> ChainSource {
+/// A chain of `first` (its credential failing with `message`, or, with `message` `None`,
+/// not made at all) and a working `AzureCliCredential`; `configured`: the environment
+/// names `first`'s identity.
+fn chain(
+    first: &'static str,
+    configured: bool,
+    message: Option<&'static str>,
+    minted: Arc<AtomicU64>,
+) -> ChainSource {
+    let make = move || match message {
+        Some(m) => Ok(Arc::new(Failing(m)) as Arc<dyn TokenCredential>),
+        None => Err("cannot read /nowhere/cert.pem".to_owned()),
+    };
     ChainSource {
         links: vec![
-            Link::new(first, move || {
-                Ok(Arc::new(Failing(message)) as Arc<dyn TokenCredential>)
-            }),
+            if configured {
+                Link::configured(first, make)
+            } else {
+                Link::new(first, make)
+            },
             Link::new("AzureCliCredential", factory(minted)),
         ],
         chosen: OnceLock::new(),
@@ -109,22 +122,52 @@ fn chain(first: &'static str, message: &'static str, minted: Arc<AtomicU64>) -> 
 }
 
 #[tokio::test]
-async fn the_chain_stops_where_entra_refuses_the_configured_identity() {
-    for first in ["EnvironmentCredential", "WorkloadIdentityCredential"] {
+async fn the_chain_stops_where_the_configured_identity_fails() {
+    // (link, its failure, what the error says, what the hint says)
+    let cases = [
+        (
+            "EnvironmentCredential",
+            Some("AADSTS7000215: Invalid client secret provided."),
+            "an identity that Entra refused",
+            "AZURE_CLIENT_ID",
+        ),
+        (
+            "WorkloadIdentityCredential",
+            Some("AADSTS700213: No matching federated identity record found"),
+            "an identity that Entra refused",
+            "AZURE_CLIENT_ID",
+        ),
+        // Entra's own trouble, an unreachable authority, a credential that cannot be made:
+        // still this identity, retried; not a reason to use another.
+        (
+            "EnvironmentCredential",
+            Some("AADSTS90033: A transient error has occurred. Please try again."),
+            "the identity the environment configures",
+            "retried",
+        ),
+        (
+            "EnvironmentCredential",
+            Some("error sending request: connection refused"),
+            "the identity the environment configures",
+            "retried",
+        ),
+        (
+            "EnvironmentCredential",
+            None,
+            "the identity the environment configures",
+            "retried",
+        ),
+    ];
+    for (first, message, says, hint) in cases {
         let minted = Arc::new(AtomicU64::new(0));
-        let source = chain(
-            first,
-            "AADSTS7000215: Invalid client secret provided.",
-            minted.clone(),
-        );
+        let source = chain(first, true, message, minted.clone());
         let e = source.fetch("s").await.unwrap_err();
-        assert!(e.message.contains("AADSTS7000215"), "{e}");
-        assert!(e.message.contains("tries no other in its place"), "{e}");
-        assert!(!e.message.contains("AzureCliCredential"), "{e}");
         assert!(
-            e.hint.as_deref().unwrap_or("").contains("AZURE_CLIENT_ID"),
-            "{e:?}"
+            e.message.contains(&format!("the chain stops at {says}")),
+            "{e}"
         );
+        assert!(!e.message.contains("AzureCliCredential"), "{e}");
+        assert!(e.hint.as_deref().unwrap_or("").contains(hint), "{e:?}");
         assert_eq!(
             minted.load(Ordering::SeqCst),
             0,
@@ -134,22 +177,21 @@ async fn the_chain_stops_where_entra_refuses_the_configured_identity() {
 }
 
 #[tokio::test]
-async fn the_chain_goes_on_past_failures_that_are_not_a_refusal() {
+async fn the_chain_goes_on_past_links_the_environment_does_not_configure() {
     for (first, message) in [
-        // Unreachable authority: no AADSTS code.
-        (
-            "EnvironmentCredential",
-            "error sending request: connection refused",
-        ),
-        // An AADSTS code from a link that is not an identity the environment configures.
         (
             "ManagedIdentityCredential",
-            "AADSTS500011: resource principal not found",
+            Some("AADSTS500011: resource principal not found"),
         ),
+        (
+            "ManagedIdentityCredential",
+            Some("error sending request: connection refused"),
+        ),
+        ("EnvironmentCredential", None),
     ] {
         let minted = Arc::new(AtomicU64::new(0));
-        let source = chain(first, message, minted.clone());
-        assert!(source.fetch("s").await.is_ok(), "{first}: {message}");
+        let source = chain(first, false, message, minted.clone());
+        assert!(source.fetch("s").await.is_ok(), "{first}: {message:?}");
         assert_eq!(source.name(), "AzureCliCredential");
         assert_eq!(minted.load(Ordering::SeqCst), 1);
     }
