@@ -94,13 +94,9 @@ pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Val
     else {
         return Err(TokenProblem::Invalid("it is not a well-formed JWT"));
     };
-    let header: Map<String, Value> = B64
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(TokenProblem::Invalid(
-            "its header is not valid base64url JSON",
-        ))?;
+    let header = json_part(h).ok_or(TokenProblem::Invalid(
+        "its header is not valid base64url JSON",
+    ))?;
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(TokenProblem::Invalid("it is not signed with RS256"));
     }
@@ -111,13 +107,9 @@ pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Val
     UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
         .verify(&token.as_bytes()[..signed_len], &sig)
         .map_err(|_| TokenProblem::Invalid(BAD_SIGNATURE))?;
-    let claims: Map<String, Value> = B64
-        .decode(c)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(TokenProblem::Invalid(
-            "its claims are not valid base64url JSON",
-        ))?;
+    let claims = json_part(c).ok_or(TokenProblem::Invalid(
+        "its claims are not valid base64url JSON",
+    ))?;
     // NumericDate may have a fraction (RFC 7519, section 2): MSAL for Python sends
     // `time.time() + 600` in its client assertions, and Entra accepts it.
     let now = now_secs() as f64;
@@ -134,10 +126,14 @@ pub(crate) fn verify_rs256(token: &str, public: &[u8]) -> Result<Map<String, Val
     Ok(claims)
 }
 
+/// One part of a compact JWS (header or claims): base64url of a JSON object.
+fn json_part(part: &str) -> Option<Map<String, Value>> {
+    serde_json::from_slice(&B64.decode(part).ok()?).ok()
+}
+
 /// Decode a token's header without checking anything.
 pub(crate) fn decode_header(token: &str) -> Option<Map<String, Value>> {
-    let h = token.split('.').next()?;
-    serde_json::from_slice(&B64.decode(h).ok()?).ok()
+    json_part(token.split('.').next()?)
 }
 
 /// What goes into a token besides the standard time claims.
@@ -202,6 +198,5 @@ pub(crate) fn claims(
 
 /// Decode a token's claims without checking anything (for tests and tools).
 pub fn decode_claims(token: &str) -> Option<Map<String, Value>> {
-    let c = token.split('.').nth(1)?;
-    serde_json::from_slice(&B64.decode(c).ok()?).ok()
+    json_part(token.split('.').nth(1)?)
 }
