@@ -332,6 +332,7 @@ impl PoolBuilder {
             sweep_now: Default::default(),
             spares: Default::default(),
             min_connections: cfg.min_connections,
+            net: Arc::new(crate::network::NetWatch::new(&pg)),
         });
         let manager = Manager::from_connect(
             pg,

@@ -5,6 +5,7 @@
 
 use std::{
     cell::{Cell, RefCell},
+    net::IpAddr,
     sync::{Arc, atomic::Ordering},
 };
 
@@ -17,8 +18,9 @@ use crate::{
     ConfigError, Error, TokenRefusedError,
     error::is_auth_refusal,
     metrics::{LoginOrigin, Stopwatch},
+    network::{NetWatch, network_cause},
     pool::Shared,
-    recycle::gate::LoginAttempt,
+    recycle::gate::{LoginAttempt, LoginOutcome},
     token::{
         BoxFuture,
         cache::{CachedToken, Forced},
@@ -31,6 +33,10 @@ use crate::{
 pub(crate) struct LoginRecord {
     pub(crate) token_deadline: Option<Instant>,
     pub(crate) created: Instant,
+    /// The server address it logged in to (`None`: tokio-postgres chose among several).
+    pub(crate) addr: Option<IpAddr>,
+    /// The network suspicion epoch when it logged in (it is as fresh as a check then).
+    pub(crate) epoch: u64,
 }
 
 /// Who asked for a login.
@@ -118,7 +124,7 @@ impl Connect for EntraConnect {
                 // Every login's outcome reaches the pool's login health, a cut-off one too.
                 let attempt = LoginAttempt::start(&self.shared.logins, self.shared.create_timeout);
                 let result = connect_with_token(&self.shared, &pg_config).await;
-                attempt.settle(result.is_ok());
+                attempt.settle(outcome_of(&result));
                 result
             },
             span,
@@ -151,17 +157,28 @@ fn host_text(h: &tokio_postgres::config::Host) -> String {
     }
 }
 
+/// How a login ended, for the pool's login health.
+pub(crate) fn outcome_of<T>(result: &Result<T, PgError>) -> LoginOutcome {
+    match result {
+        Ok(_) => LoginOutcome::Ok,
+        Err(e) if network_cause(e).is_some() => LoginOutcome::Unreachable,
+        Err(_) => LoginOutcome::Refused,
+    }
+}
+
 /// A checkout (not a probe, not a caller that has waited its wait timeout) declines to
-/// log in while logins are failing or no token is valid and the pool still has sessions:
+/// log in while logins are refused or no token is valid and the pool still has sessions:
 /// a working session will come back to the pool, a login now would most likely fail the
-/// request (and ask the identity endpoint or the server again).
+/// request (and ask the identity endpoint or the server again). While logins only fail
+/// to reach the server (a failover), one checkout login per short gap goes ahead: the
+/// name may point to a server that answers now.
 fn should_decline(shared: &Shared) -> bool {
     let may_decline = GET_CONTEXT
         .try_with(|c| !c.login_now.get())
         .unwrap_or(false);
     may_decline
-        && (shared.logins.failing_since().is_some() || shared.cache.valid_now().is_none())
         && shared.conns.live() > 0
+        && (shared.cache.valid_now().is_none() || shared.logins.should_wait(Instant::now()))
 }
 
 /// A login with the cached token (fetching one only when none is valid), retried once
@@ -293,19 +310,12 @@ async fn login(
         }
     }
     let user = cfg.get_user().unwrap_or_default().to_owned();
+    let epoch = shared.net.epoch();
     let took = Stopwatch::start();
-    let result = match &shared.tls {
-        Tls::Rustls(tls) => match cfg.connect(tls.clone()).await {
-            Ok((client, conn)) => Ok((client, spawn_connection(conn))),
-            Err(e) => Err(e),
-        },
-        Tls::Plain => match cfg.connect(NoTls).await {
-            Ok((client, conn)) => Ok((client, spawn_connection(conn))),
-            Err(e) => Err(e),
-        },
-    };
+    let (result, addr) = connect_pinned(shared, &cfg).await;
     match &result {
         Ok(_) => {
+            shared.net.login_ok(Instant::now());
             let c = &shared.counters;
             c.logins_ok.fetch_add(1, Ordering::Relaxed);
             c.metrics.login(&took, true, login_origin());
@@ -322,6 +332,8 @@ async fn login(
                 c.login.set(Some(LoginRecord {
                     token_deadline: token.deadline,
                     created: Instant::now(),
+                    addr,
+                    epoch,
                 }))
             });
             tracing::debug!(target: "deadpool_entra", user = %user, token_generation = token.generation, "login ok");
@@ -389,13 +401,76 @@ fn refresh_may_help(e: &PgError) -> bool {
     }
 }
 
-fn spawn_connection<F>(conn: F) -> JoinHandle<()>
+/// Logs in to the addresses the server name resolves to now, one at a time (the login
+/// is pinned to each with `hostaddr`; TLS still verifies the name), so that the pool
+/// knows where the session went; or, when the pool does not resolve the name itself,
+/// lets tokio-postgres choose. Logins that cannot reach an address are reported to the
+/// network watch.
+async fn connect_pinned(
+    shared: &Shared,
+    cfg: &PgConfig,
+) -> (Result<(PgClient, JoinHandle<()>), PgError>, Option<IpAddr>) {
+    let Some(addrs) = shared.net.login_addrs().await else {
+        return (connect_tls(shared, cfg, None).await, None);
+    };
+    let mut last = None;
+    for addr in addrs {
+        let mut pinned = cfg.clone();
+        pinned.hostaddr(addr);
+        match connect_tls(shared, &pinned, Some(addr)).await {
+            Ok(x) => return (Ok(x), Some(addr)),
+            Err(e) => {
+                let cause = network_cause(&e);
+                if let Some(cause) = cause {
+                    shared
+                        .net
+                        .login_unreachable(Some(addr), cause, Instant::now());
+                }
+                let next = cause.is_some();
+                last = Some((Err(e), Some(addr)));
+                if !next {
+                    break;
+                }
+            }
+        }
+    }
+    match last {
+        Some(l) => l,
+        // An empty answer never reaches here (`login_addrs` says `None` then).
+        None => (connect_tls(shared, cfg, None).await, None),
+    }
+}
+
+async fn connect_tls(
+    shared: &Shared,
+    cfg: &PgConfig,
+    addr: Option<IpAddr>,
+) -> Result<(PgClient, JoinHandle<()>), PgError> {
+    let net = shared.net.clone();
+    match &shared.tls {
+        Tls::Rustls(tls) => {
+            let (client, conn) = cfg.connect(tls.clone()).await?;
+            Ok((client, spawn_connection(conn, net, addr)))
+        }
+        Tls::Plain => {
+            let (client, conn) = cfg.connect(NoTls).await?;
+            Ok((client, spawn_connection(conn, net, addr)))
+        }
+    }
+}
+
+/// Drives a connection; one that ends with a network error (its peer vanished, a
+/// middlebox dropped it) is reported, so that its siblings are checked before use.
+fn spawn_connection<F>(conn: F, net: Arc<NetWatch>, addr: Option<IpAddr>) -> JoinHandle<()>
 where
     F: std::future::Future<Output = Result<(), PgError>> + Send + 'static,
 {
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(target: "deadpool_entra", error = %e, "connection ended with an error");
+            if let Some(cause) = network_cause(&e) {
+                net.found_dead(addr, cause, Instant::now());
+            }
         }
     })
 }

@@ -10,6 +10,7 @@ mod connect;
 mod error;
 mod error_kind;
 mod metrics;
+mod network;
 mod pool;
 mod provider;
 mod recycle;
@@ -42,7 +43,9 @@ pub use error_kind::ErrorKind;
 pub use pool::Pool;
 pub use provider::TokenProvider;
 pub use recycle::RecyclePolicy;
-pub use stats::{ConnectionInfo, Degraded, HealthReport, PoolStatus, Stats, TokenStats};
+pub use stats::{
+    ConnectionInfo, Degraded, HealthReport, NetworkStats, PoolStatus, Stats, TokenStats,
+};
 pub use token::{
     BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RETRY_AFTER_CAP,
     RefreshPolicy, StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,

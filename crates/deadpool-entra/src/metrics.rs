@@ -139,6 +139,7 @@ impl PoolMetrics {
                 TokenAge => 0,
                 MaxLifetime => 1,
                 Broken => 2,
+                AddressChanged => 3,
             };
             h.retired[i].increment(n);
         }
@@ -253,7 +254,7 @@ mod enabled {
         /// `[ok, failed][checkout, background, probe]`.
         pub(super) logins: [[Counter; 3]; 2],
         /// `[token_age, max_lifetime, broken]`.
-        pub(super) retired: [Counter; 3],
+        pub(super) retired: [Counter; 4],
         pub(super) spares_used: Counter,
         pub(super) idle: Gauge,
         pub(super) used: Gauge,
@@ -292,6 +293,7 @@ mod enabled {
                     retired("token_age"),
                     retired("max_lifetime"),
                     retired("broken"),
+                    retired("address_changed"),
                 ],
                 spares_used: counter!("deadpool_entra.spares_used", POOL_NAME => n.clone()),
                 idle: state("idle"),

@@ -13,13 +13,14 @@ use deadpool_postgres::{HookError, PoolError, TimeoutType, Timeouts};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    Config, ConfigError, ConnectionInfo, Degraded, Error, HealthReport, PoolBuilder, PoolStatus,
-    RecyclePolicy, Stats, TimeoutKind, TokenStats,
+    Config, ConfigError, ConnectionInfo, Degraded, Error, HealthReport, NetworkStats, PoolBuilder,
+    PoolStatus, RecyclePolicy, Stats, TimeoutKind, TokenStats,
     connect::{GET_CONTEXT, GetContext, Origin, Tls},
     error::classify_pg,
     metrics::Stopwatch,
+    network::{DeadCause, LIVENESS_TIMEOUT},
     recycle::{
-        self, ConnTable,
+        self, ConnTable, RetireReason,
         gate::{Gate, LoginHealth},
     },
     stats::{PoolCounters, secs_since},
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) owns_cache: bool,
     /// Connections to keep open ([`Config::min_connections`]).
     pub(crate) min_connections: usize,
+    /// Where the server's name points, and which sessions are suspect after one died.
+    pub(crate) net: Arc<crate::network::NetWatch>,
 }
 
 impl Shared {
@@ -216,6 +219,15 @@ impl Pool {
                     (r, stashed, declined)
                 })
                 .await;
+            // After a session died of a network error, older sessions prove alive first
+            // (one atomic comparison otherwise).
+            let result = match result {
+                Ok(client) if self.shared.net.checks_pending() => match self.vet(client).await {
+                    Some(c) => Ok(c),
+                    None => continue,
+                },
+                r => r,
+            };
             match result {
                 // A login that failed while other sessions exist (the first one to meet a
                 // fault): wait for a session too, rather than fail the request.
@@ -243,6 +255,29 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// A session that logged in before a sibling died of a network error answers an
+    /// empty query before it is handed out; one that does not answer within
+    /// [`LIVENESS_TIMEOUT`] is dropped (`None`) and the checkout takes another.
+    async fn vet(&self, client: deadpool_postgres::Client) -> Option<deadpool_postgres::Client> {
+        let net = &self.shared.net;
+        let epoch = net.epoch();
+        let Some(addr) = self.shared.conns.unchecked(&client, epoch) else {
+            return Some(client);
+        };
+        net.counters.liveness_checks.fetch_add(1, Ordering::Relaxed);
+        let answer = tokio::time::timeout(LIVENESS_TIMEOUT, client.simple_query("")).await;
+        if matches!(answer, Ok(Ok(_))) {
+            self.shared.conns.mark_checked(&client, epoch);
+            return Some(client);
+        }
+        net.found_dead(addr, DeadCause::LivenessCheck, Instant::now());
+        self.shared.conns.remove(&client);
+        self.shared.counters.count_retired(RetireReason::Broken, 1);
+        // Out of the pool: dropping it closes the session.
+        drop(deadpool_postgres::Client::take(client));
+        None
     }
 
     fn map_error(&self, e: PoolError, stashed: Option<Error>) -> Error {
@@ -292,6 +327,7 @@ impl Pool {
             retired_token_age: c.retired_token_age.load(Ordering::Relaxed),
             retired_max_lifetime: c.retired_max_lifetime.load(Ordering::Relaxed),
             retired_broken: c.retired_broken.load(Ordering::Relaxed),
+            retired_address_changed: c.retired_address_changed.load(Ordering::Relaxed),
             created_on_checkout: c.created_on_checkout.load(Ordering::Relaxed),
             created_in_background: c.created_in_background.load(Ordering::Relaxed),
             spares_used: c.spares_used.load(Ordering::Relaxed),
@@ -299,6 +335,7 @@ impl Pool {
             probe_logins: c.probe_logins.load(Ordering::Relaxed),
             checkouts_waited_for_session: c.checkouts_waited_for_session.load(Ordering::Relaxed),
             degraded: self.degraded(now),
+            network: NetworkStats::of(&self.shared.net),
             pool: PoolStatus {
                 size: status.size,
                 available: status.available,
@@ -324,6 +361,8 @@ impl Pool {
             }),
             logins_failing_for_secs: secs_since(self.shared.logins.failing_since(), now),
             identity_failing_for_secs: secs_since(self.shared.cache.failing_since(), now),
+            network_failing_for_secs: secs_since(self.shared.net.incident_since(), now),
+            sessions_on_old_address: self.shared.conns.stale(),
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) struct PoolCounters {
     pub(crate) retired_token_age: AtomicU64,
     pub(crate) retired_max_lifetime: AtomicU64,
     pub(crate) retired_broken: AtomicU64,
+    pub(crate) retired_address_changed: AtomicU64,
     pub(crate) created_on_checkout: AtomicU64,
     pub(crate) created_in_background: AtomicU64,
     pub(crate) spares_used: AtomicU64,
@@ -32,6 +33,7 @@ impl PoolCounters {
             RetireReason::TokenAge => &self.retired_token_age,
             RetireReason::MaxLifetime => &self.retired_max_lifetime,
             RetireReason::Broken => &self.retired_broken,
+            RetireReason::AddressChanged => &self.retired_address_changed,
         };
         c.fetch_add(n, Ordering::Relaxed);
         self.metrics.retired(reason, n);
@@ -158,8 +160,12 @@ pub struct Stats {
     pub retired_token_age: u64,
     /// Connections retired at their maximum lifetime.
     pub retired_max_lifetime: u64,
-    /// Connections found closed (server restart, failover, network).
+    /// Connections found closed (server restart, failover, network) or dead (a
+    /// liveness check got no answer).
     pub retired_broken: u64,
+    /// Connections retired because the server's name resolves to another address now
+    /// (a failover moved it).
+    pub retired_address_changed: u64,
     /// Logins made inside a checkout: the caller waited for them.
     pub created_on_checkout: u64,
     /// Logins made in the background (spares for connections about to retire, and the
@@ -180,8 +186,65 @@ pub struct Stats {
     pub checkouts_waited_for_session: u64,
     /// Degraded-but-serving state: sessions kept past their due time, past their token.
     pub degraded: Degraded,
+    /// What the pool saw of the network: dead sessions, DNS changes, recovery time.
+    pub network: NetworkStats,
     /// Pool size.
     pub pool: PoolStatus,
+}
+
+/// What the pool saw of the network ([`Stats::network`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct NetworkStats {
+    /// The addresses the server's name resolved to last (empty when the pool does not
+    /// follow a name: several hosts, `hostaddr`, a Unix socket, or not resolved yet).
+    pub addresses: Vec<String>,
+    /// Times the name resolved to another set of addresses.
+    pub dns_changes: u64,
+    /// Sessions found dead because sent data or keepalive probes went unanswered
+    /// (`tcp_user_timeout`, keepalives).
+    pub dead_timeout: u64,
+    /// Sessions found dead because the connection was reset or closed mid-message.
+    pub dead_reset: u64,
+    /// Suspect sessions that did not answer a liveness check before a checkout.
+    pub dead_liveness_check: u64,
+    /// Sessions that ended with another I/O error.
+    pub dead_other: u64,
+    /// Liveness checks made on suspect sessions (after a sibling died).
+    pub liveness_checks: u64,
+    /// Logins that could not reach a usable server (timeouts, resets, refusals of the
+    /// connection, a read-only server when a writer was asked for).
+    pub logins_unreachable: u64,
+    /// Of those, logins that reached a read-only server with
+    /// `target_session_attrs=read-write` (the session was not kept).
+    pub logins_read_only: u64,
+    /// Seconds from the first dead session of the last network incident to the first
+    /// healthy login after it.
+    pub last_recovery_secs: Option<f64>,
+}
+
+impl NetworkStats {
+    /// The network state of `net`.
+    pub(crate) fn of(net: &crate::network::NetWatch) -> Self {
+        let c = &net.counters;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        NetworkStats {
+            addresses: net
+                .addresses()
+                .map(|(_, a)| a.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            dns_changes: n(&c.dns_changes),
+            dead_timeout: n(&c.dead_timeout),
+            dead_reset: n(&c.dead_reset),
+            dead_liveness_check: n(&c.dead_liveness_check),
+            dead_other: n(&c.dead_other),
+            liveness_checks: n(&c.liveness_checks),
+            logins_unreachable: n(&c.logins_unreachable),
+            logins_read_only: n(&c.logins_read_only),
+            last_recovery_secs: net.last_recovery().map(|d| d.as_secs_f64()),
+        }
+    }
 }
 
 /// Sessions kept in service because no replacement could log in. The server checks a
@@ -203,6 +266,13 @@ pub struct Degraded {
     pub logins_failing_for_secs: Option<f64>,
     /// Seconds since token fetches began failing (`None`: the last fetch worked).
     pub identity_failing_for_secs: Option<f64>,
+    /// Seconds since a session died of a network error (or a login could not reach the
+    /// server) with no healthy login since: a failover or a partition in progress
+    /// (`None`: none).
+    pub network_failing_for_secs: Option<f64>,
+    /// Sessions to an address the server's name no longer resolves to, not yet replaced
+    /// (after a failover).
+    pub sessions_on_old_address: usize,
 }
 
 impl Degraded {
@@ -210,6 +280,8 @@ impl Degraded {
     pub fn is_degraded(&self) -> bool {
         self.overdue > 0
             || self.sessions_past_token_expiry > 0
+            || self.sessions_on_old_address > 0
+            || self.network_failing_for_secs.is_some()
             || self.logins_failing_for_secs.is_some()
             || self.identity_failing_for_secs.is_some()
     }

@@ -436,8 +436,9 @@ fn environment_means_what_libpq_means() {
     for zero in ["0", "-5"] {
         let c = env(&[("PGHOST", "db.example.com"), ("PGCONNECT_TIMEOUT", zero)]).unwrap();
         assert_eq!(
-            c.connect_timeout, None,
-            "PGCONNECT_TIMEOUT={zero} is no limit"
+            c.connect_timeout,
+            Some(Duration::ZERO),
+            "PGCONNECT_TIMEOUT={zero} is no limit (zero: not the pool's 2 s default)"
         );
     }
     let c = env(&[
@@ -770,7 +771,10 @@ fn as_libpq(c: &Config) -> std::collections::BTreeMap<String, String> {
     put("options", c.options.clone());
     put(
         "connect_timeout",
-        c.connect_timeout.map(|d| d.as_secs().to_string()),
+        // Zero is libpq's "no limit", which libpq's parse leaves out.
+        c.connect_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| d.as_secs().to_string()),
     );
     put(
         "keepalives_idle",
@@ -778,7 +782,8 @@ fn as_libpq(c: &Config) -> std::collections::BTreeMap<String, String> {
     );
     put(
         "tcp_user_timeout",
-        c.tcp_user_timeout.map(|d| d.as_secs().to_string()),
+        // Milliseconds, as libpq reads it.
+        c.tcp_user_timeout.map(|d| d.as_millis().to_string()),
     );
     put(
         "target_session_attrs",
@@ -841,4 +846,38 @@ fn connection_strings_parse_as_libpq_parses_them() {
             ),
         }
     }
+}
+
+#[test]
+fn tcp_settings_read_as_libpq_reads_them() {
+    let c: Config = "host=db.example.com tcp_user_timeout=10000 keepalives_idle=0 keepalives=1"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        c.tcp_user_timeout,
+        Some(Duration::from_secs(10)),
+        "libpq's tcp_user_timeout is in milliseconds"
+    );
+    assert_eq!(
+        c.keepalives_idle,
+        Some(Duration::ZERO),
+        "0: the system's default, not the pool's"
+    );
+    assert_eq!(c.keepalives, Some(true));
+    let off: Config = "host=db.example.com keepalives=0".parse().unwrap();
+    assert_eq!(off.keepalives, Some(false));
+    let e = "host=db.example.com keepalives=off"
+        .parse::<Config>()
+        .expect_err("libpq refuses a non-integer");
+    assert!(e.to_string().contains("keepalives"), "{e}");
+    let unset: Config = "host=db.example.com".parse().unwrap();
+    assert_eq!(
+        (
+            unset.tcp_user_timeout,
+            unset.keepalives_idle,
+            unset.connect_timeout
+        ),
+        (None, None, None),
+        "unset: the pool's defaults apply at login"
+    );
 }

@@ -11,13 +11,17 @@ mod conninfo;
 mod env;
 mod modes;
 mod pg;
+mod tcp;
 mod validate;
 mod values;
 
 pub use modes::{AuthMethod, ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 pub(crate) use pg::{endpoint_text, pg_config};
 pub(crate) use validate::validate;
-use values::{non_empty, parse_connect_timeout, parse_ports, parse_secs_opt};
+use values::{
+    non_empty, parse_connect_timeout, parse_keepalives, parse_millis_opt, parse_ports,
+    parse_secs_opt,
+};
 
 use crate::{Error, Pool, PoolBuilder, RecyclePolicy, RefreshPolicy};
 
@@ -54,16 +58,24 @@ pub struct Config {
     /// The order in which several hosts are tried (libpq's `load_balance_hosts`).
     pub load_balance_hosts: LoadBalanceHosts,
     /// TCP keepalives (libpq's `keepalives`, default on).
+    ///
+    /// The TCP defaults below are chosen so that a session whose server vanished fails
+    /// within seconds and an idle session survives Azure's 4-minute idle timeout; see
+    /// docs/configuration.md. `Some(Duration::ZERO)` leaves the system's setting.
     pub keepalives: Option<bool>,
-    /// Idle time before the first keepalive probe (`keepalives_idle`).
+    /// Idle time before the first keepalive probe (`keepalives_idle`; default 30 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub keepalives_idle: Option<Duration>,
-    /// Time between keepalive probes (`keepalives_interval`).
+    /// Time between keepalive probes (`keepalives_interval`; default 5 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub keepalives_interval: Option<Duration>,
-    /// Probes lost before the connection counts as dead (`keepalives_retries`).
+    /// Probes lost before the connection counts as dead (`keepalives_retries`; default
+    /// 3, used by Linux only when `tcp_user_timeout` is off).
     pub keepalives_retries: Option<u32>,
-    /// How long sent data may stay unacknowledged (`tcp_user_timeout`; Linux).
+    /// How long sent data may stay unacknowledged before the connection is dropped
+    /// (`tcp_user_timeout`, in milliseconds in libpq strings as in libpq; Linux; default
+    /// 5 s). A live server acknowledges at once however long its query runs, so this
+    /// cuts only sessions whose peer is gone.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub tcp_user_timeout: Option<Duration>,
     /// Database name.
@@ -87,7 +99,8 @@ pub struct Config {
     pub channel_binding: ChannelBinding,
     /// `application_name` (default `deadpool-entra`).
     pub application_name: Option<String>,
-    /// TCP connect timeout.
+    /// TCP connect timeout (default 2 s; the TCP handshake only, as in tokio-postgres;
+    /// `Some(Duration::ZERO)`: no limit).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
     pub connect_timeout: Option<Duration>,
     /// Server `options` (e.g. `-c search_path=app`).
@@ -251,9 +264,7 @@ impl Config {
             }
             "target_session_attrs" => self.target_session_attrs = value.parse()?,
             "load_balance_hosts" => self.load_balance_hosts = value.parse()?,
-            "keepalives" => {
-                self.keepalives = Some(value.trim() != "0");
-            }
+            "keepalives" => self.keepalives = parse_keepalives(key, value)?,
             "keepalives_idle" => self.keepalives_idle = parse_secs_opt(key, value)?,
             "keepalives_interval" => self.keepalives_interval = parse_secs_opt(key, value)?,
             "keepalives_retries" => {
@@ -264,7 +275,7 @@ impl Config {
                         .map_err(|_| ConfigError::new(key, "expected a whole number of probes"))?,
                 )
             }
-            "tcp_user_timeout" => self.tcp_user_timeout = parse_secs_opt(key, value)?,
+            "tcp_user_timeout" => self.tcp_user_timeout = parse_millis_opt(key, value)?,
             "dbname" | "database" => self.dbname = non_empty(value),
             "user" => self.user = non_empty(value),
             "password" => self.password = (!value.is_empty()).then(|| value.to_owned()),

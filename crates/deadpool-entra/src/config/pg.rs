@@ -31,9 +31,6 @@ pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
         c.user(u);
     }
     c.application_name(cfg.application_name.as_deref().unwrap_or("deadpool-entra"));
-    if let Some(t) = cfg.connect_timeout {
-        c.connect_timeout(t);
-    }
     if let Some(o) = &cfg.options {
         c.options(o);
     }
@@ -46,21 +43,7 @@ pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
         LoadBalanceHosts::Disable => pg::LoadBalanceHosts::Disable,
         LoadBalanceHosts::Random => pg::LoadBalanceHosts::Random,
     });
-    if let Some(k) = cfg.keepalives {
-        c.keepalives(k);
-    }
-    if let Some(d) = cfg.keepalives_idle {
-        c.keepalives_idle(d);
-    }
-    if let Some(d) = cfg.keepalives_interval {
-        c.keepalives_interval(d);
-    }
-    if let Some(n) = cfg.keepalives_retries {
-        c.keepalives_retries(n);
-    }
-    if let Some(d) = cfg.tcp_user_timeout {
-        c.tcp_user_timeout(d);
-    }
+    super::tcp::apply(&mut c, cfg);
     c.ssl_mode(if tls {
         pg::SslMode::Require
     } else {

@@ -27,27 +27,22 @@ pub(super) fn parse_port(field: &str, v: &str) -> Result<u16, ConfigError> {
     }
 }
 
-/// `connect_timeout` as libpq reads it: whole seconds, 0 or less meaning no limit (a
-/// humantime duration such as `10s` is accepted too).
+/// `connect_timeout` as libpq reads it: whole seconds, 0 or less meaning no limit
+/// (`Some(Duration::ZERO)`; a humantime duration such as `10s` is accepted too).
 pub(super) fn parse_connect_timeout(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
     let v = v.trim();
     if let Ok(s) = v.parse::<i64>() {
-        return Ok(u64::try_from(s)
-            .ok()
-            .filter(|&s| s > 0)
-            .map(Duration::from_secs));
+        return Ok(Some(Duration::from_secs(u64::try_from(s).unwrap_or(0))));
     }
-    humantime::parse_duration(v)
-        .map(|d| (!d.is_zero()).then_some(d))
-        .map_err(|_| {
-            ConfigError::new(
-                field,
-                format!(
-                    "bad duration{}: use whole seconds (0 for no limit) or a duration like 10s",
-                    shown(v)
-                ),
-            )
-        })
+    humantime::parse_duration(v).map(Some).map_err(|_| {
+        ConfigError::new(
+            field,
+            format!(
+                "bad duration{}: use whole seconds (0 for no limit) or a duration like 10s",
+                shown(v)
+            ),
+        )
+    })
 }
 
 /// A text value; empty (or blank) means not set, as in libpq.
@@ -79,15 +74,35 @@ pub(super) fn parse_ports(field: &str, v: &str) -> Result<Vec<u16>, ConfigError>
         .collect()
 }
 
-/// Whole seconds as libpq reads keepalive and TCP settings: 0 or less is the system's
-/// default (`None`).
+/// Whole seconds as libpq reads keepalive settings: 0 or less is the system's default
+/// (`Some(Duration::ZERO)`; unset, `None`, is the pool's default).
 pub(super) fn parse_secs_opt(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
     let n: i64 = v
         .trim()
         .parse()
         .map_err(|_| ConfigError::new(field, format!("expected whole seconds, got{}", shown(v))))?;
-    Ok(u64::try_from(n)
-        .ok()
-        .filter(|&n| n > 0)
-        .map(Duration::from_secs))
+    Ok(Some(Duration::from_secs(u64::try_from(n).unwrap_or(0))))
+}
+
+/// Milliseconds as libpq reads `tcp_user_timeout`: 0 or less is the system's default
+/// (`Some(Duration::ZERO)`).
+pub(super) fn parse_millis_opt(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
+    let n: i64 = v.trim().parse().map_err(|_| {
+        ConfigError::new(
+            field,
+            format!("expected whole milliseconds, got{}", shown(v)),
+        )
+    })?;
+    Ok(Some(Duration::from_millis(u64::try_from(n).unwrap_or(0))))
+}
+
+/// libpq's `keepalives`: an integer, 0 for off, anything else for on.
+pub(super) fn parse_keepalives(field: &str, v: &str) -> Result<Option<bool>, ConfigError> {
+    let n: i64 = v.trim().parse().map_err(|_| {
+        ConfigError::new(
+            field,
+            format!("expected 0 (off) or 1 (on), got{}", shown(v)),
+        )
+    })?;
+    Ok(Some(n != 0))
 }

@@ -143,15 +143,40 @@ pub(crate) fn decide(plan: &RetirePlan, gate: &Gate, at: Instant) -> Decision {
     }
 }
 
+/// How a login ended, for [`LoginHealth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginOutcome {
+    /// Logged in.
+    Ok,
+    /// Refused (token, role, permission, TLS) or failed for a reason that another login
+    /// now would most likely meet too.
+    Refused,
+    /// Could not reach a usable server (timeout, reset, refused connection, a read-only
+    /// server when a writer is wanted): the address may have moved, and another login,
+    /// to where the name points now, may well work.
+    Unreachable,
+}
+
+/// The shortest gap between two checkout logins while logins fail to reach the server:
+/// after a failover the first one that reaches the new primary ends the failure, and no
+/// login storm hits a server that refuses connections.
+pub(crate) const UNREACHABLE_TRIAL_GAP: Duration = Duration::from_millis(250);
+
 /// Whether logins are succeeding: any failed login pauses voluntary retirements until a
 /// login succeeds again, so that the pool never trades a working session for a failing
-/// login.
+/// login. A refusal also makes checkouts wait for a session rather than log in; a login
+/// that could not reach the server does not (a failover moved it: logging in again is
+/// how the pool gets there), but such logins are spaced by [`UNREACHABLE_TRIAL_GAP`].
 pub(crate) struct LoginHealth {
     state: Mutex<LoginState>,
 }
 
 struct LoginState {
     failing_since: Option<Instant>,
+    /// Since when refusals are part of the current failure.
+    refused_since: Option<Instant>,
+    /// When the next checkout login may be tried while logins are unreachable.
+    next_trial: Option<Instant>,
     ok_since: Instant,
 }
 
@@ -160,6 +185,8 @@ impl LoginHealth {
         Self {
             state: Mutex::new(LoginState {
                 failing_since: None,
+                refused_since: None,
+                next_trial: None,
                 ok_since: now,
             }),
         }
@@ -172,6 +199,8 @@ impl LoginHealth {
     /// A login succeeded at `now`.
     pub(crate) fn succeeded(&self, now: Instant) {
         let mut s = self.state();
+        s.refused_since = None;
+        s.next_trial = None;
         if let Some(since) = s.failing_since.take() {
             s.ok_since = now;
             drop(s);
@@ -183,16 +212,32 @@ impl LoginHealth {
         }
     }
 
-    /// A login failed (or was cut off) at `now`.
+    /// A login was refused (or was cut off) at `now`.
     pub(crate) fn failed(&self, now: Instant) {
+        self.settle_failure(now, LoginOutcome::Refused);
+    }
+
+    fn settle_failure(&self, now: Instant, outcome: LoginOutcome) {
         let mut s = self.state();
+        if outcome == LoginOutcome::Refused {
+            s.refused_since.get_or_insert(now);
+        }
         if s.failing_since.is_none() {
             s.failing_since = Some(now);
             drop(s);
             tracing::warn!(
                 target: "deadpool_entra",
+                unreachable = outcome == LoginOutcome::Unreachable,
                 "a login failed; connections due for retirement keep serving until a login succeeds"
             );
+        }
+    }
+
+    /// Records a login's outcome at `now`.
+    pub(crate) fn record(&self, outcome: LoginOutcome, now: Instant) {
+        match outcome {
+            LoginOutcome::Ok => self.succeeded(now),
+            o => self.settle_failure(now, o),
         }
     }
 
@@ -205,6 +250,24 @@ impl LoginHealth {
     /// Since when logins have been failing (`None`: they succeed).
     pub(crate) fn failing_since(&self) -> Option<Instant> {
         self.state().failing_since
+    }
+
+    /// Whether a checkout that needs a login should wait for a session instead, at
+    /// `now`: while logins are refused, always; while they only fail to reach the server,
+    /// all but one checkout login per [`UNREACHABLE_TRIAL_GAP`] (that one is claimed).
+    pub(crate) fn should_wait(&self, now: Instant) -> bool {
+        let mut s = self.state();
+        if s.refused_since.is_some() {
+            return true;
+        }
+        if s.failing_since.is_none() {
+            return false;
+        }
+        if s.next_trial.is_some_and(|t| now < t) {
+            return true;
+        }
+        s.next_trial = Some(now + UNREACHABLE_TRIAL_GAP);
+        false
     }
 }
 
@@ -229,14 +292,9 @@ impl<'a> LoginAttempt<'a> {
         }
     }
 
-    pub(crate) fn settle(mut self, ok: bool) {
+    pub(crate) fn settle(mut self, outcome: LoginOutcome) {
         self.settled = true;
-        let now = Instant::now();
-        if ok {
-            self.health.succeeded(now);
-        } else {
-            self.health.failed(now);
-        }
+        self.health.record(outcome, Instant::now());
     }
 }
 

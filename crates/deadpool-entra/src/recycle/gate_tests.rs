@@ -349,8 +349,40 @@ async fn a_login_cut_off_by_its_limit_counts_as_failed_an_abandoned_one_does_not
     tokio::time::advance(secs(10.0)).await;
     drop(a);
     assert!(h.failing_since().is_some());
-    LoginAttempt::start(&h, limit).settle(true);
+    LoginAttempt::start(&h, limit).settle(LoginOutcome::Ok);
     assert!(h.failing_since().is_none());
-    LoginAttempt::start(&h, None).settle(false);
+    LoginAttempt::start(&h, None).settle(LoginOutcome::Refused);
     assert!(h.failing_since().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_make_checkouts_wait_unreachable_logins_only_space_them() {
+    let t0 = Instant::now();
+    let h = LoginHealth::new(t0);
+    assert!(!h.should_wait(t0), "logins work: log in");
+    h.record(LoginOutcome::Unreachable, t0);
+    assert_eq!(
+        h.ok_since(),
+        None,
+        "an unreachable login pauses retirements too"
+    );
+    assert!(!h.should_wait(t0), "the first checkout login is a trial");
+    assert!(h.should_wait(t0), "the next waits for the gap");
+    assert!(h.should_wait(t0 + UNREACHABLE_TRIAL_GAP - secs(0.001)));
+    assert!(
+        !h.should_wait(t0 + UNREACHABLE_TRIAL_GAP),
+        "one trial per gap"
+    );
+    h.record(LoginOutcome::Refused, t0 + secs(1.0));
+    assert!(
+        h.should_wait(t0 + secs(5.0)),
+        "a refusal: wait for a session"
+    );
+    h.record(LoginOutcome::Ok, t0 + secs(6.0));
+    assert!(!h.should_wait(t0 + secs(6.0)));
+    assert!(
+        !h.should_wait(t0 + secs(6.0)),
+        "no spacing once logins work"
+    );
+    assert_eq!(h.ok_since(), Some(t0 + secs(6.0)));
 }

@@ -86,6 +86,8 @@ pub(crate) enum RetireReason {
     TokenAge,
     MaxLifetime,
     Broken,
+    /// The server's name no longer resolves to the connection's address (a failover).
+    AddressChanged,
 }
 
 impl RetireReason {
@@ -94,6 +96,7 @@ impl RetireReason {
             Self::TokenAge => "token_age",
             Self::MaxLifetime => "max_lifetime",
             Self::Broken => "broken",
+            Self::AddressChanged => "address_changed",
         }
     }
 }

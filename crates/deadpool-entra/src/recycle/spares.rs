@@ -30,7 +30,7 @@ use super::{
 use crate::{
     connect::{GET_CONTEXT, GetContext, LoginRecord, Origin, connect_with_token},
     pool::Shared,
-    recycle::gate::LoginAttempt,
+    recycle::gate::{LoginAttempt, LoginOutcome},
     token::cache::lock,
 };
 
@@ -285,7 +285,10 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
                     (r, GET_CONTEXT.with(|c| c.login.take()))
                 })
                 .await;
-            attempt.settle(matches!(result, Ok(Ok(_))));
+            attempt.settle(match &result {
+                Ok(r) => crate::connect::outcome_of(r),
+                Err(_) => LoginOutcome::Refused,
+            });
             match (result, record) {
                 (Ok(Ok((client, conn))), Some(record)) => {
                     if *shared.closed.borrow() {

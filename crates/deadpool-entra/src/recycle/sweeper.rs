@@ -47,6 +47,8 @@ struct SweeperState {
     probe_failures: u32,
     next_probe: Option<Instant>,
     probe_in_flight: Arc<AtomicBool>,
+    /// The generation of the server's addresses the connections were last marked for.
+    dns_generation: u64,
 }
 
 impl Default for SweeperState {
@@ -57,6 +59,7 @@ impl Default for SweeperState {
             probe_failures: 0,
             next_probe: None,
             probe_in_flight: Arc::default(),
+            dns_generation: 0,
         }
     }
 }
@@ -99,6 +102,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 .spares
                 .max_size
                 .store(inner.status().max_size, Ordering::Release);
+            follow_network(&shared, &mut state, now);
             sweep(&shared, &inner, now, super::later(now, interval));
             let gate = shared.gate(now);
             for r in shared.spares.expire(&gate, now) {
@@ -112,6 +116,30 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
             maybe_probe(&shared, &mut state, now);
         }
     });
+}
+
+/// Resolves the server's name when due; after it moved, marks the sessions to the old
+/// addresses stale (the sweep and checkouts retire them); ends the suspicion of sessions
+/// that have all proved alive.
+fn follow_network(shared: &Shared, state: &mut SweeperState, now: Instant) {
+    shared.net.maybe_resolve(now);
+    if let Some((generation, addrs)) = shared.net.addresses()
+        && generation != state.dns_generation
+    {
+        state.dns_generation = generation;
+        let stale = shared.conns.mark_stale(&addrs);
+        tracing::info!(
+            target: "deadpool_entra",
+            sessions = stale,
+            "sessions to the server's old address are retired as soon as a replacement can log in"
+        );
+    }
+    if shared.net.checks_pending() {
+        let e = shared.net.epoch();
+        shared
+            .net
+            .settle_suspicion(e, shared.conns.all_checked(e), now);
+    }
 }
 
 /// The gauges of the metrics recorder (feature `metrics`), once a sweep.
@@ -187,6 +215,10 @@ fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon
             let Some(info) = map.get(&key(w)) else {
                 return true;
             };
+            if info.stale && (gate.unconditional || gate.logins_ok_since.is_some()) {
+                reasons.push(RetireReason::AddressChanged);
+                return false;
+            }
             match decide(&info.plan, &gate, horizon) {
                 Decision::Retire(reason)
                     if gate.unconditional

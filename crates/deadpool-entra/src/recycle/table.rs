@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak},
     time::Duration,
 };
@@ -23,6 +24,22 @@ pub(crate) struct ConnInfo {
     pub(crate) plan: RetirePlan,
     /// When it logged in.
     pub(crate) created: Instant,
+    /// The server address it logged in to (`None`: not known).
+    pub(crate) addr: Option<IpAddr>,
+    /// The network suspicion epoch at which it last proved alive (its login, or a
+    /// liveness check).
+    pub(crate) checked_epoch: u64,
+    /// The server's name no longer resolves to its address: retire it (when a
+    /// replacement can log in).
+    pub(crate) stale: bool,
+}
+
+/// What the checkout path must do with a connection that may be due.
+pub(crate) enum Due {
+    /// Its address is no longer the server's.
+    Stale,
+    /// Scheduled to retire by now.
+    Scheduled(RetirePlan),
 }
 
 /// Per-connection login facts, keyed by the address of the connection's statement
@@ -49,7 +66,14 @@ impl ConnTable {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, w: &ClientWrapper, plan: RetirePlan, created: Instant) {
+    fn insert(
+        &self,
+        w: &ClientWrapper,
+        plan: RetirePlan,
+        created: Instant,
+        addr: Option<IpAddr>,
+        epoch: u64,
+    ) {
         let mut map = self.write();
         map.insert(
             key(w),
@@ -57,20 +81,78 @@ impl ConnTable {
                 alive: Arc::downgrade(&w.statement_cache),
                 plan,
                 created,
+                addr,
+                checked_epoch: epoch,
+                stale: false,
             },
         );
         self.first_due.lower_to(plan.earliest.map(|(t, _)| t));
     }
 
     /// Forgets connections that left the pool some other way, and sets the first due
-    /// time to the remaining ones' (under the write lock `map` comes from).
+    /// time to the remaining ones' (under the write lock `map` comes from); a stale
+    /// connection is due now.
     pub(crate) fn settle(&self, map: &mut HashMap<usize, ConnInfo>) {
         map.retain(|_, i| i.alive.strong_count() > 0);
         self.first_due.set(
             map.values()
-                .filter_map(|i| i.plan.earliest.map(|(t, _)| t))
+                .filter_map(|i| {
+                    if i.stale {
+                        Some(i.created)
+                    } else {
+                        i.plan.earliest.map(|(t, _)| t)
+                    }
+                })
                 .min(),
         );
+    }
+
+    /// Marks the connections whose address is not in `current` as stale (and the others
+    /// not), so that they retire; returns how many are stale.
+    pub(crate) fn mark_stale(&self, current: &[IpAddr]) -> usize {
+        let mut map = self.write();
+        let mut n = 0;
+        let mut earliest = None;
+        for i in map.values_mut() {
+            i.stale = i.addr.is_some_and(|a| !current.contains(&a));
+            if i.stale && i.alive.strong_count() > 0 {
+                n += 1;
+                earliest = Some(earliest.map_or(i.created, |e: Instant| e.min(i.created)));
+            }
+        }
+        self.first_due.lower_to(earliest);
+        n
+    }
+
+    /// The address of a connection that has not proved alive at suspicion epoch
+    /// `epoch` (`Some(None)`: address unknown), or `None` when it has.
+    pub(crate) fn unchecked(&self, w: &ClientWrapper, epoch: u64) -> Option<Option<IpAddr>> {
+        let map = self.read();
+        let info = map.get(&key(w))?;
+        (info.checked_epoch < epoch).then_some(info.addr)
+    }
+
+    /// A connection proved alive at epoch `epoch`.
+    pub(crate) fn mark_checked(&self, w: &ClientWrapper, epoch: u64) {
+        if let Some(i) = self.write().get_mut(&key(w)) {
+            i.checked_epoch = i.checked_epoch.max(epoch);
+        }
+    }
+
+    /// Whether every live connection has proved alive at epoch `epoch` or later.
+    pub(crate) fn all_checked(&self, epoch: u64) -> bool {
+        self.read()
+            .values()
+            .filter(|i| i.alive.strong_count() > 0)
+            .all(|i| i.checked_epoch >= epoch)
+    }
+
+    /// Live connections whose address the server's name no longer resolves to.
+    pub(crate) fn stale(&self) -> usize {
+        self.read()
+            .values()
+            .filter(|i| i.stale && i.alive.strong_count() > 0)
+            .count()
     }
 
     /// The login time and plan of a live connection.
@@ -95,19 +177,25 @@ impl ConnTable {
             .count()
     }
 
-    fn remove(&self, w: &ClientWrapper) {
+    pub(crate) fn remove(&self, w: &ClientWrapper) {
         self.write().remove(&key(w));
     }
 
-    /// The connection's plan, if it is scheduled to retire by `at` (the fast path: an
+    /// Whether the connection is stale or scheduled to retire by `at` (the fast path: an
     /// atomic load before the first due time, one read lock after it, no gate).
-    fn scheduled_by(&self, w: &ClientWrapper, at: Instant) -> Option<RetirePlan> {
+    fn scheduled_by(&self, w: &ClientWrapper, at: Instant) -> Option<Due> {
         if !self.first_due.may_be_due(at) {
             return None;
         }
         let map = self.read();
-        let plan = map.get(&key(w))?.plan;
-        plan.earliest.filter(|(t, _)| *t <= at).map(|_| plan)
+        let info = map.get(&key(w))?;
+        if info.stale {
+            return Some(Due::Stale);
+        }
+        let plan = info.plan;
+        plan.earliest
+            .filter(|(t, _)| *t <= at)
+            .map(|_| Due::Scheduled(plan))
     }
 }
 
@@ -115,6 +203,7 @@ impl ConnTable {
 pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
     let now = Instant::now();
     let record = GET_CONTEXT.try_with(|c| c.login.take()).ok().flatten();
+    let (addr, epoch) = record.map_or((None, shared.net.epoch()), |r| (r.addr, r.epoch));
     let (created, deadline) = match record {
         Some(r) => (r.created, r.token_deadline),
         None => {
@@ -139,7 +228,7 @@ pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
         shared.spread.next(),
         rand::random(),
     );
-    shared.conns.insert(w, plan, created);
+    shared.conns.insert(w, plan, created, addr, epoch);
 }
 
 /// Our `pre_recycle` hook: refuses connections that are closed, or due for retirement
@@ -152,8 +241,23 @@ pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), Hook
         return Err(HookError::message("connection closed"));
     }
     let now = Instant::now();
-    let Some(plan) = shared.conns.scheduled_by(w, now) else {
-        return Ok(());
+    let plan = match shared.conns.scheduled_by(w, now) {
+        None => return Ok(()),
+        Some(Due::Stale) => {
+            let gate = shared.gate(now);
+            if !(gate.unconditional || gate.logins_ok_since.is_some()) {
+                return Ok(());
+            }
+            shared.conns.remove(w);
+            shared
+                .counters
+                .count_retired(RetireReason::AddressChanged, 1);
+            tracing::debug!(target: "deadpool_entra", reason = "address_changed", "connection retired");
+            return Err(HookError::message(
+                "connection retired: the server's name now resolves to another address",
+            ));
+        }
+        Some(Due::Scheduled(plan)) => plan,
     };
     let gate = shared.gate(now);
     match decide(&plan, &gate, now) {
@@ -241,6 +345,9 @@ mod tests {
                 alive: Weak::new(),
                 plan,
                 created: now,
+                addr: None,
+                checked_epoch: 0,
+                stale: false,
             };
             map.insert(1, info);
             table.first_due.lower_to(Some(due));
