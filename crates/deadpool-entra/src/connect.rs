@@ -367,6 +367,7 @@ fn failure_kind(classified: Option<Error>) -> String {
         Some(Error::Login(l)) => format!("{:?}", l.kind),
         Some(Error::Tls { .. }) => "Tls".to_owned(),
         Some(Error::Network { .. }) => "Network".to_owned(),
+        Some(Error::ReadOnly { .. }) => "ReadOnly".to_owned(),
         _ => "Other".to_owned(),
     }
 }

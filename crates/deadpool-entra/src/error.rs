@@ -42,6 +42,16 @@ pub enum Error {
         /// The I/O error.
         cause: String,
     },
+    /// The server accepted the login but is read-only (a standby, a demoted primary, a
+    /// replica behind a stale DNS answer) while `target_session_attrs=read-write` asks
+    /// for a writer; the session was not kept.
+    #[error(
+        "the server at {endpoint} is read-only and target_session_attrs=read-write asks for a writer; the session was not kept. During a failover the server's name points to the new primary once it is promoted (Azure: 60 to 120 s); the pool resolves the name again on every login"
+    )]
+    ReadOnly {
+        /// `host:port` of the server.
+        endpoint: String,
+    },
     /// A pool timeout elapsed.
     #[error("timed out {0}")]
     Timeout(TimeoutKind),
@@ -320,6 +330,11 @@ pub(crate) fn classify_pg_ref(
         return Some(Error::Tls {
             endpoint: endpoint.to_owned(),
             cause: io_cause.unwrap_or(text),
+        });
+    }
+    if crate::network::network_cause(e) == Some(crate::network::DeadCause::ReadOnly) {
+        return Some(Error::ReadOnly {
+            endpoint: endpoint.to_owned(),
         });
     }
     if let Some(cause) = io_cause {

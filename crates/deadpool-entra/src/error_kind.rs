@@ -46,6 +46,8 @@ pub enum ErrorKind {
     Tls,
     /// The server could not be reached.
     Network,
+    /// The server is read-only and a writer was asked for (`target_session_attrs`).
+    ReadOnly,
     /// A pool timeout elapsed.
     Timeout(TimeoutKind),
     /// The pool has been closed.
@@ -72,6 +74,7 @@ impl ErrorKind {
             Self::LoginRefused => "login-refused",
             Self::Tls => "tls",
             Self::Network => "network",
+            Self::ReadOnly => "read-only",
             Self::Timeout(TimeoutKind::Wait) => "timeout-wait",
             Self::Timeout(TimeoutKind::Create) => "timeout-create",
             Self::Timeout(TimeoutKind::Recycle) => "timeout-recycle",
@@ -112,6 +115,7 @@ impl Error {
             Error::TokenRefused(r) => of_login(r.login.kind),
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Network { .. } => ErrorKind::Network,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Timeout(t) => ErrorKind::Timeout(*t),
             Error::Closed => ErrorKind::Closed,
             Error::Hook(_) => ErrorKind::Hook,
@@ -218,6 +222,13 @@ mod tests {
                 },
                 ErrorKind::Network,
                 "network",
+            ),
+            (
+                Error::ReadOnly {
+                    endpoint: "e".into(),
+                },
+                ErrorKind::ReadOnly,
+                "read-only",
             ),
             (
                 Error::Timeout(TimeoutKind::Wait),
