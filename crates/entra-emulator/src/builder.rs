@@ -19,6 +19,7 @@ pub struct EmulatorBuilder {
     pub(crate) token_cache: bool,
     pub(crate) token_cache_window: Option<Duration>,
     pub(crate) cli_program: Option<PathBuf>,
+    pub(crate) azure_network: Option<String>,
 }
 
 impl Default for EmulatorBuilder {
@@ -35,6 +36,7 @@ impl Default for EmulatorBuilder {
             token_cache: true,
             token_cache_window: None,
             cli_program: None,
+            azure_network: None,
         }
     }
 }
@@ -105,6 +107,22 @@ impl EmulatorBuilder {
     /// fail with a message that says so.
     pub fn cli_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.cli_program = Some(program.into());
+        self
+    }
+
+    /// Serve the front as Azure serves a server `server_name` with high availability, on a
+    /// network whose faults the kernel makes ([`Emulator::network`]): the names
+    /// `server_name.postgres.database.azure.com` (and the China and US Government clouds'
+    /// names, [`crate::AZURE_DOMAINS`]) in the namespace's private `/etc/hosts`, pointing at
+    /// the primary `127.0.0.1`; a read-write standby on `127.0.0.2` and a read-only standby
+    /// on `127.0.0.3`, all three on the same port ([`Emulator::pg_port`]) and the same
+    /// cluster. The certificate is valid for those names and addresses.
+    ///
+    /// Needs a private network namespace ([`crate::netns`], as root): `start` fails with
+    /// [`Error::Network`] elsewhere. `server_name` is 3 to 63 lowercase letters, digits and
+    /// hyphens.
+    pub fn azure_network(mut self, server_name: &str) -> Self {
+        self.azure_network = Some(server_name.into());
         self
     }
 

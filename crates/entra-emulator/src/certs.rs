@@ -44,6 +44,17 @@ pub(crate) fn make_tls(root: &Path) -> Result<Tls, Error> {
         SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
         SanType::IpAddress(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
     ];
+    // The nodes of the Azure network (see `network`): every server name, as Azure's
+    // wildcard certificates cover them, and the standbys' addresses.
+    for domain in crate::AZURE_DOMAINS {
+        sp.subject_alt_names.push(SanType::DnsName(
+            format!("*.{domain}").try_into().map_err(c)?,
+        ));
+    }
+    for node in [crate::Node::Standby, crate::Node::ReadOnlyStandby] {
+        sp.subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::V4(node.ip())));
+    }
     sp.use_authority_key_identifier_extension = true;
     sp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     sp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];

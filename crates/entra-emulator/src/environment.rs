@@ -8,7 +8,8 @@ impl Emulator {
     /// `IDENTITY_HEADER`, `AZURE_POSTGRESQL_{HOST,PORT,NAME,USER}` (user = the default
     /// identity), `PGHOST`, `PGPORT`, `PGDATABASE`, `PGUSER`, `PGSSLMODE=verify-full`,
     /// `PGSSLROOTCERT`, `PATH` (the `az` directory first, then this process's `PATH`),
-    /// `ENTRA_EMULATOR_ADMIN`.
+    /// `ENTRA_EMULATOR_ADMIN`. The hosts are `localhost`, or the server's Azure name when
+    /// built with [`crate::EmulatorBuilder::azure_network`].
     pub fn env(&self) -> Vec<(String, String)> {
         let path = match std::env::var_os("PATH") {
             Some(p) if !p.is_empty() => {
@@ -18,14 +19,18 @@ impl Emulator {
         };
         let port = self.front_port.to_string();
         let user = self.default_identity.name.clone();
+        // With an Azure network, clients use the server's name, as on Azure.
+        let host = self
+            .server_host()
+            .unwrap_or_else(|| self.pg_host().to_string());
         [
             ("IDENTITY_ENDPOINT", self.identity_endpoint()),
             ("IDENTITY_HEADER", self.identity_header().to_string()),
-            ("AZURE_POSTGRESQL_HOST", self.pg_host().to_string()),
+            ("AZURE_POSTGRESQL_HOST", host.clone()),
             ("AZURE_POSTGRESQL_PORT", port.clone()),
             ("AZURE_POSTGRESQL_NAME", self.database.clone()),
             ("AZURE_POSTGRESQL_USER", user.clone()),
-            ("PGHOST", self.pg_host().to_string()),
+            ("PGHOST", host),
             ("PGPORT", port),
             ("PGDATABASE", self.database.clone()),
             ("PGUSER", user),

@@ -37,6 +37,10 @@ pub enum Error {
     /// A principal name was invalid or already taken.
     #[error("invalid principal: {0}")]
     Principal(String),
+    /// The private network namespace or one of its faults (`iptables`, the hosts file)
+    /// could not be set up, or a network fault was asked for outside such a namespace.
+    #[error("emulated network: {0}")]
+    Network(String),
 }
 
 impl Error {

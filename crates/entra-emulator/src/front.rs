@@ -46,11 +46,14 @@ pub(crate) struct Front {
     pub backend_socket: PathBuf,
     /// A read replica's front: sessions are read-only (`default_transaction_read_only`).
     pub read_only: bool,
+    /// The node of the Azure network this front serves, if any: its logins are counted
+    /// there and its sessions can vanish.
+    pub node: Option<(crate::Network, crate::Node)>,
 }
 
 pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(_) => {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -64,7 +67,7 @@ pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {
             // Like PostgreSQL's authentication_timeout: no client holds a task forever.
             let auth = tokio::time::timeout(AUTH_TIMEOUT, f.authenticate(tcp)).await;
             if let Ok(Ok(Some((tls, backend)))) = auth {
-                f.splice(tls, backend, epoch).await;
+                f.splice(tls, backend, epoch, peer).await;
             }
         });
     }
@@ -185,14 +188,22 @@ impl Front {
             }
         };
         bump(&self.shared.counters.logins_accepted);
+        if let Some((network, node)) = &self.node {
+            network.count_login(*node);
+        }
         backend
             .write_all(&pgwire::startup_message(code, &params))
             .await?;
         Ok(Some((tls, backend)))
     }
 
-    async fn splice<C>(&self, mut client: C, mut backend: UnixStream, epoch: u64)
-    where
+    async fn splice<C>(
+        &self,
+        mut client: C,
+        mut backend: UnixStream,
+        epoch: u64,
+        peer: std::net::SocketAddr,
+    ) where
         C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = self.shared.clone();
@@ -210,10 +221,21 @@ impl Front {
             shared.unregister_session(id);
         });
         // A kill since this connection was accepted (a failover during its login) ends it too.
-        if let Some(id) = self.shared.register_session(task.abort_handle(), epoch) {
+        let id = self.shared.register_session(task.abort_handle(), epoch);
+        if let Some(id) = id {
             let _ = tx.send(id);
         }
+        let _tracked = match (&self.node, peer) {
+            (Some((network, node)), std::net::SocketAddr::V4(client)) => {
+                Some(network.track_session(*node, client, task.abort_handle()))
+            }
+            _ => None,
+        };
         let _ = task.await;
+        if let Some(id) = id {
+            // Also when the task was aborted (its node vanished).
+            self.shared.unregister_session(id);
+        }
     }
 
     async fn forward_cancel(&self, body: &[u8]) -> std::io::Result<()> {

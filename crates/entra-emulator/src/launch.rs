@@ -7,8 +7,8 @@ use crate::admin::{Admin, check_name};
 use crate::certs::make_tls;
 use crate::state::Shared;
 use crate::{
-    Cluster, Emulator, EmulatorBuilder, Error, Faults, IdentitySpec, ManagedIdentity, authority,
-    cluster, front, http, https, pgwire, random_hex, standin, token,
+    Cluster, Emulator, EmulatorBuilder, Error, Faults, IdentitySpec, ManagedIdentity, Network,
+    Node, authority, cluster, front, http, https, network, pgwire, random_hex, standin, token,
 };
 
 impl Emulator {
@@ -16,6 +16,11 @@ impl Emulator {
         check_name(&b.database)?;
         check_name(&b.default_identity)?;
         check_name(&b.user)?;
+        if let Some(server) = &b.azure_network {
+            network::check_server_name(server)?;
+            // Refuses outside a private network namespace.
+            network::netns::enter()?;
+        }
         let tmp = cluster::temp_dir("entra-emulator-")?;
         let root = tmp.path().to_path_buf();
 
@@ -84,12 +89,28 @@ impl Emulator {
         let front_listener = bind("PostgreSQL front")?;
         let replica_listener = bind("PostgreSQL read-replica front")?;
         let replica_port = port_of_early(&replica_listener);
+        let front_port = port_of_early(&front_listener);
+        // The Azure network's standbys: the primary's port on their own addresses.
+        let mut node_listeners = Vec::new();
+        let network = match &b.azure_network {
+            Some(server) => {
+                for node in [Node::Standby, Node::ReadOnlyStandby] {
+                    let l = std::net::TcpListener::bind((node.ip(), front_port))
+                        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                        .map_err(|e| {
+                            Error::io(
+                                format!("cannot listen for the {node:?} on {}", node.ip()),
+                                e,
+                            )
+                        })?;
+                    node_listeners.push((node, l));
+                }
+                Some(Network::new(server, front_port, runtime.handle().clone())?)
+            }
+            None => None,
+        };
         let port_of = port_of_early;
-        let (identity_port, admin_port, front_port) = (
-            port_of(&identity_listener),
-            port_of(&admin_listener),
-            port_of(&front_listener),
-        );
+        let (identity_port, admin_port) = (port_of(&identity_listener), port_of(&admin_listener));
 
         let az_dir = root.join("bin");
         let cli_program = standin::resolve_program(b.cli_program.clone());
@@ -115,6 +136,7 @@ impl Emulator {
             az_dir,
             front_port,
             replica_port,
+            network: network.clone(),
             identity_port,
             authority_port,
             admin_port,
@@ -189,12 +211,14 @@ impl Emulator {
             acceptor: acceptor.clone(),
             backend_socket: backend_socket.clone(),
             read_only: false,
+            node: network.clone().map(|n| (n, Node::Primary)),
         });
         let replica = Arc::new(front::Front {
             shared: shared.clone(),
-            acceptor,
-            backend_socket,
+            acceptor: acceptor.clone(),
+            backend_socket: backend_socket.clone(),
             read_only: true,
+            node: None,
         });
         // `localhost` may resolve to ::1 first: serve the same port there when IPv6 is up, so
         // that nothing else can answer on it and clients need no fallback.
@@ -221,9 +245,23 @@ impl Emulator {
                 front::serve(tokio_listener(replica_listener), replica).await
             }),
         );
+        for (node, l) in node_listeners {
+            let front = Arc::new(front::Front {
+                shared: shared.clone(),
+                acceptor: acceptor.clone(),
+                backend_socket: backend_socket.clone(),
+                read_only: node.read_only(),
+                node: network.clone().map(|n| (n, node)),
+            });
+            tasks.push(
+                runtime
+                    .handle()
+                    .spawn(async move { front::serve(tokio_listener(l), front).await }),
+            );
+        }
         emu.runtime = Some(runtime);
         emu.tasks = tasks;
-        tracing::info!(front_port, identity_port, admin_port, root = %emu.root.display(), "entra-emulator ready");
+        tracing::info!(front_port, identity_port, admin_port, server = ?emu.server_host(), root = %emu.root.display(), "entra-emulator ready");
         Ok(emu)
     }
 }

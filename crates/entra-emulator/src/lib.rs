@@ -50,6 +50,7 @@ mod identity;
 mod ids;
 mod issued;
 mod launch;
+pub mod network;
 mod pgwire;
 mod rate_limit;
 pub mod standin;
@@ -73,6 +74,7 @@ pub use identity::{IdentitySpec, ManagedIdentity};
 pub(crate) use ids::{guid, local_time_string, random_hex};
 pub use issued::{AZURE_REFRESH_WINDOW, default_refresh_window};
 use launch::BgRuntime;
+pub use network::{AZURE_DOMAINS, Network, NetworkCounters, Node, netns};
 pub use state::{Counters, FaultSettings, Faults};
 pub use token::decode_claims;
 
@@ -107,6 +109,7 @@ pub struct Emulator {
     az_dir: PathBuf,
     front_port: u16,
     replica_port: u16,
+    network: Option<Network>,
     identity_port: u16,
     authority_port: u16,
     admin_port: u16,
@@ -151,6 +154,26 @@ impl Emulator {
     /// that `target_session_attrs=read-write` can be tested. IPv4 only (`127.0.0.1`).
     pub fn replica_pg_port(&self) -> u16 {
         self.replica_port
+    }
+    /// The emulated Azure network (its names, nodes and faults), when built with
+    /// [`EmulatorBuilder::azure_network`].
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
+    }
+    /// The server's Azure name in the public cloud (`NAME.postgres.database.azure.com`),
+    /// when built with [`EmulatorBuilder::azure_network`]. It resolves (through the
+    /// namespace's private `/etc/hosts`) to the node [`Network::current`] says, on
+    /// [`Emulator::pg_port`]; the front's certificate is valid for it.
+    pub fn server_host(&self) -> Option<String> {
+        self.network.as_ref().map(|n| n.server_host().to_string())
+    }
+    /// The server's Azure names in the public cloud, Azure China and Azure US Government
+    /// (see [`AZURE_DOMAINS`]); empty without [`EmulatorBuilder::azure_network`].
+    pub fn server_hosts(&self) -> Vec<String> {
+        self.network
+            .as_ref()
+            .map(|n| n.server_hosts().to_vec())
+            .unwrap_or_default()
     }
     /// The database created at start (default `app`).
     pub fn database(&self) -> &str {
