@@ -9,6 +9,7 @@ mod config_errors;
 mod data_layer;
 mod faults;
 mod faults_past_expiry;
+mod network;
 mod rotation;
 mod secrets;
 mod soak;

@@ -5,6 +5,7 @@
 pub mod child;
 pub mod credentials;
 pub mod secrets;
+pub mod timeline;
 
 use std::sync::Arc;
 use std::sync::Mutex;

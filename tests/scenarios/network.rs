@@ -1,0 +1,360 @@
+//! Azure's network faults, dropped in the kernel: a vanished primary with a DNS flip to
+//! the standby, a partition, a middlebox that forgets idle connections, a flip to a
+//! read-only server. Each test runs in a network namespace of its own (as root: CI is),
+//! with the library's default settings and tokens rotating during the fault. A
+//! userspace proxy that stops forwarding still acknowledges bytes, so TCP timeouts
+//! never fire behind one: these faults drop packets with the kernel's packet filter.
+
+use std::time::{Duration, Instant};
+
+use deadpool_entra::{Config, ErrorKind, Pool, PoolBuilder, TargetSessionAttrs};
+use deadpool_entra_tests::timeline::{Timeline, record_load};
+use deadpool_entra_tests::{
+    Explain, Sampler, cli_credential, emulator_builder, init_tracing, short_token_policies,
+};
+use entra_emulator::{Emulator, Node, netns};
+
+/// Token lifetime: a refresh and retirements fall inside every fault window.
+const LIFETIME: Duration = Duration::from_secs(12);
+/// The load of the table: 16 tasks on a pool of 8.
+const TASKS: usize = 16;
+const POOL: usize = 8;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+async fn start() -> Emulator {
+    start_with(LIFETIME).await
+}
+
+async fn start_with(lifetime: Duration) -> Emulator {
+    init_tracing();
+    emulator_builder()
+        .token_lifetime(lifetime)
+        .token_cache_window(lifetime * 6 / 10)
+        .azure_network("failover-test")
+        .start()
+        .await
+        .expect("the emulator starts in its network namespace")
+}
+
+/// A pool as a user builds one for the Azure name: the library's network defaults.
+fn builder(emu: &Emulator, cfg: Config) -> PoolBuilder {
+    builder_with(emu, cfg, LIFETIME)
+}
+
+fn builder_with(emu: &Emulator, cfg: Config, lifetime: Duration) -> PoolBuilder {
+    let b = cfg
+        .builder()
+        .host(emu.server_host().expect("an Azure-shaped name"))
+        .port(emu.pg_port())
+        .dbname(emu.database())
+        .user(emu.default_user())
+        .ssl_root_cert(emu.ca_cert_path())
+        .credential(cli_credential(emu))
+        .max_size(POOL);
+    short_token_policies(b, lifetime)
+}
+
+/// Successful requests per second over the `secs` before `at`.
+fn rate_before(t: &Timeline, at: Duration, secs: u64) -> f64 {
+    t.rate(at - Duration::from_secs(secs), at)
+}
+
+/// When the pool first counted a session found dead (from the stats sampler).
+fn first_detection(samples: &[(Duration, deadpool_entra::Stats)]) -> Option<Duration> {
+    samples
+        .iter()
+        .find(|(_, s)| {
+            let n = &s.network;
+            n.dead_timeout + n.dead_reset + n.dead_liveness_check + n.dead_other > 0
+        })
+        .map(|(t, _)| *t)
+}
+
+/// The old primary vanishes (every open session's packets dropped both ways, no RST, no
+/// FIN) and its name flips to the standby: throughput is back to half within 10 s, no
+/// request is in flight for 30 s, and no request that started after the pool found the
+/// first dead session fails. Before the TCP defaults, the pool served nothing for the
+/// rest of the run (Linux retransmits for about 15 minutes).
+#[test]
+fn vanished_primary_and_dns_flip_cost_seconds_not_minutes() {
+    if !netns::isolated("network::vanished_primary_and_dns_flip_cost_seconds_not_minutes") {
+        return;
+    }
+    runtime().block_on(async {
+        let emu = start().await;
+        let explain = Explain::new("vanish_dns_flip", &emu);
+        let pool = builder(&emu, Config::default())
+            .build()
+            .await
+            .expect("pool builds");
+        explain.pool(&pool);
+        let fault_at = Duration::from_secs(6);
+        let run_for = fault_at + Duration::from_secs(20);
+        let sampler = Sampler::start(&pool, Duration::from_millis(100), run_for);
+        let load = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await
+            })
+        };
+        tokio::time::sleep(fault_at).await;
+        let net = emu.network().expect("an Azure network");
+        let cut = net.vanish(Node::Primary).expect("vanish");
+        net.dns_flip(Node::Standby).expect("dns flip");
+        let t = load.await.expect("load");
+        let samples = sampler.finish().await;
+        let stats = pool.stats();
+        let before = rate_before(&t, fault_at, 4);
+        let back = t.back_to(fault_at, before / 2.0, Duration::from_millis(500));
+        let detected = first_detection(&samples);
+        explain.note(format!(
+            "sessions cut: {cut}; before: {before:.0}/s; back to half {back:?} after the fault; first dead session seen at {detected:?}; longest request {:?}; {} ok, {} failed; per second: {}; network: {:?}; retired for address: {}",
+            t.longest(),
+            t.ok(),
+            t.failed(),
+            t.per_second(fault_at - Duration::from_secs(2), run_for),
+            stats.network,
+            stats.retired_address_changed,
+        ));
+        assert!(cut >= 1, "the fault cut open sessions");
+        assert!(before > 50.0, "a warm pool serves ({before:.0}/s)");
+        let back = back.expect("throughput came back");
+        assert!(back <= Duration::from_secs(10), "back to half throughput in {back:?}");
+        assert!(
+            t.longest() <= Duration::from_secs(30),
+            "a request was in flight for {:?}",
+            t.longest()
+        );
+        let detected = detected.expect("the pool found the dead sessions");
+        let late = t.failed_started_after(detected);
+        assert!(
+            late.is_empty(),
+            "requests that started after the first dead session was found failed: {late:?}"
+        );
+        assert!(stats.network.dns_changes >= 1, "the DNS flip was seen");
+        assert_eq!(emu.counters().expired_token_logins, 0);
+        pool.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
+/// A partition of every packet to the server for 8 s, then healed: throughput is back
+/// to half within 2 s of the heal and no request waits longer than the partition plus
+/// 5 s.
+#[test]
+fn a_partition_heals_within_two_seconds() {
+    if !netns::isolated("network::a_partition_heals_within_two_seconds") {
+        return;
+    }
+    runtime().block_on(async {
+        let emu = start().await;
+        let explain = Explain::new("partition", &emu);
+        let pool = builder(&emu, Config::default())
+            .build()
+            .await
+            .expect("pool builds");
+        explain.pool(&pool);
+        let fault_at = Duration::from_secs(5);
+        let partition = Duration::from_secs(8);
+        let heal_at = fault_at + partition;
+        let run_for = heal_at + Duration::from_secs(7);
+        let load = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await
+            })
+        };
+        tokio::time::sleep(fault_at).await;
+        let net = emu.network().expect("an Azure network");
+        net.partition_start(Node::Primary).expect("partition");
+        tokio::time::sleep(partition).await;
+        net.heal(Node::Primary).expect("heal");
+        let t = load.await.expect("load");
+        let before = rate_before(&t, fault_at, 4);
+        let back = t.back_to(heal_at, before / 2.0, Duration::from_millis(500));
+        explain.note(format!(
+            "before: {before:.0}/s; back to half {back:?} after the heal; longest request {:?}; {} ok, {} failed; per second: {}; network: {:?}",
+            t.longest(),
+            t.ok(),
+            t.failed(),
+            t.per_second(fault_at - Duration::from_secs(2), run_for),
+            pool.stats().network,
+        ));
+        let back = back.expect("throughput came back");
+        assert!(back <= Duration::from_secs(2), "back to half throughput {back:?} after the heal");
+        assert!(
+            t.longest() <= partition + Duration::from_secs(5),
+            "a request waited {:?}",
+            t.longest()
+        );
+        assert_eq!(emu.counters().expired_token_logins, 0);
+        pool.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
+/// A middlebox forgets connections idle for 8 s and silently drops their later packets
+/// (Azure's load balancers: 4 minutes). With keepalives scaled alike (the default 30 s
+/// against 4 minutes is 1 s against 8 s), idle sessions survive: no request fails. The
+/// same pool without keepalives meets the dead sessions, which proves the fault bites.
+#[test]
+fn idle_sessions_survive_a_middlebox_that_forgets_idle_connections() {
+    if !netns::isolated("network::idle_sessions_survive_a_middlebox_that_forgets_idle_connections") {
+        return;
+    }
+    // Tokens of 24 s: the sessions logged in at the start are still there after the
+    // idle stretch (they retire in the token's second half), and the token is renewed
+    // (12 s) while the load runs.
+    const IDLE_LIFETIME: Duration = Duration::from_secs(24);
+    runtime().block_on(async {
+        let emu = start_with(IDLE_LIFETIME).await;
+        let explain = Explain::new("idle_drop", &emu);
+        let idle = Duration::from_secs(8);
+        emu.network()
+            .expect("an Azure network")
+            .idle_drop(Node::Primary, idle)
+            .expect("idle drop");
+        let scaled = Config {
+            keepalives_idle: Some(Duration::from_secs(1)),
+            keepalives_interval: Some(Duration::from_secs(1)),
+            ..Config::default()
+        };
+        let kept = builder_with(&emu, scaled, IDLE_LIFETIME)
+            .min_connections(4)
+            .build()
+            .await
+            .expect("pool builds");
+        let no_keepalives = Config {
+            keepalives: Some(false),
+            ..Config::default()
+        };
+        let control = builder_with(&emu, no_keepalives, IDLE_LIFETIME)
+            .min_connections(4)
+            .build()
+            .await
+            .expect("control pool builds");
+        explain.pool(&kept);
+        // Idle past the middlebox's timeout; tokens rotate meanwhile (no load: the
+        // sessions stay idle, the refresher and the sweeper run).
+        tokio::time::sleep(idle + Duration::from_secs(3)).await;
+        let started = Instant::now();
+        let t = record_load(&kept, 4, Duration::from_secs(3), Duration::from_secs(20)).await;
+        let kept_took = started.elapsed();
+        let c = record_load(&control, 4, Duration::from_secs(3), Duration::from_secs(20)).await;
+        explain.note(format!(
+            "with keepalives: {} ok, {} failed, longest {:?} (load took {kept_took:?}); without: {} ok, {} failed, longest {:?}; network (kept): {:?}",
+            t.ok(),
+            t.failed(),
+            t.longest(),
+            c.ok(),
+            c.failed(),
+            c.longest(),
+            kept.stats().network
+        ));
+        assert_eq!(t.failed(), 0, "{:?}", t.failed_started_after(Duration::ZERO));
+        assert!(t.ok() > 50);
+        assert!(
+            t.longest() < Duration::from_secs(2),
+            "no request met a forgotten session ({:?})",
+            t.longest()
+        );
+        assert!(
+            c.failed() > 0 || c.longest() >= Duration::from_secs(4),
+            "without keepalives the middlebox bites: {} failed, longest {:?}",
+            c.failed(),
+            c.longest()
+        );
+        kept.close();
+        control.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
+/// The name flips to a read-only server (a demoted primary, a replica behind a stale DNS
+/// answer) and every session is killed: with `target_session_attrs=read-write` no login
+/// there is kept as a writer session, checkouts fail fast with `ErrorKind::ReadOnly`,
+/// and when the name points to the new primary the pool logs in there at once.
+#[test]
+fn a_read_only_server_is_not_kept_as_a_writer() {
+    if !netns::isolated("network::a_read_only_server_is_not_kept_as_a_writer") {
+        return;
+    }
+    runtime().block_on(async {
+        let emu = start().await;
+        let explain = Explain::new("read_only_flip", &emu);
+        let cfg = Config {
+            target_session_attrs: TargetSessionAttrs::ReadWrite,
+            ..Config::default()
+        };
+        let pool = builder(&emu, cfg).build().await.expect("pool builds");
+        explain.pool(&pool);
+        assert!(writable(&pool).await.expect("a writer before the flip"));
+        let net = emu.network().expect("an Azure network");
+        net.dns_flip(Node::ReadOnlyStandby).expect("flip");
+        emu.faults().kill_all_sessions();
+        let mut kinds = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            match tokio::time::timeout(Duration::from_secs(10), pool.get()).await {
+                Ok(Ok(c)) => {
+                    let ro: String = c
+                        .query_one("SHOW transaction_read_only", &[])
+                        .await
+                        .map(|r| r.get(0))
+                        .unwrap_or_default();
+                    assert_ne!(ro, "on", "a read-only session was handed out as a writer");
+                }
+                Ok(Err(e)) => kinds.push(e.kind()),
+                Err(_) => panic!("a checkout hung on the read-only server"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let during = pool.stats();
+        net.dns_flip(Node::Standby).expect("flip to the new primary");
+        let flipped = Instant::now();
+        let mut back = None;
+        while flipped.elapsed() < Duration::from_secs(5) {
+            if writable(&pool).await == Some(true) {
+                back = Some(flipped.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        explain.note(format!(
+            "errors while read-only: {kinds:?}; network: {:?}; a writer again {back:?} after the flip",
+            during.network
+        ));
+        assert!(!kinds.is_empty(), "checkouts failed while only a read-only server answered");
+        assert!(
+            kinds.iter().all(|k| *k == ErrorKind::ReadOnly),
+            "each says the server is read-only: {kinds:?}"
+        );
+        assert!(during.network.logins_read_only >= 1);
+        let back = back.expect("a writer after the flip to the new primary");
+        assert!(back < Duration::from_secs(2), "{back:?}");
+        pool.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
+/// Whether a checkout's session accepts writes (`None`: no session).
+async fn writable(pool: &Pool) -> Option<bool> {
+    let c = pool.get().await.ok()?;
+    let ro: String = c
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .ok()?
+        .get(0);
+    Some(ro == "off")
+}
