@@ -146,6 +146,67 @@ fn vanished_primary_and_dns_flip_cost_seconds_not_minutes() {
     });
 }
 
+/// The name flips to the standby while the old primary keeps serving (a planned
+/// failover, before the old primary's sessions are ended): the pool notices within its
+/// re-resolution interval, retires the sessions to the old address as replacements log
+/// in at the new one, and no request fails.
+#[test]
+fn a_dns_flip_moves_sessions_to_the_new_address_without_failing_a_request() {
+    if !netns::isolated(
+        "network::a_dns_flip_moves_sessions_to_the_new_address_without_failing_a_request",
+    ) {
+        return;
+    }
+    runtime().block_on(async {
+        let emu = start().await;
+        let explain = Explain::new("planned_flip", &emu);
+        let pool = builder(&emu, Config::default())
+            .build()
+            .await
+            .expect("pool builds");
+        explain.pool(&pool);
+        let flip_at = Duration::from_secs(3);
+        let run_for = flip_at + Duration::from_secs(14);
+        let sampler = Sampler::start(&pool, Duration::from_millis(100), run_for);
+        let load = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await
+            })
+        };
+        tokio::time::sleep(flip_at).await;
+        let net = emu.network().expect("an Azure network");
+        net.dns_flip(Node::Standby).expect("flip");
+        let t = load.await.expect("load");
+        let samples = sampler.finish().await;
+        let stats = pool.stats();
+        let on_old = samples
+            .iter()
+            .filter(|(_, s)| s.degraded.sessions_on_old_address > 0)
+            .count();
+        explain.note(format!(
+            "{} ok, {} failed; retired for the address change: {}; samples with sessions on the old address: {on_old}; logins on the standby: {}; network: {:?}",
+            t.ok(),
+            t.failed(),
+            stats.retired_address_changed,
+            net.logins(Node::Standby),
+            stats.network,
+        ));
+        assert_eq!(t.failed(), 0, "{:?}", t.failed_started_after(Duration::ZERO));
+        assert_eq!(stats.network.dns_changes, 1);
+        assert!(stats.retired_address_changed >= 1, "sessions to the old address retired");
+        assert_eq!(
+            stats.degraded.sessions_on_old_address, 0,
+            "every session is on the new address by the end"
+        );
+        assert!(net.logins(Node::Standby) >= 1);
+        assert_eq!(emu.counters().expired_token_logins, 0);
+        pool.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
 /// A partition of every packet to the server for 8 s, then healed: throughput is back
 /// to half within 2 s of the heal and no request waits longer than the partition plus
 /// 5 s.
@@ -166,6 +227,7 @@ fn a_partition_heals_within_two_seconds() {
         let partition = Duration::from_secs(8);
         let heal_at = fault_at + partition;
         let run_for = heal_at + Duration::from_secs(7);
+        let sampler = Sampler::start(&pool, Duration::from_millis(100), run_for);
         let load = {
             let pool = pool.clone();
             tokio::spawn(async move {
@@ -178,10 +240,15 @@ fn a_partition_heals_within_two_seconds() {
         tokio::time::sleep(partition).await;
         net.heal(Node::Primary).expect("heal");
         let t = load.await.expect("load");
+        let samples = sampler.finish().await;
+        let degraded = samples
+            .iter()
+            .filter(|(_, s)| s.degraded.network_failing_for_secs.is_some())
+            .count();
         let before = rate_before(&t, fault_at, 4);
         let back = t.back_to(heal_at, before / 2.0, Duration::from_millis(500));
         explain.note(format!(
-            "before: {before:.0}/s; back to half {back:?} after the heal; longest request {:?}; {} ok, {} failed; per second: {}; network: {:?}",
+            "before: {before:.0}/s; back to half {back:?} after the heal; longest request {:?}; {} ok, {} failed; per second: {}; network: {:?}; samples degraded by the network: {degraded}",
             t.longest(),
             t.ok(),
             t.failed(),
@@ -190,6 +257,12 @@ fn a_partition_heals_within_two_seconds() {
         ));
         let back = back.expect("throughput came back");
         assert!(back <= Duration::from_secs(2), "back to half throughput {back:?} after the heal");
+        assert!(degraded > 0, "the stats said degraded while sessions were dead");
+        assert!(
+            !samples.last().expect("samples").1.degraded.is_degraded()
+                || samples.last().expect("samples").1.degraded.overdue > 0,
+            "no network degradation is left after the heal"
+        );
         assert!(
             t.longest() <= partition + Duration::from_secs(5),
             "a request waited {:?}",
@@ -208,7 +281,8 @@ fn a_partition_heals_within_two_seconds() {
 /// same pool without keepalives meets the dead sessions, which proves the fault bites.
 #[test]
 fn idle_sessions_survive_a_middlebox_that_forgets_idle_connections() {
-    if !netns::isolated("network::idle_sessions_survive_a_middlebox_that_forgets_idle_connections") {
+    if !netns::isolated("network::idle_sessions_survive_a_middlebox_that_forgets_idle_connections")
+    {
         return;
     }
     // Tokens of 24 s: the sessions logged in at the start are still there after the

@@ -315,3 +315,23 @@ pub struct HealthReport {
     /// Why the check failed.
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Degraded;
+
+    #[test]
+    fn a_network_incident_or_sessions_on_an_old_address_are_degraded() {
+        assert!(!Degraded::default().is_degraded());
+        let old = Degraded {
+            sessions_on_old_address: 1,
+            ..Degraded::default()
+        };
+        assert!(old.is_degraded());
+        let incident = Degraded {
+            network_failing_for_secs: Some(0.5),
+            ..Degraded::default()
+        };
+        assert!(incident.is_degraded());
+    }
+}
