@@ -306,16 +306,16 @@ impl PoolBuilder {
         let pg = crate::config::pg_config(&cfg, matches!(tls, Tls::Rustls(_)));
 
         let (closed, _) = watch::channel(false);
+        let pool_name = cfg
+            .pool_name
+            .clone()
+            .unwrap_or_else(|| crate::config::endpoint_text(&cfg));
         let shared = Arc::new(Shared {
             cache: cache.clone(),
             conns: ConnTable::default(),
             spread: recycle::SpreadSequence::new(),
             counters: PoolCounters {
-                metrics: crate::metrics::PoolMetrics::new(
-                    &cfg.pool_name
-                        .clone()
-                        .unwrap_or_else(|| crate::config::endpoint_text(&cfg)),
-                ),
+                metrics: crate::metrics::PoolMetrics::new(&pool_name),
                 ..PoolCounters::default()
             },
             recycle: cfg.recycle.clone(),
@@ -332,7 +332,10 @@ impl PoolBuilder {
             sweep_now: Default::default(),
             spares: Default::default(),
             min_connections: cfg.min_connections,
-            net: Arc::new(crate::network::NetWatch::new(&pg)),
+            net: Arc::new(crate::network::NetWatch::with_metrics(
+                &pg,
+                crate::network::metrics::NetMetrics::new(&pool_name),
+            )),
         });
         let manager = Manager::from_connect(
             pg,

@@ -261,6 +261,6 @@ mod tests {
             names.insert(name);
         }
         assert!(names.insert(ErrorKind::Database.as_str()));
-        assert_eq!(names.len(), 19, "one distinct name per kind");
+        assert_eq!(names.len(), 20, "one distinct name per kind");
     }
 }

@@ -15,7 +15,9 @@
 //! | `db.client.connection.wait_time` | histogram | s | pool name (checkouts that succeeded) |
 //! | `deadpool_entra.connection.spares` | gauge | `{connection}` | pool name |
 //! | `deadpool_entra.logins` | counter | `{login}` | pool name, `outcome` = `ok` / `failed`, `origin` = `checkout` / `background` / `probe` |
-//! | `deadpool_entra.retirements` | counter | `{connection}` | pool name, `reason` = `token_age` / `max_lifetime` / `broken` |
+//! | `deadpool_entra.retirements` | counter | `{connection}` | pool name, `reason` = `token_age` / `max_lifetime` / `broken` / `address_changed` |
+//! | `deadpool_entra.connections.dead` | counter | `{connection}` | pool name, `cause` = `timeout` / `reset` / `liveness_check` / `read_only` / `other` (sessions found dead by a network error, and logins that could not reach a usable server) |
+//! | `deadpool_entra.dns_changes` | counter | `{change}` | pool name (the server's name resolved to other addresses) |
 //! | `deadpool_entra.spares_used` | counter | `{connection}` | pool name |
 //! | `deadpool_entra.token.time_to_expiry` | gauge | s | pool name |
 //! | `deadpool_entra.token.age` | gauge | s | pool name |
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 /// OpenTelemetry's attribute naming the pool.
 #[cfg(feature = "metrics")]
-const POOL_NAME: &str = "db.client.connection.pool.name";
+pub(crate) const POOL_NAME: &str = "db.client.connection.pool.name";
 
 /// A started timing; empty without the feature.
 pub(crate) struct Stopwatch {

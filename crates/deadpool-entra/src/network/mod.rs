@@ -20,6 +20,7 @@
 
 pub(crate) mod addrs;
 pub(crate) mod cause;
+pub(crate) mod metrics;
 
 use std::{
     net::IpAddr,
@@ -105,11 +106,18 @@ pub(crate) struct NetWatch {
     /// found every dead idle session.
     lapse: Duration,
     pub(crate) counters: NetCounters,
+    metrics: metrics::NetMetrics,
 }
 
 impl NetWatch {
-    /// The watch for a login configuration.
+    /// The watch for a login configuration (no metrics).
+    #[cfg(test)]
     pub(crate) fn new(pg: &tokio_postgres::Config) -> Self {
+        Self::with_metrics(pg, metrics::NetMetrics::default())
+    }
+
+    /// The watch for a login configuration, reporting to `metrics`.
+    pub(crate) fn with_metrics(pg: &tokio_postgres::Config, metrics: metrics::NetMetrics) -> Self {
         Self {
             target: addrs::target_of(pg),
             state: Mutex::default(),
@@ -119,6 +127,7 @@ impl NetWatch {
             resolve_in_flight: AtomicBool::new(false),
             lapse: suspicion_lapse(pg),
             counters: NetCounters::default(),
+            metrics,
         }
     }
 
@@ -157,6 +166,7 @@ impl NetWatch {
         s.generation += 1;
         drop(s);
         self.counters.dns_changes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dns_change();
         tracing::warn!(
             target: "deadpool_entra",
             host = self.host().unwrap_or_default(),
@@ -183,6 +193,7 @@ impl NetWatch {
     /// A session to `addr` died of a network error at `now`.
     pub(crate) fn found_dead(&self, addr: Option<IpAddr>, cause: DeadCause, now: Instant) {
         self.counters.dead(cause).fetch_add(1, Ordering::Relaxed);
+        self.metrics.dead(cause);
         self.suspect(now);
         tracing::warn!(
             target: "deadpool_entra",
@@ -202,6 +213,7 @@ impl NetWatch {
                 .logins_read_only
                 .fetch_add(1, Ordering::Relaxed);
         }
+        self.metrics.dead(cause);
         self.suspect(now);
         tracing::debug!(
             target: "deadpool_entra",
