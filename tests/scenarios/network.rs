@@ -422,6 +422,74 @@ fn a_read_only_server_is_not_kept_as_a_writer() {
     });
 }
 
+/// The pool reads the cloud from the server's name: by the Azure China and Azure US
+/// Government names it asks for that cloud's token, which the server of that cloud (the
+/// emulator, by the name the client asked TLS for) accepts; a token for the public cloud
+/// is refused there as Azure refuses it.
+#[test]
+fn the_cloud_is_read_from_the_host_name_end_to_end() {
+    if !netns::isolated("network::the_cloud_is_read_from_the_host_name_end_to_end") {
+        return;
+    }
+    runtime().block_on(async {
+        let emu = start().await;
+        let explain = Explain::new("sovereign_clouds", &emu);
+        let hosts = emu.server_hosts();
+        let mut seen = Vec::new();
+        for suffix in [".chinacloudapi.cn", ".usgovcloudapi.net", ".azure.com"] {
+            let host = hosts
+                .iter()
+                .find(|h| h.ends_with(suffix))
+                .expect("a name in each cloud")
+                .clone();
+            let pool = builder(&emu, Config::default())
+                .host(host.clone())
+                .build()
+                .await
+                .expect("pool builds");
+            let user: String = pool
+                .get()
+                .await
+                .unwrap_or_else(|e| panic!("a login by {host}: {e}"))
+                .query_one("SELECT current_user::text", &[])
+                .await
+                .expect("query")
+                .get(0);
+            seen.push((host.clone(), user));
+            pool.close();
+        }
+        let china = hosts
+            .iter()
+            .find(|h| h.ends_with(".chinacloudapi.cn"))
+            .expect("China name")
+            .clone();
+        let public_token = builder(&emu, Config::default())
+            .host(china)
+            .scope(deadpool_entra::DEFAULT_SCOPE)
+            .build()
+            .await
+            .expect("pool builds");
+        let refused = public_token
+            .get()
+            .await
+            .expect_err("the public cloud's token is refused");
+        explain.note(format!(
+            "logins: {seen:?}; public token by the China name: {refused}"
+        ));
+        assert_eq!(seen.len(), 3);
+        assert_eq!(refused.kind(), ErrorKind::TokenWrongAudience, "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("request tokens for the scope https://ossrdbms-aad.database.chinacloudapi.cn/.default"),
+            "the hint names the scope of the server's cloud: {refused}"
+        );
+        public_token.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
 /// Whether a checkout's session accepts writes (`None`: no session).
 async fn writable(pool: &Pool) -> Option<bool> {
     let c = pool.get().await.ok()?;

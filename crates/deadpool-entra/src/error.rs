@@ -208,7 +208,7 @@ pub enum LoginErrorKind {
 
 /// The server refused the login.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("login as {user:?} refused ({kind:?}, SQLSTATE {sqlstate}): {server_message}{}", hint_for(*kind, user).map(|h| format!("; {h}")).unwrap_or_default())]
+#[error("login as {user:?} refused ({kind:?}, SQLSTATE {sqlstate}): {server_message}{}", hint_for(*kind, user, server_message).map(|h| format!("; {h}")).unwrap_or_default())]
 pub struct LoginError {
     /// The classified reason.
     pub kind: LoginErrorKind,
@@ -228,14 +228,33 @@ impl LoginError {
 
     /// What to do about it.
     pub fn hint(&self) -> Option<String> {
-        hint_for(self.kind, &self.user)
+        hint_for(self.kind, &self.user, &self.server_message)
     }
 }
 
-fn hint_for(kind: LoginErrorKind, user: &str) -> Option<String> {
+/// The scope to ask for, from the resource a wrong-audience refusal names
+/// (`... for the resource "https://ossrdbms-aad.database.chinacloudapi.cn".`): a server in
+/// a sovereign cloud names its own; the public cloud's when the message names none.
+fn scope_from_refusal(server_message: &str) -> String {
+    const MARK: &str = "for the resource \"";
+    server_message
+        .split_once(MARK)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(resource, _)| resource.trim_end_matches('/'))
+        .filter(|r| r.starts_with("https://") && !r.contains(char::is_whitespace))
+        .map_or_else(
+            || crate::DEFAULT_SCOPE.to_owned(),
+            |r| format!("{r}/.default"),
+        )
+}
+
+fn hint_for(kind: LoginErrorKind, user: &str, server_message: &str) -> Option<String> {
     Some(match kind {
         LoginErrorKind::TokenExpired => "the pool refreshes tokens ahead of expiry; check the clock of this machine and the token source".into(),
-        LoginErrorKind::WrongAudience => format!("request tokens for the scope {}", crate::DEFAULT_SCOPE),
+        LoginErrorKind::WrongAudience => format!(
+            "request tokens for the scope {} (the scope is read from the host name's cloud unless `scope`/AZURE_POSTGRESQL_SCOPE sets another)",
+            scope_from_refusal(server_message)
+        ),
         LoginErrorKind::UnknownRole => format!(
             "as the server's Entra administrator, run `select * from pgaadauth_create_principal('{user}', false, false);` (the role name must be the identity's name), or set the user (PGUSER / AZURE_POSTGRESQL_USER) to an existing role"
         ),
@@ -363,5 +382,27 @@ impl From<Error> for deadpool_postgres::PoolError {
             Error::Postgres(e) => PoolError::Backend(e),
             other => PoolError::PostCreateHook(HookError::message(other.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::scope_from_refusal;
+
+    #[test]
+    fn the_scope_to_ask_for_is_the_resource_the_server_names() {
+        let china = "The access token does not have a valid audience claim. Please acquire a new token for the resource \"https://ossrdbms-aad.database.chinacloudapi.cn\".";
+        assert_eq!(
+            scope_from_refusal(china),
+            "https://ossrdbms-aad.database.chinacloudapi.cn/.default"
+        );
+        assert_eq!(
+            scope_from_refusal("no resource named"),
+            crate::DEFAULT_SCOPE
+        );
+        assert_eq!(
+            scope_from_refusal("for the resource \"not a url\""),
+            crate::DEFAULT_SCOPE
+        );
     }
 }

@@ -33,12 +33,63 @@ pub mod messages {
     pub const TOKEN_VALIDATION_FAILED: &str = "An error occurred while validating the access token. Please acquire a new token and retry.";
     /// Message for a login refused by the `refuse_logins` fault (SQLSTATE 28000).
     pub const TOKEN_REVOKED: &str = "The access token has been revoked or the principal is disabled. Please acquire a new token and retry.";
+    /// The wrong-audience text naming `resource`, the resource of the server's cloud
+    /// ([`WRONG_AUDIENCE`] for the public cloud).
+    pub fn wrong_audience(resource: &str) -> String {
+        format!(
+            "The access token does not have a valid audience claim. Please acquire a new token for the resource \"{resource}\"."
+        )
+    }
     /// SQLSTATE for token problems, unknown roles and plaintext.
     pub const SQLSTATE_INVALID_AUTHORIZATION: &str = "28000";
     /// SQLSTATE for a wrong static password.
     pub const SQLSTATE_INVALID_PASSWORD: &str = "28P01";
 }
 use messages::*;
+
+/// The token resource of Azure US Government's PostgreSQL servers.
+pub const OSSRDBMS_RESOURCE_US_GOVERNMENT: &str = "https://ossrdbms-aad.database.usgovcloudapi.net";
+/// The token resource of Azure China's PostgreSQL servers.
+pub const OSSRDBMS_RESOURCE_CHINA: &str = "https://ossrdbms-aad.database.chinacloudapi.cn";
+
+/// The resource tokens must be issued for, given the server name the client asked for:
+/// a `*.postgres.database.usgovcloudapi.net` or `*.postgres.database.chinacloudapi.cn`
+/// server is in that sovereign cloud; any other name (or none) is the public cloud.
+pub(crate) fn resource_for_server_name(name: Option<&str>) -> &'static str {
+    let name = name.unwrap_or_default().to_ascii_lowercase();
+    if name.ends_with(".postgres.database.usgovcloudapi.net") {
+        OSSRDBMS_RESOURCE_US_GOVERNMENT
+    } else if name.ends_with(".postgres.database.chinacloudapi.cn") {
+        OSSRDBMS_RESOURCE_CHINA
+    } else {
+        OSSRDBMS_RESOURCE
+    }
+}
+
+#[cfg(test)]
+mod cloud_tests {
+    use super::*;
+
+    #[test]
+    fn the_server_name_says_which_cloud_s_tokens_are_accepted() {
+        let r = resource_for_server_name;
+        assert_eq!(r(Some("a.postgres.database.azure.com")), OSSRDBMS_RESOURCE);
+        assert_eq!(
+            r(Some("A.Postgres.Database.ChinaCloudAPI.cn")),
+            OSSRDBMS_RESOURCE_CHINA
+        );
+        assert_eq!(
+            r(Some("a.postgres.database.usgovcloudapi.net")),
+            OSSRDBMS_RESOURCE_US_GOVERNMENT
+        );
+        assert_eq!(r(Some("localhost")), OSSRDBMS_RESOURCE);
+        assert_eq!(r(None), OSSRDBMS_RESOURCE, "an IP address sends no name");
+        assert_eq!(
+            messages::wrong_audience(OSSRDBMS_RESOURCE),
+            messages::WRONG_AUDIENCE
+        );
+    }
+}
 
 pub(crate) struct Front {
     pub shared: Arc<Shared>,
@@ -165,7 +216,10 @@ impl Front {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        match self.decide(&user, &password) {
+        // Azure's servers in each cloud accept tokens for that cloud's resource only; the
+        // name the client asked for (SNI) says which cloud this server is in.
+        let resource = resource_for_server_name(tls.get_ref().1.server_name());
+        match self.decide(&user, &password, resource) {
             Decision::Refuse(code, msg) => {
                 pgwire::send(&mut tls, &pgwire::fatal(code, &msg)).await?;
                 let _ = tls.shutdown().await;
@@ -252,7 +306,7 @@ impl Front {
         Ok(())
     }
 
-    fn decide(&self, user: &str, password: &str) -> Decision {
+    fn decide(&self, user: &str, password: &str, resource: &str) -> Decision {
         let c = &self.shared.counters;
         let reg = self
             .shared
@@ -295,9 +349,12 @@ impl Front {
             }
         };
         let aud = claims.get("aud").and_then(Value::as_str).unwrap_or("");
-        if aud.trim_end_matches('/') != OSSRDBMS_RESOURCE {
+        if aud.trim_end_matches('/') != resource {
             bump(&c.logins_refused_audience);
-            return Decision::Refuse(SQLSTATE_INVALID_AUTHORIZATION, WRONG_AUDIENCE.into());
+            return Decision::Refuse(
+                SQLSTATE_INVALID_AUTHORIZATION,
+                messages::wrong_audience(resource),
+            );
         }
         let uti = claims.get("uti").and_then(Value::as_str).unwrap_or("");
         if self.shared.issued.is_refused(uti) {
