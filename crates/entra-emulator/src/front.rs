@@ -66,31 +66,6 @@ pub(crate) fn resource_for_server_name(name: Option<&str>) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod cloud_tests {
-    use super::*;
-
-    #[test]
-    fn the_server_name_says_which_cloud_s_tokens_are_accepted() {
-        let r = resource_for_server_name;
-        assert_eq!(r(Some("a.postgres.database.azure.com")), OSSRDBMS_RESOURCE);
-        assert_eq!(
-            r(Some("A.Postgres.Database.ChinaCloudAPI.cn")),
-            OSSRDBMS_RESOURCE_CHINA
-        );
-        assert_eq!(
-            r(Some("a.postgres.database.usgovcloudapi.net")),
-            OSSRDBMS_RESOURCE_US_GOVERNMENT
-        );
-        assert_eq!(r(Some("localhost")), OSSRDBMS_RESOURCE);
-        assert_eq!(r(None), OSSRDBMS_RESOURCE, "an IP address sends no name");
-        assert_eq!(
-            messages::wrong_audience(OSSRDBMS_RESOURCE),
-            messages::WRONG_AUDIENCE
-        );
-    }
-}
-
 pub(crate) struct Front {
     pub shared: Arc<Shared>,
     pub acceptor: TlsAcceptor,
@@ -391,5 +366,30 @@ impl Front {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod cloud_tests {
+    use super::*;
+
+    #[test]
+    fn the_server_name_says_which_cloud_s_tokens_are_accepted() {
+        let r = resource_for_server_name;
+        assert_eq!(r(Some("a.postgres.database.azure.com")), OSSRDBMS_RESOURCE);
+        assert_eq!(
+            r(Some("A.Postgres.Database.ChinaCloudAPI.cn")),
+            OSSRDBMS_RESOURCE_CHINA
+        );
+        assert_eq!(
+            r(Some("a.postgres.database.usgovcloudapi.net")),
+            OSSRDBMS_RESOURCE_US_GOVERNMENT
+        );
+        assert_eq!(r(Some("localhost")), OSSRDBMS_RESOURCE);
+        assert_eq!(r(None), OSSRDBMS_RESOURCE, "an IP address sends no name");
+        assert_eq!(
+            messages::wrong_audience(OSSRDBMS_RESOURCE),
+            messages::WRONG_AUDIENCE
+        );
     }
 }
