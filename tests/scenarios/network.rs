@@ -116,7 +116,7 @@ fn vanished_primary_and_dns_flip_cost_seconds_not_minutes() {
         let detected = first_detection(&samples);
         explain.note(format!(
             "sessions cut: {cut}; before: {before:.0}/s; back to half {back:?} after the fault; first dead session seen at {detected:?}; longest request {:?}; {} ok, {} failed; per second: {}; network: {:?}; retired for address: {}",
-            t.longest(),
+            t.longest_request(),
             t.ok(),
             t.failed(),
             t.per_second(fault_at - Duration::from_secs(2), run_for),
@@ -249,7 +249,7 @@ fn a_partition_heals_within_two_seconds() {
         let back = t.back_to(heal_at, before / 2.0, Duration::from_millis(500));
         explain.note(format!(
             "before: {before:.0}/s; back to half {back:?} after the heal; longest request {:?}; {} ok, {} failed; per second: {}; network: {:?}; samples degraded by the network: {degraded}",
-            t.longest(),
+            t.longest_request(),
             t.ok(),
             t.failed(),
             t.per_second(fault_at - Duration::from_secs(2), run_for),

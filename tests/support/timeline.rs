@@ -25,7 +25,12 @@ pub struct Timeline {
 
 /// `tasks` tasks, each doing checkout + `SELECT 1` back to back until `run_for` has
 /// passed; a request still running after `limit` is abandoned and counted as failed.
-pub async fn record_load(pool: &Pool, tasks: usize, run_for: Duration, limit: Duration) -> Timeline {
+pub async fn record_load(
+    pool: &Pool,
+    tasks: usize,
+    run_for: Duration,
+    limit: Duration,
+) -> Timeline {
     let t0 = Instant::now();
     let out = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
@@ -93,6 +98,11 @@ impl Timeline {
             t += step;
         }
         None
+    }
+
+    /// The request that was in flight longest.
+    pub fn longest_request(&self) -> Option<&Request> {
+        self.requests.iter().max_by_key(|r| r.end - r.start)
     }
 
     /// The longest a request was in flight.

@@ -77,8 +77,10 @@ impl NetCounters {
 
 #[derive(Default)]
 struct State {
-    /// The latest answer for the name (empty before the first).
+    /// The latest confirmed answer for the name (empty before the first).
     addrs: Vec<IpAddr>,
+    /// A different answer seen once, waiting for a second one to confirm it.
+    pending: Option<Vec<IpAddr>>,
     /// Bumped on every change of `addrs` after the first answer.
     generation: u64,
     resolved_at: Option<Instant>,
@@ -152,17 +154,33 @@ impl NetWatch {
         }
     }
 
-    /// Records an answer for the name; says when it differs from the previous one.
+    /// Records an answer for the name. A different answer counts as a move only once a
+    /// second answer in a row confirms it (the next lookup is asked for at once), so that
+    /// a name that answers with one of several addresses at random (DNS round robin) does
+    /// not retire sessions on every lookup as often.
     pub(crate) fn observe(&self, found: &[IpAddr], now: Instant) {
         let mut s = self.state();
         s.resolved_at = Some(now);
         if addrs::same_set(&s.addrs, found) {
+            s.pending = None;
             return;
         }
+        if s.addrs.is_empty() {
+            s.addrs = found.to_vec();
+            return;
+        }
+        let confirmed = s
+            .pending
+            .as_deref()
+            .is_some_and(|p| addrs::same_set(p, found));
+        if !confirmed {
+            s.pending = Some(found.to_vec());
+            drop(s);
+            self.resolve_wanted.store(true, Ordering::Release);
+            return;
+        }
+        s.pending = None;
         let before = std::mem::replace(&mut s.addrs, found.to_vec());
-        if before.is_empty() {
-            return;
-        }
         s.generation += 1;
         drop(s);
         self.counters.dns_changes.fetch_add(1, Ordering::Relaxed);

@@ -31,8 +31,38 @@ async fn a_changed_answer_bumps_the_generation_and_counts_once() {
         "the same answer changes nothing"
     );
     w.observe(&[ip("10.0.0.2")], now);
+    assert_eq!(
+        w.addresses().map(|a| a.0),
+        Some(0),
+        "one answer is not a move yet"
+    );
+    assert!(
+        w.resolve_wanted.load(Ordering::Acquire),
+        "a confirming lookup is asked for"
+    );
+    w.observe(&[ip("10.0.0.2")], now);
     assert_eq!(w.addresses(), Some((1, vec![ip("10.0.0.2")])));
     assert_eq!(w.counters.dns_changes.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_robin_name_that_alternates_is_not_a_move() {
+    let w = watch();
+    let now = Instant::now();
+    w.observe(&[ip("10.0.0.1")], now);
+    for _ in 0..5 {
+        w.observe(&[ip("10.0.0.2")], now);
+        w.observe(&[ip("10.0.0.1")], now);
+    }
+    assert_eq!(w.addresses(), Some((0, vec![ip("10.0.0.1")])));
+    w.observe(&[ip("10.0.0.2")], now);
+    w.observe(&[ip("10.0.0.3")], now);
+    assert_eq!(
+        w.addresses().map(|a| a.0),
+        Some(0),
+        "two different answers confirm nothing"
+    );
+    assert_eq!(w.counters.dns_changes.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test(start_paused = true)]
