@@ -207,6 +207,56 @@ fn a_dns_flip_moves_sessions_to_the_new_address_without_failing_a_request() {
     });
 }
 
+/// Idle sessions whose server vanished (no DNS flip: the address still answers new
+/// connections): the first request on one hangs until `tcp_user_timeout`; the next
+/// checkout finds a sibling that fails its liveness check and drops every unchecked idle
+/// sibling to that address with it, so it waits one check (1 s), not one per dead session.
+#[test]
+fn one_failed_liveness_check_drops_the_dead_idle_siblings_together() {
+    if !netns::isolated("network::one_failed_liveness_check_drops_the_dead_idle_siblings_together")
+    {
+        return;
+    }
+    runtime().block_on(async {
+        let emu = start().await;
+        let explain = Explain::new("idle_siblings", &emu);
+        let pool = builder(&emu, Config::default())
+            .min_connections(POOL)
+            .build()
+            .await
+            .expect("pool builds");
+        explain.pool(&pool);
+        let net = emu.network().expect("an Azure network");
+        let cut = net.vanish(Node::Primary).expect("vanish");
+        let t = record_load(&pool, 1, Duration::from_secs(10), Duration::from_secs(40)).await;
+        let stats = pool.stats();
+        let second = t.requests.get(1).cloned();
+        explain.note(format!(
+            "cut {cut}; first: {:?}; second: {second:?}; {} ok, {} failed; network: {:?}",
+            t.requests.first(),
+            t.ok(),
+            t.failed(),
+            stats.network
+        ));
+        assert!(cut >= POOL, "every idle session was cut ({cut})");
+        assert_eq!(t.failed(), 1, "only the request that met the first dead session fails");
+        let second = second.expect("a second request");
+        assert!(second.error.is_none(), "{second:?}");
+        assert!(
+            second.end - second.start < Duration::from_secs(3),
+            "the next checkout waited one liveness check and a login, not one check per dead session: {second:?}"
+        );
+        assert!(
+            stats.network.dead_liveness_check >= 6,
+            "the dead idle siblings were dropped as such ({})",
+            stats.network.dead_liveness_check
+        );
+        pool.close();
+        drop(explain);
+        emu.shutdown().await;
+    });
+}
+
 /// A partition of every packet to the server for 8 s, then healed: throughput is back
 /// to half within 2 s of the heal and no request waits longer than the partition plus
 /// 5 s.

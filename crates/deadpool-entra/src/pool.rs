@@ -277,6 +277,23 @@ impl Pool {
         self.shared.counters.count_retired(RetireReason::Broken, 1);
         // Out of the pool: dropping it closes the session.
         drop(deadpool_postgres::Client::take(client));
+        // A suspect session that does not answer: its idle siblings to the same address,
+        // unchecked since the same death, most likely went with it. Drop them now rather
+        // than have each of the next checkouts wait a liveness timeout for one.
+        let doomed = self.shared.conns.unchecked_at(addr, epoch);
+        if !doomed.is_empty() {
+            let removed = self
+                .inner
+                .retain(|w, _| !doomed.contains(&recycle::table::key(w)))
+                .removed;
+            let n = removed.len() as u64;
+            for w in &removed {
+                self.shared.conns.remove(w);
+            }
+            drop(removed);
+            net.counters.dead_liveness_check.fetch_add(n, Ordering::Relaxed);
+            self.shared.counters.count_retired(RetireReason::Broken, n);
+        }
         None
     }
 

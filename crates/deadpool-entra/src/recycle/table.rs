@@ -132,6 +132,21 @@ impl ConnTable {
         (info.checked_epoch < epoch).then_some(info.addr)
     }
 
+    /// The keys of the live connections to `addr` (any address when unknown) that have
+    /// not proved alive at epoch `epoch`.
+    pub(crate) fn unchecked_at(
+        &self,
+        addr: Option<IpAddr>,
+        epoch: u64,
+    ) -> std::collections::HashSet<usize> {
+        self.read()
+            .iter()
+            .filter(|(_, i)| i.alive.strong_count() > 0 && i.checked_epoch < epoch)
+            .filter(|(_, i)| addr.is_none() || i.addr == addr)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// A connection proved alive at epoch `epoch`.
     pub(crate) fn mark_checked(&self, w: &ClientWrapper, epoch: u64) {
         if let Some(i) = self.write().get_mut(&key(w)) {
