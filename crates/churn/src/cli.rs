@@ -106,7 +106,10 @@ pub struct Args {
 
     /// A fault on the timeline (emulator target), e.g. `identity-outage@10s+20s`,
     /// `failover@30s`, `identity-latency=1s`. Repeatable. Times are from the start of
-    /// the measured run.
+    /// the measured run. Network faults (`vanish[=NODE]@T`, `dns-flip[=NODE]@T`,
+    /// `partition[=NODE]@T+D`, `idle-drop=D`; NODE: primary, standby, read-only) run
+    /// churn in a private network namespace (needs root) with every pool reaching the
+    /// server by its Azure name.
     #[arg(long = "fault", value_parser = FaultSpec::parse)]
     pub faults: Vec<FaultSpec>,
 
@@ -141,6 +144,20 @@ pub struct Args {
 }
 
 impl Args {
+    /// Whether a network fault was asked for: the run then needs a private network
+    /// namespace and the emulator's Azure network.
+    pub fn network_faults(&self) -> bool {
+        self.faults.iter().any(|f| f.kind.is_network())
+    }
+
+    /// The `idle-drop=D` timeout, if one was asked for (the last one given holds).
+    pub fn idle_drop(&self) -> Option<Duration> {
+        self.faults.iter().rev().find_map(|f| match f.kind {
+            crate::fault::FaultKind::IdleDrop(d) => Some(d),
+            _ => None,
+        })
+    }
+
     /// The pools to test, in round order.
     pub fn pool_list(&self) -> Vec<PoolKind> {
         if self.compare || self.pools.is_empty() {

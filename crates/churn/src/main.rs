@@ -30,6 +30,25 @@ use crate::workload::Workload;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Network faults are made by the kernel (packet filter, conntrack, a private hosts
+    // file): re-run in a private network namespace first, before any runtime, thread or
+    // socket exists. The child re-runs for the identity relay below inside it.
+    if args.network_faults() {
+        if args.target != cli::Target::Emulator {
+            eprintln!("churn: network faults need the emulator target");
+            return ExitCode::from(2);
+        }
+        match entra_emulator::netns::reexec_isolated() {
+            Ok(Some(status)) => {
+                return ExitCode::from(status.code().unwrap_or(2).clamp(0, 255) as u8);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("churn: network faults need a private network namespace: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     // Our pool uses the real `ManagedIdentityCredential`, which reads its endpoint from the
     // process environment: re-run with that environment set (see `relay`).
     if args.target == cli::Target::Emulator
@@ -57,13 +76,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(app(args)) {
+    let code = match rt.block_on(app(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("churn: {e}");
             ExitCode::from(2)
         }
-    }
+    };
+    // A blocking task stuck behind a network fault must not keep the process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 async fn app(args: Args) -> Result<(), String> {
@@ -111,6 +133,7 @@ async fn app(args: Args) -> Result<(), String> {
     result.started_unix = started_unix;
     result.command = std::env::args().collect::<Vec<_>>().join(" ");
     result.machine = Machine::detect();
+    result.azure_network = args.network_faults();
     result.settings = serde_json::json!({
         "target": args.target,
         "pools": kinds,

@@ -31,8 +31,16 @@ pub struct TaskStats {
     pub query: Histogram<u64>,
     /// Checkout latency of checkouts that waited for a login, whole run.
     pub login_checkout: Histogram<u64>,
+    /// Request latency (checkout and query, worked or failed; an abandoned request
+    /// counts the time it had run), whole run.
+    pub request: Histogram<u64>,
     /// Checkout latency, current window.
     pub win_checkout: Histogram<u64>,
+    /// The longest request that ended in the current window, microseconds.
+    pub win_request_max_us: u64,
+    /// Requests still in flight when their segment's hard stop aborted them (also
+    /// counted in `errors` as `abandoned-in-flight`).
+    pub abandoned: u64,
     /// Requests that worked.
     pub ok: u64,
     /// Requests that failed, by kind.
@@ -51,7 +59,10 @@ impl Default for TaskStats {
             checkout: new_histogram(),
             query: new_histogram(),
             login_checkout: new_histogram(),
+            request: new_histogram(),
             win_checkout: new_histogram(),
+            win_request_max_us: 0,
+            abandoned: 0,
             ok: 0,
             errors: BTreeMap::new(),
             error_examples: BTreeMap::new(),
@@ -68,6 +79,12 @@ impl TaskStats {
         self.error_examples
             .entry(kind.to_string())
             .or_insert_with(|| message.chars().take(300).collect());
+    }
+
+    /// Records a request's latency (whole run and the window's longest).
+    pub fn request(&mut self, d: Duration) {
+        record(&mut self.request, d);
+        self.win_request_max_us = self.win_request_max_us.max(d.as_micros() as u64);
     }
 }
 
@@ -101,6 +118,7 @@ impl Slots {
     pub fn take_window(&self) -> Window {
         let mut w = Window {
             checkout: new_histogram(),
+            request_max_us: 0,
             ok: 0,
             errors: 0,
             waited: 0,
@@ -110,6 +128,9 @@ impl Slots {
             let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
             let _ = w.checkout.add(&s.win_checkout);
             s.win_checkout.reset();
+            w.request_max_us = w
+                .request_max_us
+                .max(std::mem::take(&mut s.win_request_max_us));
             w.ok += s.ok;
             w.errors += s.errors.values().sum::<u64>();
             w.waited += s.waited_for_login;
@@ -126,6 +147,8 @@ impl Slots {
             let _ = out.checkout.add(&s.checkout);
             let _ = out.query.add(&s.query);
             let _ = out.login_checkout.add(&s.login_checkout);
+            let _ = out.request.add(&s.request);
+            out.abandoned += s.abandoned;
             out.ok += s.ok;
             out.waited_for_login += s.waited_for_login;
             out.checkouts += s.checkouts;
@@ -146,6 +169,8 @@ impl Slots {
 pub struct Window {
     /// Checkout latency in this window.
     pub checkout: Histogram<u64>,
+    /// The longest request that ended in this window, microseconds.
+    pub request_max_us: u64,
     /// Cumulative successful requests.
     pub ok: u64,
     /// Cumulative failed requests.
@@ -226,10 +251,13 @@ mod tests {
         let s = Slots::new(2);
         record(&mut s.lock(0).win_checkout, Duration::from_millis(1));
         s.lock(1).ok += 3;
+        s.lock(1).request(Duration::from_millis(7));
         let w = s.take_window();
         assert_eq!(w.checkout.len(), 1);
         assert_eq!(w.ok, 3);
-        assert_eq!(s.take_window().checkout.len(), 0);
+        assert_eq!(w.request_max_us, 7_000);
+        let w = s.take_window();
+        assert_eq!((w.checkout.len(), w.request_max_us), (0, 0));
     }
 
     #[test]

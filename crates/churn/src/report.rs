@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::cli::PoolKind;
+use crate::fault::{FaultKind, FaultSpec};
 use crate::metrics::Percentiles;
 use crate::pools::PoolCounters;
 
@@ -38,6 +39,11 @@ pub struct RunResult {
     pub rotations: Vec<Marker>,
     /// What each failover did to the pool that was active when it struck.
     pub failovers: Vec<FailoverImpact>,
+    /// What each network fault did to the pool that was active when it struck.
+    pub fault_recovery: Vec<FaultRecovery>,
+    /// Whether the run had network faults (the emulator's Azure network, in a private
+    /// network namespace).
+    pub azure_network: bool,
     /// Server (emulator) counters at the start of the measured run.
     pub server_start: Option<serde_json::Value>,
     /// Server (emulator) counters at the end.
@@ -192,6 +198,110 @@ impl FailoverImpact {
     }
 }
 
+/// Seconds before a fault over which "throughput before" is averaged.
+const BEFORE_SECS: f64 = 3.0;
+
+/// What a network fault did to the pool that was active when it struck, from the
+/// per-second series (so times are upper bounds at 1 s resolution).
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecovery {
+    /// The fault as given (`vanish@10s`, `partition@10s+20s`).
+    pub fault: String,
+    /// The pool active when it struck.
+    pub pool: PoolKind,
+    /// When it struck, seconds from the start of the measured run.
+    pub t: f64,
+    /// When it ended (a partition's heal), if it did within the run.
+    pub healed_t: Option<f64>,
+    /// Mean throughput of the pool in the 3 s before it struck.
+    pub rps_before: f64,
+    /// Seconds from the fault (from the heal, for a fault with an end) to the end of the
+    /// first whole second at half `rps_before` or more; `None`: not within the run.
+    pub half_throughput_after_secs: Option<f64>,
+    /// Failed requests of the pool (abandoned ones included) from the fault to the end of
+    /// the run.
+    pub failed_from_fault: u64,
+    /// The longest request (checkout and query; an abandoned one counts the time it had
+    /// run) that ended from the fault on: the longest a caller waited.
+    pub longest_request_ms: f64,
+}
+
+impl FaultRecovery {
+    /// One record per network fault that struck during the run (not `idle-drop`, which
+    /// is there from the start), from the applied events (`index` into `faults`).
+    pub fn compute(
+        faults: &[FaultSpec],
+        applied: &[crate::run::Applied],
+        series: &[Sample],
+    ) -> Vec<FaultRecovery> {
+        let mut out = Vec::new();
+        for a in applied.iter().filter(|a| a.on) {
+            let Some(spec) = faults.get(a.index) else {
+                continue;
+            };
+            if !spec.kind.is_network() || matches!(spec.kind, FaultKind::IdleDrop(_)) {
+                continue;
+            }
+            let Some(cur) = series
+                .iter()
+                .find(|s| s.t - s.dt <= a.t + 1e-6 && a.t <= s.t + 1e-6)
+                .or_else(|| series.iter().rev().find(|s| s.t <= a.t))
+            else {
+                continue;
+            };
+            let pool = cur.pool;
+            let mine: Vec<&Sample> = series.iter().filter(|s| s.pool == pool).collect();
+            let before: Vec<&&Sample> = mine
+                .iter()
+                .filter(|s| s.t <= a.t + 1e-6 && s.t - s.dt >= a.t - BEFORE_SECS - 0.05)
+                .collect();
+            let secs: f64 = before.iter().map(|s| s.dt).sum();
+            let rps_before = if secs > 0.0 {
+                before.iter().map(|s| s.throughput_rps * s.dt).sum::<f64>() / secs
+            } else {
+                0.0
+            };
+            let healed_t = applied
+                .iter()
+                .find(|e| e.index == a.index && !e.on && e.t >= a.t)
+                .map(|e| e.t);
+            let from = healed_t.unwrap_or(a.t);
+            let half_throughput_after_secs = mine
+                .iter()
+                .find(|s| {
+                    s.t - s.dt >= from - 0.05
+                        && s.throughput_rps > 0.0
+                        && s.throughput_rps >= 0.5 * rps_before
+                })
+                .map(|s| s.t - from);
+            let after = mine.iter().filter(|s| s.t > a.t + 1e-6);
+            let (failed_from_fault, longest_request_ms) = after.fold((0, 0.0f64), |(n, m), s| {
+                (n + s.errors, m.max(s.request_max_ms))
+            });
+            out.push(FaultRecovery {
+                fault: spec.spec.clone(),
+                pool,
+                t: a.t,
+                healed_t,
+                rps_before,
+                half_throughput_after_secs,
+                failed_from_fault,
+                longest_request_ms,
+            });
+        }
+        out
+    }
+
+    /// From the fault or from its heal.
+    fn counted_from(&self) -> &'static str {
+        if self.healed_t.is_some() {
+            "heal"
+        } else {
+            "fault"
+        }
+    }
+}
+
 /// Server-side counters attributed to a pool (changes while it was the active pool).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerDelta {
@@ -222,6 +332,8 @@ pub struct Sample {
     pub checkout_p99_ms: f64,
     /// Checkout latency max.
     pub checkout_max_ms: f64,
+    /// The longest request (checkout and query) that ended in the interval.
+    pub request_max_ms: f64,
     /// Checkouts that waited for a login.
     pub waited_for_login: u64,
     /// Logins.
@@ -306,6 +418,11 @@ pub struct PoolResult {
     pub query: Percentiles,
     /// Checkout latency of the checkouts that waited for a login (the connect latency users feel).
     pub login_checkout: Percentiles,
+    /// Request latency (checkout and query, worked or failed, abandoned ones at the time
+    /// they were abandoned).
+    pub request: Percentiles,
+    /// Requests abandoned in flight at a segment's hard stop (counted in `errors`).
+    pub abandoned: u64,
     /// Checkouts.
     pub checkouts: u64,
     /// Checkouts that created their connection (waited for a login).
@@ -434,6 +551,33 @@ pub fn table(r: &RunResult) -> String {
                 .unwrap_or_else(|| "the run: never".into())
         );
     }
+    if r.azure_network || r.pools.iter().any(|p| p.abandoned > 0) {
+        for p in &r.pools {
+            let _ = writeln!(
+                s,
+                "{:<11} longest request {:.0} ms (checkout + query); {} abandoned in flight",
+                p.pool.name(),
+                p.request.max_ms,
+                p.abandoned
+            );
+        }
+    }
+    for f in &r.fault_recovery {
+        let _ = writeln!(
+            s,
+            "{} at {:.1}s hit {} ({:.0} req/s in the 3 s before): half throughput {} after the {}, {} failed requests from the fault on, longest request ending after it {:.0} ms",
+            f.fault,
+            f.t,
+            f.pool.name(),
+            f.rps_before,
+            f.half_throughput_after_secs
+                .map(|v| format!("within {v:.1} s"))
+                .unwrap_or_else(|| "never in the run".into()),
+            f.counted_from(),
+            f.failed_from_fault,
+            f.longest_request_ms,
+        );
+    }
     if let Some(rss) = r.rss_kib_end {
         let _ = writeln!(
             s,
@@ -498,5 +642,172 @@ pub fn markdown(r: &RunResult) -> String {
             p.server.expired_token_logins,
         );
     }
+    if r.azure_network {
+        let _ = writeln!(s);
+        for p in &r.pools {
+            let _ = writeln!(
+                s,
+                "- {}: longest request {:.0} ms (checkout + query; an abandoned one counts until it was abandoned), {} failed, {} abandoned in flight",
+                p.pool.name(),
+                p.request.max_ms,
+                p.errors,
+                p.abandoned
+            );
+        }
+        for m in &r.faults {
+            let _ = writeln!(s, "- {:.1} s: {}", m.t, m.label);
+        }
+    }
+    if !r.fault_recovery.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nFault recovery (1 s samples: times are upper bounds):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| fault | pool | at s | req/s in the 3 s before | half throughput again, s after | failed requests from the fault on | abandoned in flight (pool, run) | longest request after the fault ms |"
+        );
+        let _ = writeln!(s, "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |");
+        for f in &r.fault_recovery {
+            let abandoned = r
+                .pools
+                .iter()
+                .find(|p| p.pool == f.pool)
+                .map_or(0, |p| p.abandoned);
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {:.1} | {:.0} | {} | {} | {} | {:.0} |",
+                f.fault,
+                f.pool.name(),
+                f.t,
+                f.rps_before,
+                f.half_throughput_after_secs
+                    .map(|v| format!("{v:.1} (from the {})", f.counted_from()))
+                    .unwrap_or_else(|| format!("never (from the {})", f.counted_from())),
+                f.failed_from_fault,
+                abandoned,
+                f.longest_request_ms,
+            );
+        }
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Applied;
+
+    fn second(t: f64, rps: f64, errors: u64, request_max_ms: f64) -> Sample {
+        Sample {
+            t,
+            dt: 1.0,
+            pool: PoolKind::Ours,
+            throughput_rps: rps,
+            errors,
+            checkouts: 0,
+            checkout_p50_ms: 0.0,
+            checkout_p99_ms: 0.0,
+            checkout_max_ms: 0.0,
+            request_max_ms,
+            waited_for_login: 0,
+            logins: 0,
+            token_refreshes: 0,
+            identity_calls: 0,
+            server_identity_requests: 0,
+            expired_token_logins: 0,
+            pool_size: 0,
+            pool_available: 0,
+            pool_waiting: 0,
+            rss_kib: None,
+        }
+    }
+
+    /// 1,000 req/s until 10 s, nothing for 6 s, 400 req/s, then 900 req/s again.
+    fn series() -> Vec<Sample> {
+        (1..=25)
+            .map(|t| {
+                let t = t as f64;
+                match t {
+                    t if t <= 10.0 => second(t, 1000.0, 0, 2.0),
+                    t if t <= 16.0 => second(t, 0.0, 0, 0.0),
+                    17.0 => second(t, 400.0, 8, 6100.0),
+                    _ => second(t, 900.0, 0, 3.0),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_vanish_recovers_at_the_first_second_at_half_throughput() {
+        let faults = [FaultSpec::parse("vanish@10s").unwrap()];
+        let applied = [Applied {
+            index: 0,
+            on: true,
+            t: 10.0,
+        }];
+        let r = FaultRecovery::compute(&faults, &applied, &series());
+        assert_eq!(r.len(), 1);
+        let r = &r[0];
+        assert_eq!(r.pool, PoolKind::Ours);
+        assert!((r.rps_before - 1000.0).abs() < 1e-9);
+        // 17 s is below half; 18 s is the first whole second at half or more.
+        assert_eq!(r.half_throughput_after_secs, Some(8.0));
+        assert_eq!(r.failed_from_fault, 8);
+        assert_eq!(r.longest_request_ms, 6100.0);
+    }
+
+    #[test]
+    fn a_partition_recovers_from_its_heal() {
+        let faults = [FaultSpec::parse("partition@10s+6s").unwrap()];
+        let applied = [
+            Applied {
+                index: 0,
+                on: true,
+                t: 10.0,
+            },
+            Applied {
+                index: 0,
+                on: false,
+                t: 16.0,
+            },
+        ];
+        let r = FaultRecovery::compute(&faults, &applied, &series());
+        assert_eq!(r[0].healed_t, Some(16.0));
+        assert_eq!(r[0].half_throughput_after_secs, Some(2.0));
+    }
+
+    #[test]
+    fn idle_drop_and_other_faults_get_no_record() {
+        let faults = [
+            FaultSpec::parse("idle-drop=8s").unwrap(),
+            FaultSpec::parse("failover@10s").unwrap(),
+        ];
+        let applied = [
+            Applied {
+                index: 0,
+                on: true,
+                t: 0.0,
+            },
+            Applied {
+                index: 1,
+                on: true,
+                t: 10.0,
+            },
+        ];
+        assert!(FaultRecovery::compute(&faults, &applied, &series()).is_empty());
+    }
+
+    #[test]
+    fn never_recovering_is_none() {
+        let faults = [FaultSpec::parse("vanish@10s").unwrap()];
+        let applied = [Applied {
+            index: 0,
+            on: true,
+            t: 10.0,
+        }];
+        let flat: Vec<Sample> = series().into_iter().take(16).collect();
+        let r = FaultRecovery::compute(&faults, &applied, &flat);
+        assert_eq!(r[0].half_throughput_after_secs, None);
+    }
 }

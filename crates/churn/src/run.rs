@@ -14,7 +14,8 @@ use crate::fault::{FaultSink, FaultSpec, timeline};
 use crate::metrics::{Percentiles, Slots, rss_kib};
 use crate::pools::{PoolCounters, PoolUnderTest};
 use crate::report::{
-    FailoverImpact, Marker, PoolResult, Ratios, RoundResult, RunResult, Sample, ServerDelta,
+    FailoverImpact, FaultRecovery, Marker, PoolResult, Ratios, RoundResult, RunResult, Sample,
+    ServerDelta,
 };
 use crate::workload::{Workload, task_loop};
 
@@ -133,23 +134,42 @@ pub async fn run(
 
     // The fault timeline runs on its own, from t0.
     let fault_marks: Arc<Mutex<Vec<Marker>>> = Arc::default();
+    let applied: Arc<Mutex<Vec<Applied>>> = Arc::default();
     let fault_task = sink.as_ref().map(|sink| {
         let sink = sink.clone();
         let marks = fault_marks.clone();
+        let applied = applied.clone();
         let events = timeline(&opts.faults);
         tokio::spawn(async move {
             for e in events {
                 tokio::time::sleep_until(t0 + e.at).await;
-                sink.apply(&e.kind, e.on);
+                // Network faults run `iptables`: off the runtime's workers.
+                let (s, kind, on) = (sink.clone(), e.kind.clone(), e.on);
+                let note = tokio::task::spawn_blocking(move || s.apply(&kind, on))
+                    .await
+                    .unwrap_or_else(|e| Some(format!("NOT APPLIED: {e}")));
+                let t = t0.elapsed().as_secs_f64();
+                let label = match &note {
+                    Some(n) if !n.is_empty() => format!("{} ({n})", e.label),
+                    _ => e.label.clone(),
+                };
+                tracing::info!(fault = %label, on = e.on, "fault");
                 marks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(Marker {
-                        t: t0.elapsed().as_secs_f64(),
+                        t,
                         pool: None,
-                        label: e.label.clone(),
+                        label,
                     });
-                tracing::info!(fault = %e.label, on = e.on, "fault");
+                applied
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Applied {
+                        index: e.index,
+                        on: e.on,
+                        t,
+                    });
             }
         })
     });
@@ -262,6 +282,8 @@ pub async fn run(
             let active = st.active.as_secs_f64().max(1e-9);
             let errors: u64 = m.errors.values().sum();
             PoolResult {
+                request: Percentiles::of(&m.request),
+                abandoned: m.abandoned,
                 pool: st.pool.kind(),
                 active_secs: st.active.as_secs_f64(),
                 requests_ok: m.ok,
@@ -302,9 +324,12 @@ pub async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let failovers = FailoverImpact::compute(&markers, &series, &results);
+    let applied = applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let fault_recovery = FaultRecovery::compute(&opts.faults, &applied, &series);
     RunResult {
         round_results,
         failovers,
+        fault_recovery,
         elapsed_secs: elapsed.as_secs_f64(),
         rounds: round,
         pools: results,
@@ -318,14 +343,29 @@ pub async fn run(
     }
 }
 
-/// Waits for every handle, aborting those still running at `hard_stop`.
+/// Waits for every handle, aborting those still running at `hard_stop` (a request hung
+/// on a dead session is abandoned there and counted, see `workload::InFlight`).
 async fn join_by(handles: Vec<tokio::task::JoinHandle<()>>, hard_stop: Instant) {
-    for h in handles {
-        let abort = h.abort_handle();
-        if tokio::time::timeout_at(hard_stop, h).await.is_err() {
-            abort.abort();
+    for mut h in handles {
+        if tokio::time::timeout_at(hard_stop, &mut h).await.is_err() {
+            h.abort();
+            // Until the task is dropped, so that its abandoned request is counted before
+            // the segment's last sample; an aborted task ends at once.
+            let _ = h.await;
         }
     }
+}
+
+/// A fault event as it was applied: its fault's index in `RunOptions::faults`, on or
+/// off, and when (seconds from the start of the measured run).
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    /// Index of the fault.
+    pub index: usize,
+    /// Switched on (true) or off.
+    pub on: bool,
+    /// When.
+    pub t: f64,
 }
 
 fn counters_delta(a: &PoolCounters, b: &PoolCounters) -> PoolCounters {
@@ -406,6 +446,7 @@ fn sample(
                 checkout_p50_ms: p.p50_ms,
                 checkout_p99_ms: p.p99_ms,
                 checkout_max_ms: p.max_ms,
+                request_max_ms: w.request_max_us as f64 / 1000.0,
                 waited_for_login: w.waited.saturating_sub(st.prev_waited),
                 logins: c.logins.saturating_sub(st.prev_counters.logins),
                 token_refreshes: c

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use entra_emulator::Emulator;
 
 use crate::cli::{Args, PoolKind, QueryKind, Target};
-use crate::fault::{FaultKind, FaultSink};
+use crate::fault::{FaultKind, FaultSink, Node};
 use crate::pools::mi::MiEndpoint;
 use crate::pools::ours::OursPool;
 use crate::pools::plain::PlainPool;
@@ -17,6 +17,9 @@ use crate::workload::SCHEMA;
 
 /// Role and password of the baseline pools on the emulator.
 const BASELINE_ROLE: &str = "churn_baseline";
+
+/// The emulated server's name with network faults: `churn.postgres.database.azure.com`.
+const NETWORK_SERVER: &str = "churn";
 
 /// The pools under test and the server's probes.
 pub struct Setup {
@@ -56,7 +59,7 @@ pub struct EmuHandle {
 }
 
 impl FaultSink for EmuHandle {
-    fn apply(&self, kind: &FaultKind, on: bool) {
+    fn apply(&self, kind: &FaultKind, on: bool) -> Option<String> {
         let f = self.emu.faults();
         match kind {
             FaultKind::IdentityOutage => f.set_identity_outage(on),
@@ -78,8 +81,89 @@ impl FaultSink for EmuHandle {
                     f.set_token_lifetime(*d);
                 }
             }
+            FaultKind::Vanish(_)
+            | FaultKind::DnsFlip(_)
+            | FaultKind::Partition(_)
+            | FaultKind::IdleDrop(_) => {
+                let Some(net) = self.emu.network() else {
+                    return Some("not applied: the emulator has no Azure network".into());
+                };
+                return Some(apply_network(net, kind, on).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "network fault not applied");
+                    format!("NOT APPLIED: {e}")
+                }));
+            }
         }
+        None
     }
+}
+
+fn emu_node(n: Node) -> entra_emulator::Node {
+    match n {
+        Node::Primary => entra_emulator::Node::Primary,
+        Node::Standby => entra_emulator::Node::Standby,
+        Node::ReadOnly => entra_emulator::Node::ReadOnlyStandby,
+    }
+}
+
+/// Applies a network fault; the note says what it did. `vanish` and `partition` without a
+/// node strike the node the name points at now.
+fn apply_network(
+    net: &entra_emulator::Network,
+    kind: &FaultKind,
+    on: bool,
+) -> Result<String, entra_emulator::Error> {
+    let node_or_current = |n: &Option<Node>| n.map(emu_node).unwrap_or_else(|| net.current());
+    match kind {
+        FaultKind::Vanish(n) => {
+            let node = node_or_current(n);
+            let cut = net.vanish(node)?;
+            Ok(format!("{cut} sessions to {node:?} cut"))
+        }
+        FaultKind::DnsFlip(to) => {
+            let from = net.current();
+            net.dns_flip(emu_node(*to))?;
+            Ok(format!("name moved from {from:?} to {:?}", emu_node(*to)))
+        }
+        FaultKind::Partition(n) => {
+            let node = node_or_current(n);
+            if on {
+                net.partition_start(node)?;
+                Ok(format!("{node:?} partitioned"))
+            } else {
+                // The node partitioned at the start: without a node given, that was the
+                // one the name pointed at then, which a later flip may have moved.
+                let healed: Vec<_> = match n {
+                    Some(_) => vec![node],
+                    None => entra_emulator::Node::ALL.to_vec(),
+                };
+                for node in &healed {
+                    net.heal(*node)?;
+                }
+                Ok("healed".into())
+            }
+        }
+        FaultKind::IdleDrop(d) => {
+            // Installed before the pools connected (see `setup_emulator`): the timeline
+            // only marks it.
+            Ok(format!(
+                "idle timeout {} s on every node, since before the pools connected",
+                d.as_secs_f64()
+            ))
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+/// A middlebox that forgets connections idle longer than `idle`, in front of every node.
+fn install_idle_drop(
+    net: &entra_emulator::Network,
+    idle: Duration,
+) -> Result<(), entra_emulator::Error> {
+    for node in entra_emulator::Node::ALL {
+        net.idle_drop(node, idle)?;
+    }
+    Ok(())
 }
 
 impl ServerProbe for EmuHandle {
@@ -121,20 +205,43 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
     let window = args
         .token_cache_window
         .unwrap_or(args.token_lifetime * 6 / 10);
-    let emu = Emulator::builder()
+    let network = args.network_faults();
+    if network && args.replica_pool {
+        return Err("--replica-pool is not supported with network faults".into());
+    }
+    let mut builder = Emulator::builder()
         .token_lifetime(args.token_lifetime)
         .token_cache_window(window)
         .password_role(BASELINE_ROLE, &password)
-        .max_connections(max_conn)
+        .max_connections(max_conn);
+    if network {
+        builder = builder.azure_network(NETWORK_SERVER);
+    }
+    let emu = builder
         .start()
         .await
         .map_err(|e| format!("starting the emulator: {e}"))?;
+    // With network faults every pool reaches the server by its Azure name (resolved in
+    // the namespace's private hosts file, verified against the emulator's CA), so that
+    // a DNS flip moves new logins; without, as before.
+    let host = emu
+        .server_host()
+        .unwrap_or_else(|| emu.pg_host().to_string());
+    // Before any pool connects: conntrack applies the timeout from a connection's next
+    // packet, so connections opened later are all forgotten on time.
+    if let (Some(net), Some(idle)) = (emu.network(), args.idle_drop()) {
+        let net = net.clone();
+        tokio::task::spawn_blocking(move || install_idle_drop(&net, idle))
+            .await
+            .map_err(|e| format!("idle-drop: {e}"))?
+            .map_err(|e| format!("idle-drop: {e}"))?;
+    }
     if matches!(args.query, QueryKind::PointRead | QueryKind::WriteTxn) {
         create_schema_on_cluster(&emu).await?;
     }
     let tls = tls_from_ca(emu.ca_cert_path())?;
     let settings = ServerSettings {
-        host: emu.pg_host().to_string(),
+        host: host.clone(),
         port: emu.pg_port(),
         dbname: emu.database().to_string(),
         max_size: args.max_size,
@@ -193,7 +300,7 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
                         (None, None) => builder,
                     };
                     let builder = builder
-                        .host(emu.pg_host())
+                        .host(host.clone())
                         .port(port)
                         .dbname(emu.database())
                         .user(mi_user.clone())
@@ -229,7 +336,8 @@ async fn setup_emulator(args: &Args, kinds: &[PoolKind]) -> Result<Setup, String
     }
     let details = serde_json::json!({
         "emulator": true,
-        "pg_host": emu.pg_host(),
+        "pg_host": host,
+        "azure_network": network,
         "pg_port": emu.pg_port(),
         "database": emu.database(),
         "managed_identity": mi_user,

@@ -98,12 +98,20 @@ pub async fn task_loop(
             return;
         }
         let t0 = Instant::now();
+        let mut in_flight = InFlight {
+            slots: slots.as_ref(),
+            i,
+            t0,
+            armed: true,
+        };
         let got = pool.get().await;
         let t1 = Instant::now();
         match got {
             Err(e) => {
+                in_flight.armed = false;
                 if let Some(s) = &slots {
                     let mut s = s.lock(i);
+                    s.request(t1 - t0);
                     s.checkouts += 1;
                     record(&mut s.checkout, t1 - t0);
                     record(&mut s.win_checkout, t1 - t0);
@@ -116,12 +124,14 @@ pub async fn task_loop(
                 let waited = pool.logged_in_during(&client, t0);
                 let r = run_query(&mut client, w.query).await;
                 let t2 = Instant::now();
+                in_flight.armed = false;
                 if !w.hold.is_zero() {
                     tokio::time::sleep(w.hold).await;
                 }
                 drop(client);
                 if let Some(s) = &slots {
                     let mut s = s.lock(i);
+                    s.request(t2 - t0);
                     s.checkouts += 1;
                     record(&mut s.checkout, t1 - t0);
                     record(&mut s.win_checkout, t1 - t0);
@@ -147,6 +157,35 @@ pub async fn task_loop(
         }
     }
 }
+
+/// A request in flight. Its task is aborted when the request outlives its segment's hard
+/// stop (a session whose packets are dropped can hang for the 15 minutes of TCP's
+/// retransmissions); dropping it then counts the request as failed (abandoned), with the
+/// time it had run, so that a hung request is neither lost from the report nor keeps the
+/// run alive.
+struct InFlight<'a> {
+    slots: Option<&'a Slots>,
+    i: usize,
+    t0: Instant,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let (true, Some(slots)) = (self.armed, self.slots) {
+            let mut s = slots.lock(self.i);
+            s.request(self.t0.elapsed());
+            s.abandoned += 1;
+            s.error(
+                ABANDONED,
+                "still in flight at its segment's hard stop (2 s after the segment's end): abandoned",
+            );
+        }
+    }
+}
+
+/// The error kind of an abandoned request.
+pub const ABANDONED: &str = "abandoned-in-flight";
 
 /// Time until the next multiple of `every` on the wall clock, which all tasks share (at
 /// least a millisecond, so that one task does not fire twice in one tick).
