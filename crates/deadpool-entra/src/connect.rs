@@ -172,13 +172,24 @@ pub(crate) fn outcome_of<T>(result: &Result<T, PgError>) -> LoginOutcome {
 /// request (and ask the identity endpoint or the server again). While logins only fail
 /// to reach the server (a failover), one checkout login per short gap goes ahead: the
 /// name may point to a server that answers now.
+///
+/// With no session at all, a checkout declines only during an outage (logins fail to
+/// reach a server that has answered this pool before): it then waits, up to its wait
+/// timeout, for one of the spaced trial logins to get through, as a request to a naive
+/// pool waits on its TCP retransmissions, instead of failing every request of a
+/// partition.
 fn should_decline(shared: &Shared) -> bool {
     let may_decline = GET_CONTEXT
         .try_with(|c| !c.login_now.get())
         .unwrap_or(false);
-    may_decline
-        && shared.conns.live() > 0
-        && (shared.cache.valid_now().is_none() || shared.logins.should_wait(Instant::now()))
+    if !may_decline {
+        return false;
+    }
+    let now = Instant::now();
+    if shared.conns.live() > 0 {
+        return shared.cache.valid_now().is_none() || shared.logins.should_wait(now);
+    }
+    shared.logins.outage() && shared.logins.should_wait(now)
 }
 
 /// A login with the cached token (fetching one only when none is valid), retried once

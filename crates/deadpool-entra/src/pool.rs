@@ -230,9 +230,12 @@ impl Pool {
             };
             match result {
                 // A login that failed while other sessions exist (the first one to meet a
-                // fault): wait for a session too, rather than fail the request.
+                // fault), or during an outage (a partition): wait for a session or a
+                // login that gets through too, rather than fail the request.
                 Err(PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create))
-                    if declined || (!login_now && self.shared.conns.live() > 0) =>
+                    if declined
+                        || (!login_now
+                            && (self.shared.conns.live() > 0 || self.shared.logins.outage())) =>
                 {
                     self.shared.counters.checkouts_waited_for_session.fetch_add(
                         u64::from(pause == Duration::from_millis(1)),
@@ -291,7 +294,9 @@ impl Pool {
                 self.shared.conns.remove(w);
             }
             drop(removed);
-            net.counters.dead_liveness_check.fetch_add(n, Ordering::Relaxed);
+            net.counters
+                .dead_liveness_check
+                .fetch_add(n, Ordering::Relaxed);
             self.shared.counters.count_retired(RetireReason::Broken, n);
         }
         None

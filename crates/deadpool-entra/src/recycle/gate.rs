@@ -178,6 +178,9 @@ struct LoginState {
     /// When the next checkout login may be tried while logins are unreachable.
     next_trial: Option<Instant>,
     ok_since: Instant,
+    /// Whether any login of this pool has succeeded (before that, a failure is most
+    /// likely the configuration's, and is reported at once).
+    ever_ok: bool,
 }
 
 impl LoginHealth {
@@ -188,6 +191,7 @@ impl LoginHealth {
                 refused_since: None,
                 next_trial: None,
                 ok_since: now,
+                ever_ok: false,
             }),
         }
     }
@@ -201,6 +205,7 @@ impl LoginHealth {
         let mut s = self.state();
         s.refused_since = None;
         s.next_trial = None;
+        s.ever_ok = true;
         if let Some(since) = s.failing_since.take() {
             s.ok_since = now;
             drop(s);
@@ -250,6 +255,17 @@ impl LoginHealth {
     /// Since when logins have been failing (`None`: they succeed).
     pub(crate) fn failing_since(&self) -> Option<Instant> {
         self.state().failing_since
+    }
+
+    /// Whether logins fail only to reach the server (no refusal among the failures) after
+    /// the pool has logged in before: a partition or a failover in progress, which a
+    /// checkout with no session to wait for rides out by waiting for a trial login to get
+    /// through (up to its wait timeout) instead of failing at once. Before the first
+    /// successful login, a failure is reported at once: it is most likely the
+    /// configuration (a wrong host or port).
+    pub(crate) fn outage(&self) -> bool {
+        let s = self.state();
+        s.ever_ok && s.failing_since.is_some() && s.refused_since.is_none()
     }
 
     /// Whether a checkout that needs a login should wait for a session instead, at

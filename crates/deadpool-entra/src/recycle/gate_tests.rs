@@ -386,3 +386,23 @@ async fn refusals_make_checkouts_wait_unreachable_logins_only_space_them() {
     );
     assert_eq!(h.ok_since(), Some(t0 + secs(6.0)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_is_unreachable_logins_after_a_pool_that_worked() {
+    let t0 = Instant::now();
+    let h = LoginHealth::new(t0);
+    h.record(LoginOutcome::Unreachable, t0);
+    assert!(
+        !h.outage(),
+        "never logged in: a configuration problem, reported at once"
+    );
+    h.record(LoginOutcome::Ok, t0);
+    assert!(!h.outage(), "logins work");
+    h.record(LoginOutcome::Unreachable, t0);
+    assert!(h.outage());
+    h.record(LoginOutcome::Refused, t0);
+    assert!(!h.outage(), "a refusal is the request's answer");
+    h.record(LoginOutcome::Ok, t0);
+    h.record(LoginOutcome::Unreachable, t0);
+    assert!(h.outage());
+}
