@@ -411,9 +411,10 @@ fn idle_sessions_survive_a_middlebox_that_forgets_idle_connections() {
 }
 
 /// The name flips to a read-only server (a demoted primary, a replica behind a stale DNS
-/// answer) and every session is killed: with `target_session_attrs=read-write` no login
-/// there is kept as a writer session, checkouts fail fast with `ErrorKind::ReadOnly`,
-/// and when the name points to the new primary the pool logs in there at once.
+/// answer) and every session is killed, `target_session_attrs=read-write`: no login there
+/// is kept as a writer session; a checkout waits (up to its wait timeout) for the name to
+/// point to a writer and then fails with `ErrorKind::ReadOnly`; a checkout waiting when
+/// the name moves to the new primary gets a writer session there without an error.
 #[test]
 fn a_read_only_server_is_not_kept_as_a_writer() {
     if !netns::isolated("network::a_read_only_server_is_not_kept_as_a_writer") {
@@ -426,52 +427,56 @@ fn a_read_only_server_is_not_kept_as_a_writer() {
             target_session_attrs: TargetSessionAttrs::ReadWrite,
             ..Config::default()
         };
-        let pool = builder(&emu, cfg).build().await.expect("pool builds");
+        let wait = Duration::from_secs(2);
+        let pool = builder(&emu, cfg)
+            .wait_timeout(Some(wait))
+            .build()
+            .await
+            .expect("pool builds");
         explain.pool(&pool);
-        assert!(writable(&pool).await.expect("a writer before the flip"));
+        assert_eq!(writable(&pool).await, Some(true), "a writer before the flip");
         let net = emu.network().expect("an Azure network");
         net.dns_flip(Node::ReadOnlyStandby).expect("flip");
         emu.faults().kill_all_sessions();
-        let mut kinds = Vec::new();
+        // The sweeper drops the killed sessions once their clients see them closed.
+        let emptied = deadpool_entra_tests::wait_until(Duration::from_secs(3), || {
+            pool.status().size == 0
+        })
+        .await;
+        assert!(emptied.is_some(), "the killed sessions left the pool");
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(3) {
-            match tokio::time::timeout(Duration::from_secs(10), pool.get()).await {
-                Ok(Ok(c)) => {
-                    let ro: String = c
-                        .query_one("SHOW transaction_read_only", &[])
-                        .await
-                        .map(|r| r.get(0))
-                        .unwrap_or_default();
-                    assert_ne!(ro, "on", "a read-only session was handed out as a writer");
-                }
-                Ok(Err(e)) => kinds.push(e.kind()),
-                Err(_) => panic!("a checkout hung on the read-only server"),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let refused = tokio::time::timeout(Duration::from_secs(10), pool.get())
+            .await
+            .expect("a checkout never hangs past its wait timeout")
+            .map(drop)
+            .expect_err("only a read-only server answers");
+        let refused_after = started.elapsed();
         let during = pool.stats();
+        // A checkout waiting when the name moves to the new primary.
+        let waiting = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                (writable(&pool).await, t.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
         net.dns_flip(Node::Standby).expect("flip to the new primary");
-        let flipped = Instant::now();
-        let mut back = None;
-        while flipped.elapsed() < Duration::from_secs(5) {
-            if writable(&pool).await == Some(true) {
-                back = Some(flipped.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (writer, took) = waiting.await.expect("checkout task");
         explain.note(format!(
-            "errors while read-only: {kinds:?}; network: {:?}; a writer again {back:?} after the flip",
+            "refused after {refused_after:?}: {refused}; network: {:?}; the waiting checkout: {writer:?} after {took:?}",
             during.network
         ));
-        assert!(!kinds.is_empty(), "checkouts failed while only a read-only server answered");
+        assert_eq!(refused.kind(), ErrorKind::ReadOnly, "{refused}");
         assert!(
-            kinds.iter().all(|k| *k == ErrorKind::ReadOnly),
-            "each says the server is read-only: {kinds:?}"
+            refused_after >= wait - Duration::from_millis(100)
+                && refused_after < wait + Duration::from_secs(3),
+            "it waited its wait timeout for a writer ({refused_after:?})"
         );
         assert!(during.network.logins_read_only >= 1);
-        let back = back.expect("a writer after the flip to the new primary");
-        assert!(back < Duration::from_secs(2), "{back:?}");
+        assert_eq!(during.pool.size, 0, "no read-only session kept in the pool");
+        assert_eq!(writer, Some(true), "the waiting checkout got a writer");
+        assert!(took < Duration::from_secs(2), "{took:?}");
         pool.close();
         drop(explain);
         emu.shutdown().await;
