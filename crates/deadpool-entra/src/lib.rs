@@ -11,6 +11,7 @@ mod error;
 mod error_kind;
 mod metrics;
 mod network;
+mod otel;
 mod pool;
 mod provider;
 mod recycle;

@@ -30,9 +30,8 @@
 
 use std::time::Duration;
 
-/// OpenTelemetry's attribute naming the pool.
 #[cfg(feature = "metrics")]
-pub(crate) const POOL_NAME: &str = "db.client.connection.pool.name";
+use crate::otel::POOL_NAME;
 
 /// A started timing; empty without the feature.
 pub(crate) struct Stopwatch {

@@ -48,7 +48,7 @@ mod enabled {
     use metrics::{Counter, Unit, counter, describe_counter};
 
     use super::DeadCause;
-    use crate::metrics::POOL_NAME;
+    use crate::otel::POOL_NAME;
 
     const CAUSES: [DeadCause; 5] = [
         DeadCause::Timeout,
