@@ -151,3 +151,42 @@ async fn suspicion_ends_when_all_checked_or_after_keepalives_had_their_time() {
     pg.keepalives(false);
     assert_eq!(NetWatch::new(&pg).lapse, Duration::from_secs(120));
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_a_user_timeout_suspicion_lasts_the_keepalive_probes() {
+    let mut pg: tokio_postgres::Config = "host=db".parse().expect("config");
+    pg.keepalives_idle(Duration::from_secs(30));
+    pg.keepalives_interval(Duration::from_secs(5));
+    pg.keepalives_retries(3);
+    pg.tcp_user_timeout(Duration::ZERO);
+    assert_eq!(
+        NetWatch::new(&pg).lapse,
+        Duration::from_secs(30 + 5 * 3 + 5),
+        "idle, then 3 probes 5 s apart, then 5 s"
+    );
+}
+
+#[tokio::test]
+async fn a_due_lookup_runs_in_the_background_and_a_literal_is_never_looked_up() {
+    let w = std::sync::Arc::new(NetWatch::new(&"host=localhost".parse().expect("config")));
+    w.maybe_resolve(Instant::now());
+    let mut found = None;
+    for _ in 0..300 {
+        found = w.addresses();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (generation, addrs) = found.expect("localhost resolved in the background");
+    assert_eq!(generation, 0);
+    assert!(addrs.iter().all(IpAddr::is_loopback), "{addrs:?}");
+    assert!(
+        !w.resolve_in_flight.load(Ordering::Acquire),
+        "the lookup says it is done"
+    );
+    let lit = std::sync::Arc::new(NetWatch::new(&"host=127.0.0.1".parse().expect("config")));
+    lit.maybe_resolve(Instant::now());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(lit.addresses(), None, "nothing to follow for an address");
+}
