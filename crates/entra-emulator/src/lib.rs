@@ -69,7 +69,9 @@ pub use apps::{FEDERATION_AUDIENCE, FederatedCredential, ServicePrincipal};
 pub use builder::EmulatorBuilder;
 pub use cluster::Cluster;
 pub use error::Error;
-pub use front::{OSSRDBMS_RESOURCE, messages};
+pub use front::{
+    OSSRDBMS_RESOURCE, OSSRDBMS_RESOURCE_CHINA, OSSRDBMS_RESOURCE_US_GOVERNMENT, messages,
+};
 pub use identity::{IdentitySpec, ManagedIdentity};
 pub(crate) use ids::{guid, local_time_string, random_hex};
 pub use issued::{AZURE_REFRESH_WINDOW, default_refresh_window};

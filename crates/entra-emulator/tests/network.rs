@@ -48,7 +48,15 @@ async fn login_watched(
     tweak: impl FnOnce(&mut tokio_postgres::Config),
 ) -> Result<(Client, JoinHandle<Result<(), tokio_postgres::Error>>), tokio_postgres::Error> {
     let mi = emu.default_identity().name.clone();
-    let token = emu.issue_token(&mi, OSSRDBMS_RESOURCE, HOUR);
+    // The server accepts the token resource of the cloud its name is in.
+    let resource = if host.ends_with(".chinacloudapi.cn") {
+        entra_emulator::OSSRDBMS_RESOURCE_CHINA
+    } else if host.ends_with(".usgovcloudapi.net") {
+        entra_emulator::OSSRDBMS_RESOURCE_US_GOVERNMENT
+    } else {
+        OSSRDBMS_RESOURCE
+    };
+    let token = emu.issue_token(&mi, resource, HOUR);
     let mut cfg = common::config(host, emu.pg_port(), emu.database(), &mi, &token);
     tweak(&mut cfg);
     let (client, conn) = cfg.connect(common::tls(emu.ca_cert_path())).await?;
