@@ -61,6 +61,20 @@ fn builder_with(emu: &Emulator, cfg: Config, lifetime: Duration) -> PoolBuilder 
     short_token_policies(b, lifetime)
 }
 
+/// A pool with the library's defaults, built.
+async fn default_pool(emu: &Emulator) -> Pool {
+    builder(emu, Config::default())
+        .build()
+        .await
+        .expect("pool builds")
+}
+
+/// The load (16 tasks) on `pool` for `run_for`, in the background.
+fn spawn_load(pool: &Pool, run_for: Duration) -> tokio::task::JoinHandle<Timeline> {
+    let pool = pool.clone();
+    tokio::spawn(async move { record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await })
+}
+
 /// Successful requests per second over the `secs` before `at`.
 fn rate_before(t: &Timeline, at: Duration, secs: u64) -> f64 {
     t.rate(at - Duration::from_secs(secs), at)
@@ -90,20 +104,12 @@ fn vanished_primary_and_dns_flip_cost_seconds_not_minutes() {
     runtime().block_on(async {
         let emu = start().await;
         let explain = Explain::new("vanish_dns_flip", &emu);
-        let pool = builder(&emu, Config::default())
-            .build()
-            .await
-            .expect("pool builds");
+        let pool = default_pool(&emu).await;
         explain.pool(&pool);
         let fault_at = Duration::from_secs(6);
         let run_for = fault_at + Duration::from_secs(20);
         let sampler = Sampler::start(&pool, Duration::from_millis(100), run_for);
-        let load = {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await
-            })
-        };
+        let load = spawn_load(&pool, run_for);
         tokio::time::sleep(fault_at).await;
         let net = emu.network().expect("an Azure network");
         let cut = net.vanish(Node::Primary).expect("vanish");
@@ -160,20 +166,12 @@ fn a_dns_flip_moves_sessions_to_the_new_address_without_failing_a_request() {
     runtime().block_on(async {
         let emu = start().await;
         let explain = Explain::new("planned_flip", &emu);
-        let pool = builder(&emu, Config::default())
-            .build()
-            .await
-            .expect("pool builds");
+        let pool = default_pool(&emu).await;
         explain.pool(&pool);
         let flip_at = Duration::from_secs(3);
         let run_for = flip_at + Duration::from_secs(14);
         let sampler = Sampler::start(&pool, Duration::from_millis(100), run_for);
-        let load = {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await
-            })
-        };
+        let load = spawn_load(&pool, run_for);
         tokio::time::sleep(flip_at).await;
         let net = emu.network().expect("an Azure network");
         net.dns_flip(Node::Standby).expect("flip");
@@ -272,22 +270,14 @@ fn a_partition_heals_within_two_seconds() {
     runtime().block_on(async {
         let emu = start().await;
         let explain = Explain::new("partition", &emu);
-        let pool = builder(&emu, Config::default())
-            .build()
-            .await
-            .expect("pool builds");
+        let pool = default_pool(&emu).await;
         explain.pool(&pool);
         let fault_at = Duration::from_secs(5);
         let partition = Duration::from_secs(8);
         let heal_at = fault_at + partition;
         let run_for = heal_at + Duration::from_secs(7);
         let sampler = Sampler::start(&pool, Duration::from_millis(100), run_for);
-        let load = {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                record_load(&pool, TASKS, run_for, Duration::from_secs(40)).await
-            })
-        };
+        let load = spawn_load(&pool, run_for);
         tokio::time::sleep(fault_at).await;
         let net = emu.network().expect("an Azure network");
         net.partition_start(Node::Primary).expect("partition");
