@@ -341,13 +341,16 @@ fn suspicion_lapse(pg: &tokio_postgres::Config) -> Duration {
     }
     let probes = match pg.get_tcp_user_timeout() {
         Some(t) if !t.is_zero() => *t,
-        _ => {
-            pg.get_keepalives_interval()
-                .unwrap_or(Duration::from_secs(75))
-                * pg.get_keepalives_retries().unwrap_or(9)
-        }
+        _ => pg
+            .get_keepalives_interval()
+            .unwrap_or(Duration::from_secs(75))
+            .saturating_mul(pg.get_keepalives_retries().unwrap_or(9)),
     };
-    (pg.get_keepalives_idle() + probes + Duration::from_secs(5)).min(Duration::from_secs(600))
+    // Saturating: the settings come from the user and may be absurd.
+    pg.get_keepalives_idle()
+        .saturating_add(probes)
+        .saturating_add(Duration::from_secs(5))
+        .min(Duration::from_secs(600))
 }
 
 /// Whether to resolve the name again at `now`: asked for, or [`RESOLVE_EVERY`] since the

@@ -190,3 +190,15 @@ async fn a_due_lookup_runs_in_the_background_and_a_literal_is_never_looked_up() 
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(lit.addresses(), None, "nothing to follow for an address");
 }
+
+#[test]
+fn absurd_keepalive_settings_give_a_capped_lapse_not_a_panic() {
+    let mut pg: tokio_postgres::Config = "host=db".parse().expect("config");
+    pg.keepalives_idle(Duration::MAX);
+    pg.tcp_user_timeout(Duration::MAX);
+    assert_eq!(NetWatch::new(&pg).lapse, Duration::from_secs(600));
+    pg.tcp_user_timeout(Duration::ZERO);
+    pg.keepalives_interval(Duration::MAX);
+    pg.keepalives_retries(u32::MAX);
+    assert_eq!(NetWatch::new(&pg).lapse, Duration::from_secs(600));
+}
