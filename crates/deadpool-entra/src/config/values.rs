@@ -74,35 +74,28 @@ pub(super) fn parse_ports(field: &str, v: &str) -> Result<Vec<u16>, ConfigError>
         .collect()
 }
 
+/// An integer as libpq reads its numeric settings; `expected` says what in the error.
+fn parse_int(field: &str, v: &str, expected: &str) -> Result<i64, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ConfigError::new(field, format!("expected {expected}, got{}", shown(v))))
+}
+
 /// Whole seconds as libpq reads keepalive settings: 0 or less is the system's default
 /// (`Some(Duration::ZERO)`; unset, `None`, is the pool's default).
 pub(super) fn parse_secs_opt(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
-    let n: i64 = v
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::new(field, format!("expected whole seconds, got{}", shown(v))))?;
+    let n = parse_int(field, v, "whole seconds")?;
     Ok(Some(Duration::from_secs(u64::try_from(n).unwrap_or(0))))
 }
 
 /// Milliseconds as libpq reads `tcp_user_timeout`: 0 or less is the system's default
 /// (`Some(Duration::ZERO)`).
 pub(super) fn parse_millis_opt(field: &str, v: &str) -> Result<Option<Duration>, ConfigError> {
-    let n: i64 = v.trim().parse().map_err(|_| {
-        ConfigError::new(
-            field,
-            format!("expected whole milliseconds, got{}", shown(v)),
-        )
-    })?;
+    let n = parse_int(field, v, "whole milliseconds")?;
     Ok(Some(Duration::from_millis(u64::try_from(n).unwrap_or(0))))
 }
 
 /// libpq's `keepalives`: an integer, 0 for off, anything else for on.
 pub(super) fn parse_keepalives(field: &str, v: &str) -> Result<Option<bool>, ConfigError> {
-    let n: i64 = v.trim().parse().map_err(|_| {
-        ConfigError::new(
-            field,
-            format!("expected 0 (off) or 1 (on), got{}", shown(v)),
-        )
-    })?;
-    Ok(Some(n != 0))
+    Ok(Some(parse_int(field, v, "0 (off) or 1 (on)")? != 0))
 }
