@@ -16,8 +16,9 @@ pub(crate) mod duration {
     pub(crate) fn to_duration<E: serde::de::Error>(r: Repr) -> Result<Duration, E> {
         match r {
             Repr::Secs(s) => Ok(Duration::from_secs(s)),
-            Repr::Float(f) if f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(f)),
-            Repr::Float(f) => Err(E::custom(format!("invalid duration {f}"))),
+            // `try_from`: a value past `Duration::MAX` (1e30) is an error, not a panic.
+            Repr::Float(f) => Duration::try_from_secs_f64(f)
+                .map_err(|e| E::custom(format!("invalid duration {f}: {e}"))),
             Repr::Text(t) => humantime::parse_duration(t.trim())
                 .map_err(|e| E::custom(format!("invalid duration {t:?}: {e}"))),
         }

@@ -173,9 +173,11 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-/// Is `host` a loopback address, `localhost` or a unix socket path?
+/// Is `host` a loopback address, `localhost` or a unix socket path? A Unix socket is a
+/// path that begins with `/`, by tokio-postgres' own rule: anything else (`@db` too) is a
+/// TCP host name.
 pub(crate) fn is_loopback(host: &str) -> bool {
-    if host.starts_with('/') || host.starts_with('@') {
+    if host.starts_with('/') {
         return true;
     }
     let h = host.trim_start_matches('[').trim_end_matches(']');
@@ -208,6 +210,10 @@ mod tests {
             "db.postgres.database.azure.com",
             "localhost.evil.com",
             "128.0.0.1",
+            // tokio-postgres treats only a path that begins with `/` as a Unix socket:
+            // `@db` is a TCP host name, resolved like any other.
+            "@db",
+            "@",
         ] {
             assert!(!is_loopback(h), "{h}");
         }

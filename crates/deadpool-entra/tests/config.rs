@@ -337,6 +337,12 @@ fn plaintext_is_refused_off_loopback_even_with_the_opt_out() {
         c.dangerous_allow_plaintext_on_loopback = true;
         c.validate().unwrap();
     }
+    // tokio-postgres reads `@db` as a TCP host name (only `/...` is a Unix socket): the
+    // token would go in clear to whatever `@db` resolves to.
+    let mut c: Config = "host=@db sslmode=disable".parse().unwrap();
+    c.dangerous_allow_plaintext_on_loopback = true;
+    let e = c.validate().unwrap_err();
+    assert!(e.reason.contains("@db"), "{e}");
 }
 
 #[test]
@@ -384,6 +390,31 @@ fn config_deserializes_with_humantime_durations() {
     );
     assert_eq!(c.refresh.refresh_before_expiry, Duration::from_secs(240));
     assert_eq!(c.recycle_timeout, Some(Duration::from_secs(5)));
+}
+
+/// A duration too large for `Duration` in a configuration file is an error naming the
+/// value, not a panic in `Duration::from_secs_f64`.
+#[cfg(feature = "serde")]
+#[test]
+fn absurd_durations_in_a_configuration_file_are_errors() {
+    for (field, value) in [
+        ("wait_timeout", "1e300"),
+        ("create_timeout", "1e30"),
+        ("recycle_timeout", "18446744073709551616.0"),
+    ] {
+        let json = format!(r#"{{"host": "db.example.com", "{field}": {value}}}"#);
+        let e = serde_json::from_str::<Config>(&json).expect_err(&json);
+        assert!(e.to_string().contains("invalid duration"), "{json}: {e}");
+    }
+    for value in ["1e30", "-1", "\"NaN\""] {
+        let json = format!(r#"{{"host": "h", "recycle": {{"sweep_interval": {value}}}}}"#);
+        let e = serde_json::from_str::<Config>(&json).expect_err(&json);
+        assert!(e.to_string().contains("invalid duration"), "{json}: {e}");
+    }
+    // The largest a `Duration` holds still parses.
+    let c: Config =
+        serde_json::from_str(r#"{"host": "h", "wait_timeout": 18446744073709551615}"#).unwrap();
+    assert_eq!(c.wait_timeout, Some(Duration::from_secs(u64::MAX)));
 }
 
 /// `verify-ca` checks the chain, not the name: with the public roots, any holder of any

@@ -81,17 +81,32 @@ impl Token {
         match self.expiry {
             Expiry::Never => None,
             Expiry::At(t) => Some(t),
-            Expiry::In(d) => Some(SystemTime::now() + d),
+            // A lifetime past what the wall clock holds reads as far in the future.
+            Expiry::In(d) => {
+                let now = SystemTime::now();
+                Some(
+                    now.checked_add(d)
+                        .or_else(|| now.checked_add(FAR_FUTURE))
+                        .unwrap_or(now),
+                )
+            }
         }
     }
 }
 
+/// What [`Token::expires_on`] reports for a lifetime the wall clock cannot hold.
+const FAR_FUTURE: Duration = Duration::from_secs(200 * 365 * 86_400);
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let expires_in = self.expires_on().map(|t| {
-            t.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        });
+        let expires_in = match self.expiry {
+            Expiry::Never => None,
+            Expiry::In(d) => Some(d),
+            Expiry::At(t) => Some(
+                t.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            ),
+        };
         f.debug_struct("Token")
             .field("secret", &"<redacted>")
             .field("expires_in", &expires_in)
@@ -247,5 +262,26 @@ impl Default for RefreshPolicy {
             max_backoff: Duration::from_secs(30),
             fetch_timeout: Some(Duration::from_secs(30)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::Token;
+
+    /// A source may say its token lives for ever: printing it or asking for its expiry
+    /// must not overflow the wall clock.
+    #[test]
+    fn a_token_that_lives_for_ever_prints_and_reports_without_a_panic() {
+        let t = Token::expiring_in("secret-value", Duration::MAX);
+        let printed = format!("{t:?}");
+        assert!(!printed.contains("secret-value"), "{printed}");
+        assert!(printed.contains("expires_in"), "{printed}");
+        let on = t.expires_on().expect("a token that expires");
+        assert!(on > SystemTime::now() + Duration::from_secs(100 * 365 * 86_400));
+        let at = Token::new("s", SystemTime::UNIX_EPOCH);
+        assert!(format!("{at:?}").contains("0ns"), "{at:?}");
     }
 }
