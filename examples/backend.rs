@@ -95,7 +95,7 @@ pub struct ConnectOptions {
     /// up while you watch.
     pub token_lifetime: Duration,
     /// Largest number of connections in the pool (`None`: the library's default,
-    /// deadpool's `4 × CPUs`).
+    /// deadpool's `2 × CPUs`).
     pub max_size: Option<usize>,
 }
 

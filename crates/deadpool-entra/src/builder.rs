@@ -382,6 +382,12 @@ impl PoolBuilder {
         let inner = builder
             .build()
             .map_err(|e| ConfigError::new("pool", e.to_string()))?;
+        // deadpool's default size (2 × the logical CPUs) may be below the floor the user
+        // asked for; the pool holds the floor (prewarm would otherwise wait for ever for
+        // sessions it cannot have). A `max_size` that is set is checked in `validate`.
+        if cfg.max_size.is_none() && inner.status().max_size < cfg.min_connections {
+            inner.resize(cfg.min_connections);
+        }
         provider.start_refresher();
         recycle::sweeper::spawn_sweeper(&shared, &inner);
         tracing::debug!(

@@ -151,6 +151,117 @@ async fn min_connections_larger_than_max_size_is_a_configuration_error() {
     );
 }
 
+/// A lazy pool whose first token fetch fails (the identity endpoint is not up yet)
+/// still reaches its floor once the endpoint answers, without a checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_pool_reaches_its_floor_once_the_first_token_can_be_fetched() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use deadpool_entra::{FnSource, Token, TokenSourceError};
+
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let calls = Arc::new(AtomicU32::new(0));
+    let (e, c, p) = (emu.clone(), calls.clone(), mi.clone());
+    let src = FnSource::new("NotUpYet", move |scope| {
+        let r = if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(TokenSourceError::new("identity endpoint not up yet"))
+        } else {
+            Ok(Token::expiring_in(
+                e.issue_token(&p, &scope, Duration::from_secs(3600)),
+                Duration::from_secs(3600),
+            ))
+        };
+        async move { r }
+    });
+    let pool = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(4)
+        .min_connections(2)
+        .lazy(true)
+        .recycle_policy(RecyclePolicy {
+            sweep_interval: Duration::from_millis(200),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut sessions = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = pool.stats();
+        sessions = s.pool.size + s.pool.spares;
+        if sessions >= 2 {
+            break;
+        }
+    }
+    assert!(sessions >= 2, "{:?}", pool.stats());
+    assert!(calls.load(Ordering::SeqCst) >= 2);
+    pool.close();
+}
+
+/// With no `max_size`, deadpool's default is 2 × the logical CPUs. A floor above it
+/// must not hang `build()` (prewarm holds every session until all are in): the pool's
+/// size grows to the floor the user asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_connections_above_the_default_size_raises_the_size_instead_of_hanging() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, Duration::from_secs(3600));
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let floor = 2 * cpus + 1;
+    let pool = tokio::time::timeout(
+        Duration::from_secs(20),
+        builder(&emu)
+            .token_source(src)
+            .user(mi)
+            .wait_timeout(None)
+            .min_connections(floor)
+            .build(),
+    )
+    .await
+    .expect("build() returns")
+    .expect("builds");
+    let s = pool.stats();
+    assert_eq!(s.pool.max_size, floor, "{s:?}");
+    assert_eq!(s.pool.size, floor, "{s:?}");
+    pool.close();
+}
+
+/// A lazy pool fetches no token in `build()`; its floor is still reached in the
+/// background, without a checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_pool_reaches_its_floor_without_a_checkout() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, Duration::from_secs(3600));
+    let pool = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(4)
+        .min_connections(2)
+        .lazy(true)
+        .recycle_policy(RecyclePolicy {
+            sweep_interval: Duration::from_millis(200),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut sessions = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = pool.stats();
+        sessions = s.pool.size + s.pool.spares;
+        if sessions >= 2 {
+            break;
+        }
+    }
+    assert!(sessions >= 2, "{:?}", pool.stats());
+    pool.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spares_past_their_tokens_expiry_count_as_degraded_sessions() {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -107,7 +107,8 @@ pub struct Config {
     pub options: Option<String>,
     /// Allow plaintext on loopback hosts only (test servers). Loudly named on purpose.
     pub dangerous_allow_plaintext_on_loopback: bool,
-    /// Maximum number of connections (default: deadpool's, `cpus * 4`).
+    /// Maximum number of connections (default: deadpool's, 2 × the logical CPUs, raised
+    /// to `min_connections` when that is larger).
     pub max_size: Option<usize>,
     /// Connections the pool keeps open, idle or in use (default 0: none before the
     /// first checkout). `build()` returns with this many logged in, and the background

@@ -249,9 +249,18 @@ pub(crate) fn to_start(n: &Need) -> usize {
 
 /// Whether a background login may start now: logins are succeeding, a token is ready
 /// (valid beyond its retirement margin), and it is not the outgoing one, unless the
-/// identity endpoint is failing (then it is the best there is).
+/// identity endpoint is failing (then it is the best there is). With no token yet (a
+/// lazy pool), the `min_connections` floor's logins fetch the first one.
 pub(crate) fn may_log_in(shared: &Shared, gate: &Gate, now: Instant) -> bool {
-    if gate.logins_ok_since.is_none() || gate.token.is_none() {
+    if gate.logins_ok_since.is_none() {
+        return false;
+    }
+    // A lazy pool has no token until something asks for one: the floor's logins fetch
+    // it (single flight; after a failed fetch, not before its retry delay ends).
+    if shared.cache.peek().is_none() {
+        return shared.min_connections > 0 && shared.cache.retry_at().is_none_or(|r| now >= r);
+    }
+    if gate.token.is_none() {
         return false;
     }
     match shared.cache.valid_now() {
