@@ -151,6 +151,49 @@ async fn min_connections_larger_than_max_size_is_a_configuration_error() {
     );
 }
 
+/// A full, idle pool with a tight spread: connections due together leave only as
+/// spares take their places, one for one, so the pool never drops below its floor
+/// (a sweep used to count the pool's size once and let every due connection leave
+/// against a single spare, or against one still logging in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_retires_no_faster_than_spares_replace() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, LIFETIME);
+    let pool = builder(&emu)
+        .token_source(src)
+        .user(mi)
+        .max_size(4)
+        .min_connections(4)
+        .recycle_policy(RecyclePolicy {
+            // A sweep's horizon (1 s) covers the whole spread: the connections are due
+            // in the same sweep.
+            token_spread: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(1),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let mut lowest = usize::MAX;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < LIFETIME * 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let s = pool.stats();
+        lowest = lowest.min(s.pool.size + s.pool.spares);
+    }
+    let s = pool.stats();
+    show("after two rotations", &s);
+    assert!(s.retired_token_age >= 4, "the rotation happened: {s:?}");
+    assert!(
+        lowest >= 3,
+        "at most one session short of the floor: {lowest}, {s:?}"
+    );
+    assert_eq!(burst(&pool, 4).await, 0, "{:?}", pool.stats());
+    assert_eq!(pool.stats().created_on_checkout, 0, "{:?}", pool.stats());
+    pool.close();
+}
+
 /// A lazy pool whose first token fetch fails (the identity endpoint is not up yet)
 /// still reaches its floor once the endpoint answers, without a checkout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

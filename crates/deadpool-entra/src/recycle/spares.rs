@@ -94,9 +94,10 @@ impl Spares {
 
     /// Whether a due connection may leave now, given `live` connections in the pool: a
     /// free spare takes its place (claimed here), or none could be made (the pool and
-    /// its spares are at `max_size` + [`SURGE`]), or it must leave (`must_leave`: past
-    /// the end of its token-age window, where waiting for a spare would keep it past
-    /// its schedule).
+    /// its ready spares are at `max_size` + [`SURGE`]), or it must leave (`must_leave`:
+    /// past the end of its token-age window, where waiting for a spare would keep it
+    /// past its schedule). A spare still logging in is not a session yet: the
+    /// connection waits for it.
     pub(crate) fn may_retire(&self, live: usize, must_leave: bool) -> bool {
         let ready = lock(&self.ready);
         let claimed = self.claimed.load(Ordering::Acquire);
@@ -104,7 +105,7 @@ impl Spares {
             self.claimed.store(claimed + 1, Ordering::Release);
             return true;
         }
-        let sessions = live + ready.len() + self.in_flight();
+        let sessions = live.saturating_add(ready.len());
         must_leave || sessions >= self.max_size.load(Ordering::Acquire).saturating_add(SURGE)
     }
 
@@ -139,12 +140,26 @@ impl Spares {
             .count()
     }
 
-    /// Drops the spares that are closed or due at `now`; returns why each left.
-    pub(crate) fn expire(&self, gate: &Gate, now: Instant) -> Vec<RetireReason> {
+    /// Drops the spares that are closed, or due at `now` and replaceable, given `live`
+    /// connections in the pool and its `min_connections` floor; returns why each left.
+    /// A due spare leaves as a due connection does: only while the spares left after it
+    /// still stand for every retired connection (the claims) and the floor, unless it
+    /// must leave (past its window's end) or no replacement could be made (the pool and
+    /// its spares are at `max_size` + [`SURGE`]). Several due together leave one by one
+    /// as their replacements log in, never all at once.
+    pub(crate) fn expire(
+        &self,
+        gate: &Gate,
+        now: Instant,
+        live: usize,
+        floor: usize,
+    ) -> Vec<RetireReason> {
         let mut gone = Vec::new();
         let mut dropped = Vec::new();
         {
             let mut ready = lock(&self.ready);
+            let keep = spares_to_keep(self.claimed.load(Ordering::Acquire), live, floor);
+            let max_size = self.max_size.load(Ordering::Acquire);
             let mut i = 0;
             while i < ready.len() {
                 let s = &ready[i];
@@ -152,7 +167,17 @@ impl Spares {
                     Some(RetireReason::Broken)
                 } else {
                     match decide(&s.plan, gate, now) {
-                        Decision::Retire(r) => Some(r),
+                        Decision::Retire(r)
+                            if due_spare_may_leave(
+                                ready.len(),
+                                keep,
+                                must_leave(&s.plan, r, now),
+                                live,
+                                max_size,
+                            ) =>
+                        {
+                            Some(r)
+                        }
                         _ => None,
                     }
                 };
@@ -190,6 +215,27 @@ impl Spares {
     fn put(&self, s: Spare) {
         lock(&self.ready).push(s);
     }
+}
+
+/// How many ready spares must stay while due ones leave: one for each retired
+/// connection they stand for (`claimed`), or what the pool's `live` connections lack of
+/// the `floor` (`min_connections`), the larger.
+fn spares_to_keep(claimed: usize, live: usize, floor: usize) -> usize {
+    claimed.max(floor.saturating_sub(live))
+}
+
+/// Whether a due spare may leave, with `ready` spares (itself included), `keep` of them
+/// to stay, `live` connections in the pool: while more than `keep` are ready, when it
+/// `must_leave` (past its window's end), or when no replacement could be made (the pool
+/// and its spares at `max_size` + [`SURGE`]).
+fn due_spare_may_leave(
+    ready: usize,
+    keep: usize,
+    must_leave: bool,
+    live: usize,
+    max_size: usize,
+) -> bool {
+    ready > keep || must_leave || live.saturating_add(ready) >= max_size.saturating_add(SURGE)
 }
 
 /// Whether a connection due for `reason` at `now` is past the end of its token-age
@@ -317,6 +363,9 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
                         plan,
                     });
                     tracing::debug!(target: "deadpool_entra", "spare connection ready");
+                    // A due connection may be waiting for this spare: sweep soon, not at
+                    // the next interval, so that a rotation goes at the pace of logins.
+                    shared.sweep_now.notify_one();
                 }
                 (Ok(Err(_)), _) | (Ok(Ok(_)), None) => {
                     tracing::debug!(target: "deadpool_entra", "background login failed");
@@ -389,10 +438,28 @@ mod tests {
         assert!(spares.may_retire(0, true), "past its window");
         spares.in_flight.store(1, Ordering::Release);
         assert!(
-            spares.may_retire(4, false),
-            "the in-flight login fills the room"
+            !spares.may_retire(4, false),
+            "a spare still logging in is not a session yet: wait for it"
         );
         assert_eq!(spares.claimed(), 0, "no spare was claimed");
+    }
+
+    #[test]
+    fn due_spares_leave_one_by_one_as_replacements_stand_for_the_claims_and_floor() {
+        // What stays: the claims, or the floor's shortfall in the pool, the larger.
+        assert_eq!(spares_to_keep(0, 0, 4), 4, "an idle pool's floor");
+        assert_eq!(spares_to_keep(2, 3, 4), 2, "the claims, over a met floor");
+        assert_eq!(spares_to_keep(2, 1, 4), 3, "the floor, over fewer claims");
+        assert_eq!(spares_to_keep(0, 9, 4), 0);
+        // Four claimed spares due, one fresh replacement: one leaves, then none.
+        assert!(due_spare_may_leave(5, 4, false, 0, 4));
+        assert!(!due_spare_may_leave(4, 4, false, 0, 4));
+        assert!(due_spare_may_leave(4, 4, true, 0, 4), "past its window");
+        assert!(
+            due_spare_may_leave(1, 4, false, 4, 4),
+            "max_size + 1 sessions: no replacement could be made"
+        );
+        assert!(!due_spare_may_leave(1, 4, false, 3, 4));
     }
 
     #[test]

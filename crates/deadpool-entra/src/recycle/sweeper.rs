@@ -105,7 +105,10 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
             follow_network(&shared, &mut state, now);
             sweep(&shared, &inner, now, super::later(now, interval));
             let gate = shared.gate(now);
-            for r in shared.spares.expire(&gate, now) {
+            for r in shared
+                .spares
+                .expire(&gate, now, shared.conns.live(), shared.min_connections)
+            {
                 shared.counters.count_retired(r, 1);
                 tracing::debug!(target: "deadpool_entra", reason = r.as_str(), spare = true, "connection retired");
             }
@@ -204,32 +207,39 @@ fn replenish(
 fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon: Instant) {
     let gate = shared.gate(now);
     let mut reasons: Vec<RetireReason> = Vec::new();
-    let live = shared.conns.live();
+    // Lowered as connections leave in this pass: each later one is weighed against the
+    // pool as it will be, so that several due together do not leave against one spare.
+    let mut live = shared.conns.live();
     let removed = {
         let mut map = shared.conns.write();
         let result = inner.retain(|w, _| {
-            if w.is_closed() {
-                reasons.push(RetireReason::Broken);
-                return false;
-            }
             let Some(info) = map.get(&key(w)) else {
-                return true;
+                return !w.is_closed();
             };
-            if info.stale && (gate.unconditional || gate.logins_ok_since.is_some()) {
-                reasons.push(RetireReason::AddressChanged);
-                return false;
-            }
-            match decide(&info.plan, &gate, horizon) {
-                Decision::Retire(reason)
-                    if gate.unconditional
-                        || shared
-                            .spares
-                            .may_retire(live, spares::must_leave(&info.plan, reason, now)) =>
-                {
+            let leaves = if w.is_closed() {
+                Some(RetireReason::Broken)
+            } else if info.stale && (gate.unconditional || gate.logins_ok_since.is_some()) {
+                Some(RetireReason::AddressChanged)
+            } else {
+                match decide(&info.plan, &gate, horizon) {
+                    Decision::Retire(reason)
+                        if gate.unconditional
+                            || shared
+                                .spares
+                                .may_retire(live, spares::must_leave(&info.plan, reason, now)) =>
+                    {
+                        Some(reason)
+                    }
+                    Decision::Retire(_) | Decision::Overdue(_) | Decision::Keep => None,
+                }
+            };
+            match leaves {
+                Some(reason) => {
                     reasons.push(reason);
+                    live = live.saturating_sub(1);
                     false
                 }
-                Decision::Retire(_) | Decision::Overdue(_) | Decision::Keep => true,
+                None => true,
             }
         });
         for w in &result.removed {
