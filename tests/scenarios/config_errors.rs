@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_entra::{Error, LoginErrorKind, SslMode};
+use deadpool_entra::{Error, ErrorKind, LoginErrorKind, SslMode};
 use deadpool_entra_tests::child::run_child;
 use deadpool_entra_tests::{Explain, builder_for, cli_credential, note_error, start_emulator};
 
@@ -63,6 +63,22 @@ async fn bad_configurations_fail_with_the_cause_and_the_fix() {
     assert!(
         text.contains("pgaadauth_create_principal"),
         "unknown role hint: {text}"
+    );
+
+    // A role that exists but is a managed identity's, with a user's token (`az login`):
+    // Azure's type refusal, its own kind, no advice to create the role.
+    let mi = emu.default_identity().name.clone();
+    let (err, text) = first_error(base().user(&mi)).await;
+    explain.note(format!("a user's token for an identity's role: {text}"));
+    assert_eq!(err.kind(), ErrorKind::RoleTypeMismatch, "{text}");
+    assert!(
+        text.contains("Service principals cannot generate AAD_AUTH_TOKENTYPE_APP_USER"),
+        "{text}"
+    );
+    assert!(text.contains("the token is a user's"), "{text}");
+    assert!(
+        !text.contains(&format!("pgaadauth_create_principal('{mi}'")),
+        "{text}"
     );
 
     // Wrong scope: a token for Azure Resource Manager, not for the database.

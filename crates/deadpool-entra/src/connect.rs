@@ -400,16 +400,25 @@ fn login_origin() -> LoginOrigin {
     }
 }
 
-/// A new token cannot fix an unknown role, a wrong audience (the scope is configured) or
-/// missing privileges; it can fix an expired, revoked or otherwise rejected token.
 fn refresh_may_help(e: &PgError) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| refresh_may_fix(crate::error::classify_login(db, "").kind))
+}
+
+/// Whether a new token can fix a login refused for `kind`: an expired, revoked or
+/// otherwise rejected token, yes. The role, its binding to an object id and its type, the
+/// scope and the privileges are configuration: the next token is refused the same way.
+/// Too many clients and a server starting up or shutting down are the server's state: a
+/// later login may succeed, with the token the pool has. Every kind is decided here (no
+/// wildcard), so a new kind has to be.
+fn refresh_may_fix(kind: crate::LoginErrorKind) -> bool {
     use crate::LoginErrorKind::*;
-    match e.as_db_error() {
-        Some(db) => !matches!(
-            crate::error::classify_login(db, "").kind,
-            UnknownRole | WrongAudience | PermissionDenied
-        ),
-        None => false,
+    match kind {
+        TokenExpired | Revoked | TokenInvalid | BadPassword | Other => true,
+        UnknownRole | RoleOidMismatch | RoleTypeMismatch | WrongAudience | PermissionDenied => {
+            false
+        }
+        TooManyConnections | ServerNotReady => false,
     }
 }
 
@@ -498,7 +507,7 @@ pub(crate) fn no_user_error() -> ConfigError {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::{failure_kind, secs_until};
+    use super::{failure_kind, refresh_may_fix, secs_until};
     use crate::{Error, LoginError, LoginErrorKind};
 
     #[test]
@@ -522,6 +531,27 @@ mod tests {
         assert_eq!(failure_kind(Some(net)), "Network");
         assert_eq!(failure_kind(Some(Error::Closed)), "Other");
         assert_eq!(failure_kind(None), "Other");
+    }
+
+    #[test]
+    fn a_new_token_is_asked_for_only_when_it_can_fix_the_refusal() {
+        use LoginErrorKind::*;
+        for kind in [TokenExpired, Revoked, TokenInvalid, BadPassword, Other] {
+            assert!(refresh_may_fix(kind), "{kind:?}");
+        }
+        // The role, the scope and the privileges are configuration; too many clients and a
+        // server starting up are the server's state: the same token logs in once they pass.
+        for kind in [
+            UnknownRole,
+            WrongAudience,
+            PermissionDenied,
+            RoleOidMismatch,
+            RoleTypeMismatch,
+            TooManyConnections,
+            ServerNotReady,
+        ] {
+            assert!(!refresh_may_fix(kind), "{kind:?}");
+        }
     }
 
     #[test]

@@ -202,6 +202,25 @@ pub enum LoginErrorKind {
     TokenInvalid,
     /// Logged in, but not allowed (SQLSTATE 42501 and friends).
     PermissionDenied,
+    /// The role exists but is bound to another Entra object than the token's: its
+    /// security label holds another object id (Azure: "Service principal oid mismatch for
+    /// role ..."). The identity was deleted and recreated under the same name, or the user
+    /// names another identity's role. A new token cannot fix it.
+    RoleOidMismatch,
+    /// The token's type does not fit the role's: a user's token for a role created for a
+    /// service principal or managed identity (Azure: "Service principals cannot generate
+    /// AAD_AUTH_TOKENTYPE_APP_USER tokens for role ..."), or an application's token for a
+    /// role created for a user ("... is neither an AAD_AUTH_TOKENTYPE_APP_USER or an
+    /// AAD_AUTH_TOKENTYPE_APP_OBO token"). A new token cannot fix it.
+    RoleTypeMismatch,
+    /// The server has no free connection slot (SQLSTATE 53300, "sorry, too many clients
+    /// already"): a transient state of the server; a new token cannot fix it, the login
+    /// may succeed once other sessions end.
+    TooManyConnections,
+    /// The server is starting up, shutting down or recovering (SQLSTATE 57P03: a restart,
+    /// a failover, a scale or maintenance operation): a transient state of the server; a
+    /// new token cannot fix it, the login may succeed later.
+    ServerNotReady,
     /// Anything else the server said.
     Other,
 }
@@ -262,15 +281,51 @@ fn hint_for(kind: LoginErrorKind, user: &str, server_message: &str) -> Option<St
         LoginErrorKind::Revoked => "the principal was disabled or its token revoked; check the identity in Entra ID".into(),
         LoginErrorKind::TokenInvalid => "check that the token comes from the server's Entra tenant (the credential's tenant) and this machine's clock".into(),
         LoginErrorKind::PermissionDenied => "grant the role the privileges it needs (CONNECT on the database)".into(),
+        LoginErrorKind::RoleOidMismatch => format!(
+            "the role {user:?} exists but is bound to another Entra object id than the token's `oid` (the identity was deleted and recreated under the same name, or the user names another identity's role); a new token will not help. Log in as the role created for this identity, or, as the server's Entra administrator, bind the role to the identity's current object id (its principal id): drop the role and run `select * from pgaadauth_create_principal_with_oid('{user}', '<object id>', 'service', false, false);`, then grant its rights again"
+        ),
+        LoginErrorKind::RoleTypeMismatch if server_message.to_ascii_lowercase().contains("service principals cannot") => format!(
+            "the role {user:?} was created for a service principal or managed identity, and the token is a user's (`az login`, a developer credential); a new token will not help: run where the identity's token is available (its managed identity, workload identity or secret), or log in as your own user's role"
+        ),
+        LoginErrorKind::RoleTypeMismatch => format!(
+            "the role {user:?} was created for a user, and the token is an application's (a managed identity or service principal); a new token will not help: set the user (PGUSER / AZURE_POSTGRESQL_USER) to the identity's role, created with `select * from pgaadauth_create_principal('<identity name>', false, false);`"
+        ),
+        LoginErrorKind::TooManyConnections => "the server has no free connection slot (`max_connections`, less the slots reserved for administrators, is shared by every pool and client of the server); a new token will not help, a login may succeed once other sessions end: lower `max_size` across the application's instances, close idle clients, or raise the server parameter `max_connections` (its ceiling depends on the compute size)".into(),
+        LoginErrorKind::ServerNotReady => "the server is starting up, shutting down or recovering (a restart, a failover, a scale or maintenance operation); a new token will not help, a login may succeed once it is up: retry later".into(),
         LoginErrorKind::Other => return None,
     })
 }
 
 pub(crate) fn classify_login(db: &tokio_postgres::error::DbError, user: &str) -> LoginError {
-    let code = db.code().code();
-    let msg = db.message();
+    classify_login_text(db.code().code(), db.message(), user)
+}
+
+/// The login error for a server error with SQLSTATE `code` and text `msg` during a login;
+/// `None` when the SQLSTATE is not one a login failure has. Too many clients (53300) and
+/// a server starting up or shutting down (57P03) are login failures too: a query never
+/// meets them, and calling them query errors would hide what stopped the login.
+pub(crate) fn login_error(code: &str, msg: &str, user: &str) -> Option<LoginError> {
+    let login = code.starts_with("28")
+        || matches!(
+            code,
+            "42501" | "3D000" | SQLSTATE_TOO_MANY_CONNECTIONS | SQLSTATE_CANNOT_CONNECT_NOW
+        );
+    login.then(|| classify_login_text(code, msg, user))
+}
+
+/// `too_many_connections`: no free connection slot.
+const SQLSTATE_TOO_MANY_CONNECTIONS: &str = "53300";
+/// `cannot_connect_now`: starting up, shutting down, in recovery.
+const SQLSTATE_CANNOT_CONNECT_NOW: &str = "57P03";
+
+/// Why the server refused a login, from its SQLSTATE and text.
+fn classify_login_text(code: &str, msg: &str, user: &str) -> LoginError {
     let lower = msg.to_ascii_lowercase();
-    let kind = if lower.contains("expired") {
+    let kind = if code == SQLSTATE_TOO_MANY_CONNECTIONS {
+        LoginErrorKind::TooManyConnections
+    } else if code == SQLSTATE_CANNOT_CONNECT_NOW {
+        LoginErrorKind::ServerNotReady
+    } else if lower.contains("expired") {
         LoginErrorKind::TokenExpired
     } else if lower.contains("audience") {
         LoginErrorKind::WrongAudience
@@ -282,6 +337,11 @@ pub(crate) fn classify_login(db: &tokio_postgres::error::DbError, user: &str) ->
         LoginErrorKind::TokenInvalid
     } else if lower.contains("password authentication failed") {
         LoginErrorKind::BadPassword
+    } else if lower.contains("oid mismatch") {
+        // Before the role checks: the text names a principal, and the role exists.
+        LoginErrorKind::RoleOidMismatch
+    } else if lower.contains("aad_auth_tokentype") {
+        LoginErrorKind::RoleTypeMismatch
     } else if (lower.contains("role") && lower.contains("does not exist"))
         || lower.contains("principal")
     {
@@ -317,11 +377,7 @@ pub(crate) fn classify_pg_ref(
     user: &str,
 ) -> Option<Error> {
     if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        if code.starts_with("28") || code == "42501" || code == "3D000" {
-            return Some(Error::Login(classify_login(db, user)));
-        }
-        return None;
+        return login_error(db.code().code(), db.message(), user).map(Error::Login);
     }
     // Walk the source chain: rustls errors are TLS failures, I/O errors network ones.
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -404,5 +460,115 @@ mod refusal_tests {
             scope_from_refusal("for the resource \"not a url\""),
             crate::DEFAULT_SCOPE
         );
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::{Error, LoginErrorKind, login_error};
+    use crate::ErrorKind;
+
+    /// The login error, its kind, its `ErrorKind`, the metric label and the full text.
+    fn classify(code: &str, msg: &str) -> (LoginErrorKind, ErrorKind, &'static str, String) {
+        let l = login_error(code, msg, "app").expect("a login error, not a query error");
+        let kind = l.kind();
+        let e = Error::Login(l);
+        (kind, e.kind(), e.kind().as_str(), e.to_string())
+    }
+
+    #[test]
+    fn too_many_clients_during_a_login_is_a_login_error_with_its_own_kind() {
+        for msg in [
+            "sorry, too many clients already",
+            "remaining connection slots are reserved for roles with the SUPERUSER attribute",
+        ] {
+            let (kind, ekind, label, text) = classify("53300", msg);
+            assert_eq!(kind, LoginErrorKind::TooManyConnections, "{text}");
+            assert_eq!(ekind, ErrorKind::TooManyConnections);
+            assert_eq!(label, "too-many-connections");
+            assert!(text.contains("a new token will not help"), "{text}");
+            assert!(text.contains("max_connections"), "{text}");
+            assert!(text.contains("max_size"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_server_starting_up_or_shutting_down_is_a_login_error_with_its_own_kind() {
+        for msg in [
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+            "the database system is not yet accepting connections",
+        ] {
+            let (kind, ekind, label, text) = classify("57P03", msg);
+            assert_eq!(kind, LoginErrorKind::ServerNotReady, "{text}");
+            assert_eq!(ekind, ErrorKind::ServerNotReady);
+            assert_eq!(label, "server-not-ready");
+            assert!(text.contains("a new token will not help"), "{text}");
+            assert!(text.contains("retry later"), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_oid_mismatch_is_not_a_missing_role() {
+        // Azure's text as users report it, quoted and bracketed.
+        for msg in [
+            "Service principal oid mismatch for role \"The oid in the security label [ca2d3f9c-0000-0000-0000-000000000001] does not match the appid [79bfdfb1-0000-0000-0000-000000000002] or oid [e9e1d347-0000-0000-0000-000000000003] in the token.\"",
+            "Service Principal oid mismatch for role[app]",
+        ] {
+            let (kind, ekind, label, text) = classify("28000", msg);
+            assert_eq!(kind, LoginErrorKind::RoleOidMismatch, "{text}");
+            assert_eq!(ekind, ErrorKind::RoleOidMismatch);
+            assert_eq!(label, "role-oid-mismatch");
+            assert!(text.contains("a new token will not help"), "{text}");
+            assert!(
+                text.contains("pgaadauth_create_principal_with_oid('app'"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("pgaadauth_create_principal('app'"),
+                "no advice to create a role that exists: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_of_the_wrong_type_for_the_role_is_not_a_missing_role() {
+        // A user's token for a service principal's role.
+        let (kind, ekind, label, text) = classify(
+            "28000",
+            "Service principals cannot generate AAD_AUTH_TOKENTYPE_APP_USER tokens for role \"app\".",
+        );
+        assert_eq!(kind, LoginErrorKind::RoleTypeMismatch, "{text}");
+        assert_eq!(ekind, ErrorKind::RoleTypeMismatch);
+        assert_eq!(label, "role-type-mismatch");
+        assert!(text.contains("the token is a user's"), "{text}");
+        assert!(text.contains("a new token will not help"), "{text}");
+        assert!(!text.contains("pgaadauth_create_principal('app'"), "{text}");
+        // An application's token for a user's role: today's text and the older one.
+        for msg in [
+            "Microsoft Entra user token for role \"app\" is neither an AAD_AUTH_TOKENTYPE_APP_USER or an AAD_AUTH_TOKENTYPE_APP_OBO token.",
+            "Azure AD user token for role[app] is neither an AAD_AUTH_TOKENTYPE_APP_USER or an AAD_AUTH_TOKENTYPE_APP_OBO token.",
+        ] {
+            let (kind, ekind, _, text) = classify("28000", msg);
+            assert_eq!(kind, LoginErrorKind::RoleTypeMismatch, "{text}");
+            assert_eq!(ekind, ErrorKind::RoleTypeMismatch);
+            assert!(text.contains("the token is an application's"), "{text}");
+            assert!(text.contains("PGUSER"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_role_and_query_errors_keep_their_kinds() {
+        let (kind, ..) = classify(
+            "28000",
+            "role \"nobody\" does not exist. Create it for the principal (oid c60e2553-76bb-4935-a3fa-d9c8c3500e6c) with pgaadauth_create_principal.",
+        );
+        assert_eq!(kind, LoginErrorKind::UnknownRole);
+        let (kind, ..) = classify("3D000", "database \"nope\" does not exist");
+        assert_eq!(kind, LoginErrorKind::Other);
+        // A query's error is no login error.
+        assert!(login_error("42P01", "relation \"t\" does not exist", "app").is_none());
+        assert!(login_error("40001", "could not serialize access", "app").is_none());
     }
 }

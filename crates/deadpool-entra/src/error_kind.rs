@@ -40,6 +40,16 @@ pub enum ErrorKind {
     BadPassword,
     /// Logged in, but not allowed (CONNECT on the database, ...).
     PermissionDenied,
+    /// The role is bound to another Entra object id than the token's (the identity was
+    /// recreated, or the user names another identity's role).
+    RoleOidMismatch,
+    /// The token's type does not fit the role's: a user's token for a service principal's
+    /// role, or an application's token for a user's role.
+    RoleTypeMismatch,
+    /// The server has no free connection slot (SQLSTATE 53300); transient.
+    TooManyConnections,
+    /// The server is starting up, shutting down or recovering (SQLSTATE 57P03); transient.
+    ServerNotReady,
     /// The server refused the login for another reason.
     LoginRefused,
     /// The TLS handshake failed (certificate chain or host name).
@@ -71,6 +81,10 @@ impl ErrorKind {
             Self::RoleMissing => "role-missing",
             Self::BadPassword => "bad-password",
             Self::PermissionDenied => "permission-denied",
+            Self::RoleOidMismatch => "role-oid-mismatch",
+            Self::RoleTypeMismatch => "role-type-mismatch",
+            Self::TooManyConnections => "too-many-connections",
+            Self::ServerNotReady => "server-not-ready",
             Self::LoginRefused => "login-refused",
             Self::Tls => "tls",
             Self::Network => "network",
@@ -101,6 +115,10 @@ fn of_login(kind: LoginErrorKind) -> ErrorKind {
         LoginErrorKind::UnknownRole => ErrorKind::RoleMissing,
         LoginErrorKind::BadPassword => ErrorKind::BadPassword,
         LoginErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        LoginErrorKind::RoleOidMismatch => ErrorKind::RoleOidMismatch,
+        LoginErrorKind::RoleTypeMismatch => ErrorKind::RoleTypeMismatch,
+        LoginErrorKind::TooManyConnections => ErrorKind::TooManyConnections,
+        LoginErrorKind::ServerNotReady => ErrorKind::ServerNotReady,
         LoginErrorKind::Other => ErrorKind::LoginRefused,
     }
 }
@@ -193,6 +211,26 @@ mod tests {
                 "permission-denied",
             ),
             (
+                Error::Login(login(LoginErrorKind::RoleOidMismatch)),
+                ErrorKind::RoleOidMismatch,
+                "role-oid-mismatch",
+            ),
+            (
+                Error::Login(login(LoginErrorKind::RoleTypeMismatch)),
+                ErrorKind::RoleTypeMismatch,
+                "role-type-mismatch",
+            ),
+            (
+                Error::Login(login(LoginErrorKind::TooManyConnections)),
+                ErrorKind::TooManyConnections,
+                "too-many-connections",
+            ),
+            (
+                Error::Login(login(LoginErrorKind::ServerNotReady)),
+                ErrorKind::ServerNotReady,
+                "server-not-ready",
+            ),
+            (
                 Error::Login(login(LoginErrorKind::Other)),
                 ErrorKind::LoginRefused,
                 "login-refused",
@@ -261,6 +299,6 @@ mod tests {
             names.insert(name);
         }
         assert!(names.insert(ErrorKind::Database.as_str()));
-        assert_eq!(names.len(), 20, "one distinct name per kind");
+        assert_eq!(names.len(), 24, "one distinct name per kind");
     }
 }

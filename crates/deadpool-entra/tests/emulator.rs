@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use deadpool_entra::{Error, FnSource, GenericClient, LoginErrorKind, Pool, RecyclePolicy, Token};
+use deadpool_entra::{
+    Error, ErrorKind, FnSource, GenericClient, LoginErrorKind, Pool, RecyclePolicy, Token,
+};
 use entra_emulator::Emulator;
 
 mod common;
@@ -181,6 +183,73 @@ async fn an_unknown_role_is_a_typed_login_error_with_the_fix() {
             assert!(e.to_string().contains("pgaadauth_create_principal"), "{e}");
         }
         other => panic!("expected a login error, got {other:?}"),
+    }
+}
+
+/// A role that exists but does not fit the token: another identity's (its security label
+/// holds another object id, as after the identity was deleted and recreated), or one
+/// created for a user while the token is a managed identity's, or one created for a
+/// managed identity while the token is a user's. The server answers with Azure's texts;
+/// the pool reports each with its own kind and fix, never "create the role", and logs in
+/// once: a new token would be refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_does_not_fit_the_token_is_not_reported_as_missing() {
+    let emu = emulator().await;
+    emu.add_identity(entra_emulator::IdentitySpec::user_assigned("worker"))
+        .await
+        .unwrap();
+    let mi = emu.default_identity().name.clone();
+    let user = emu.default_user().to_owned();
+    // (token of, role, kind, what the error must say)
+    let cases = [
+        (
+            "worker",
+            mi.as_str(),
+            ErrorKind::RoleOidMismatch,
+            "pgaadauth_create_principal_with_oid",
+        ),
+        (
+            mi.as_str(),
+            user.as_str(),
+            ErrorKind::RoleTypeMismatch,
+            "the token is an application's",
+        ),
+        (
+            user.as_str(),
+            mi.as_str(),
+            ErrorKind::RoleTypeMismatch,
+            "the token is a user's",
+        ),
+    ];
+    for (principal, role, kind, says) in cases {
+        let (src, calls) = source(&emu, principal, HOUR);
+        let pool = builder(&emu)
+            .token_source(src)
+            .user(role)
+            .build()
+            .await
+            .unwrap();
+        let err = match pool.get().await {
+            Err(e) => e,
+            Ok(_) => panic!("{principal}'s token logged in as {role}"),
+        };
+        let text = err.to_string();
+        assert_eq!(err.kind(), kind, "{principal} as {role}: {text}");
+        assert!(
+            matches!(&err, Error::Login(l) if l.sqlstate == "28000"),
+            "{text}"
+        );
+        assert!(text.contains(says), "{principal} as {role}: {text}");
+        assert!(text.contains("a new token will not help"), "{text}");
+        assert!(
+            !text.contains(&format!("pgaadauth_create_principal('{role}'")),
+            "no advice to create a role that exists: {text}"
+        );
+        let stats = pool.stats();
+        assert_eq!(stats.logins_failed, 1, "one login, no retry: {text}");
+        assert_eq!(stats.forced_refresh_retries, 0);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no second token asked for");
+        pool.close();
     }
 }
 

@@ -78,13 +78,8 @@ impl Admin {
             user_assigned: spec.user_assigned,
             name: spec.name,
         };
-        self.create_principal(
-            &mi.name,
-            &mi.object_id,
-            "service",
-            PrincipalKind::Identity(mi.clone()),
-        )
-        .await?;
+        self.create_principal(&mi.name, PrincipalKind::Identity(mi.clone()))
+            .await?;
         Ok(mi)
     }
 
@@ -96,18 +91,17 @@ impl Admin {
         Ok(())
     }
 
-    /// Creates the role of an Entra principal (object id `oid`, pgaadauth's `type`) and
+    /// Creates the role of an Entra principal, labelled with its object id and type, and
     /// records the principal under `name`, as `pgaadauth_create_principal` does.
-    async fn create_principal(
-        &self,
-        name: &str,
-        oid: &str,
-        kind_name: &str,
-        kind: PrincipalKind,
-    ) -> Result<(), Error> {
-        self.create_role(name, &format!("aadauth,oid={oid},type={kind_name}"))
-            .await?;
-        self.register(name, kind);
+    async fn create_principal(&self, name: &str, kind: PrincipalKind) -> Result<(), Error> {
+        let principal = Principal { kind };
+        let label = format!(
+            "aadauth,oid={},type={}",
+            principal.object_id(),
+            principal.role_type().label()
+        );
+        self.create_role(name, &label).await?;
+        self.register(name, principal.kind);
         Ok(())
     }
 
@@ -132,7 +126,7 @@ impl Admin {
             upn: upn.to_string(),
             object_id: oid.clone(),
         };
-        self.create_principal(upn, &oid, "user", kind).await?;
+        self.create_principal(upn, kind).await?;
         Ok(oid)
     }
 
@@ -148,13 +142,8 @@ impl Admin {
             // Entra's generated secrets are 40 characters.
             secret: crate::random_hex(20),
         };
-        self.create_principal(
-            &sp.name,
-            &sp.object_id,
-            "service",
-            PrincipalKind::App(sp.clone()),
-        )
-        .await?;
+        self.create_principal(&sp.name, PrincipalKind::App(sp.clone()))
+            .await?;
         Ok(sp)
     }
 
@@ -208,7 +197,7 @@ impl Admin {
             object_id: oid.clone(),
             members: member_oids,
         };
-        self.create_principal(name, &oid, "group", kind).await?;
+        self.create_principal(name, kind).await?;
         Ok(oid)
     }
 

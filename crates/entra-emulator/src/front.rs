@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::pgwire::{self, CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
-use crate::state::{Shared, bump};
+use crate::state::{RoleType, Shared, bump};
 use crate::token::TokenProblem;
 
 /// The resource Azure Database for PostgreSQL tokens must be issued for.
@@ -38,6 +38,27 @@ pub mod messages {
     pub fn wrong_audience(resource: &str) -> String {
         format!(
             "The access token does not have a valid audience claim. Please acquire a new token for the resource \"{resource}\"."
+        )
+    }
+    /// A token whose principal is not the one a service principal's role was created for
+    /// (SQLSTATE 28000): Azure's text, naming the object id in the role's security label
+    /// and the token's `appid` and `oid`.
+    pub fn oid_mismatch(role_oid: &str, appid: &str, oid: &str) -> String {
+        format!(
+            "Service principal oid mismatch for role \"The oid in the security label [{role_oid}] does not match the appid [{appid}] or oid [{oid}] in the token.\""
+        )
+    }
+    /// A user's token for a role created for a service principal (SQLSTATE 28000).
+    pub fn user_token_for_service_role(role: &str) -> String {
+        format!(
+            "Service principals cannot generate AAD_AUTH_TOKENTYPE_APP_USER tokens for role \"{role}\"."
+        )
+    }
+    /// An application's token (a managed identity's, a service principal's) for a role
+    /// created for a user (SQLSTATE 28000).
+    pub fn app_token_for_user_role(role: &str) -> String {
+        format!(
+            "Microsoft Entra user token for role \"{role}\" is neither an AAD_AUTH_TOKENTYPE_APP_USER or an AAD_AUTH_TOKENTYPE_APP_OBO token."
         )
     }
     /// SQLSTATE for token problems, unknown roles and plaintext.
@@ -344,24 +365,58 @@ impl Front {
             return Decision::Refuse(SQLSTATE_INVALID_AUTHORIZATION, TOKEN_REVOKED.into());
         }
         let oid = claims.get("oid").and_then(Value::as_str).unwrap_or("");
-        match mapped {
-            Some(p) if p.admits(oid) => Decision::Accept,
-            Some(_) => {
+        let Some(role) = mapped else {
+            bump(&c.logins_refused_unknown_role);
+            return Decision::Refuse(
+                SQLSTATE_INVALID_AUTHORIZATION,
+                format!(
+                    "role \"{user}\" does not exist. Create it for the principal (oid {oid}) with pgaadauth_create_principal."
+                ),
+            );
+        };
+        // Azure checks the token's type against the role's before the object id: a user's
+        // token for a service principal's role is refused for its type, though its oid
+        // differs too.
+        let app_token = claims.get("idtyp").and_then(Value::as_str) == Some("app")
+            || claims.get("upn").is_none();
+        let appid = claims.get("appid").and_then(Value::as_str).unwrap_or("");
+        match role.role_type() {
+            RoleType::Service if !app_token => {
+                bump(&c.logins_refused_token_type);
+                Decision::Refuse(
+                    SQLSTATE_INVALID_AUTHORIZATION,
+                    messages::user_token_for_service_role(user),
+                )
+            }
+            RoleType::User if app_token => {
+                bump(&c.logins_refused_token_type);
+                Decision::Refuse(
+                    SQLSTATE_INVALID_AUTHORIZATION,
+                    messages::app_token_for_user_role(user),
+                )
+            }
+            // The label's object id may match the token's `oid` or its `appid`, as
+            // Azure's text says.
+            RoleType::Service if role.object_id() == oid || role.object_id() == appid => {
+                Decision::Accept
+            }
+            RoleType::Service => {
+                bump(&c.logins_refused_oid_mismatch);
+                Decision::Refuse(
+                    SQLSTATE_INVALID_AUTHORIZATION,
+                    messages::oid_mismatch(role.object_id(), appid, oid),
+                )
+            }
+            _ if role.admits(oid) => Decision::Accept,
+            // Another user's token for a user's role, a non-member's for a group's: the
+            // emulator's own text (no Azure text for these is known here).
+            _ => {
                 bump(&c.logins_refused_unknown_role);
                 Decision::Refuse(
                     SQLSTATE_INVALID_AUTHORIZATION,
                     format!(
                         "role \"{user}\" does not exist for the principal in the access token (oid {oid}). \
                          Create it with pgaadauth_create_principal or log in as the role mapped to this principal."
-                    ),
-                )
-            }
-            None => {
-                bump(&c.logins_refused_unknown_role);
-                Decision::Refuse(
-                    SQLSTATE_INVALID_AUTHORIZATION,
-                    format!(
-                        "role \"{user}\" does not exist. Create it for the principal (oid {oid}) with pgaadauth_create_principal."
                     ),
                 )
             }

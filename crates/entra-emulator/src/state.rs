@@ -24,6 +24,8 @@ pub(crate) struct AtomicCounters {
     pub logins_refused_audience: AtomicU64,
     pub logins_refused_signature: AtomicU64,
     pub logins_refused_unknown_role: AtomicU64,
+    pub logins_refused_oid_mismatch: AtomicU64,
+    pub logins_refused_token_type: AtomicU64,
     pub logins_refused_plaintext: AtomicU64,
     pub logins_refused_bad_password: AtomicU64,
     pub logins_refused_revoked: AtomicU64,
@@ -70,8 +72,16 @@ pub struct Counters {
     pub logins_refused_audience: u64,
     /// Logins refused because the token was malformed or its signature did not verify.
     pub logins_refused_signature: u64,
-    /// Logins refused because the role does not exist or is not mapped to the token's principal.
+    /// Logins refused because the role does not exist, or is a user's or a group's role
+    /// the token's principal may not log in to.
     pub logins_refused_unknown_role: u64,
+    /// Logins refused because the role was created for a service principal (a managed
+    /// identity, an app) with another object id than the token's ("Service principal oid
+    /// mismatch for role ...").
+    pub logins_refused_oid_mismatch: u64,
+    /// Logins refused because the token's type does not fit the role's: a user's token for
+    /// a service principal's role, or an application's token for a user's role.
+    pub logins_refused_token_type: u64,
     /// Connections refused because they did not ask for TLS.
     pub logins_refused_plaintext: u64,
     /// Logins refused because a static password was wrong.
@@ -156,6 +166,30 @@ pub(crate) struct Principal {
     pub kind: PrincipalKind,
 }
 
+/// The principal type `pgaadauth_create_principal` records in a role's security label
+/// (`aadauth,oid=...,type=...`); Azure checks a token's type against it at login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RoleType {
+    /// A user (UPN): only user tokens log in.
+    User,
+    /// A service principal (an app, a managed identity): only application tokens with
+    /// the recorded object id log in.
+    Service,
+    /// A group: its members log in with their own tokens.
+    Group,
+}
+
+impl RoleType {
+    /// The `type` of the security label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Service => "service",
+            Self::Group => "group",
+        }
+    }
+}
+
 impl Principal {
     pub fn object_id(&self) -> &str {
         match &self.kind {
@@ -163,6 +197,15 @@ impl Principal {
             PrincipalKind::User { object_id, .. } => object_id,
             PrincipalKind::App(sp) => &sp.object_id,
             PrincipalKind::Group { object_id, .. } => object_id,
+        }
+    }
+
+    /// The type its role was created with.
+    pub fn role_type(&self) -> RoleType {
+        match &self.kind {
+            PrincipalKind::Identity(_) | PrincipalKind::App(_) => RoleType::Service,
+            PrincipalKind::User { .. } => RoleType::User,
+            PrincipalKind::Group { .. } => RoleType::Group,
         }
     }
 
@@ -409,6 +452,8 @@ impl Shared {
             logins_refused_audience: l(&c.logins_refused_audience),
             logins_refused_signature: l(&c.logins_refused_signature),
             logins_refused_unknown_role: l(&c.logins_refused_unknown_role),
+            logins_refused_oid_mismatch: l(&c.logins_refused_oid_mismatch),
+            logins_refused_token_type: l(&c.logins_refused_token_type),
             logins_refused_plaintext: l(&c.logins_refused_plaintext),
             logins_refused_bad_password: l(&c.logins_refused_bad_password),
             logins_refused_revoked: l(&c.logins_refused_revoked),

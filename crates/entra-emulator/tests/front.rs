@@ -123,15 +123,12 @@ async fn token_logins_and_refusals() {
             msg.contains("role \"ghost@contoso.example\" does not exist"),
             "{msg}"
         );
-        // ...and a valid token used for another principal's role.
-        let t = emu.issue_token("worker", OSSRDBMS_RESOURCE, HOUR);
-        let e = login(&emu, &mi.name, &t).await.unwrap_err();
-        assert!(db_error(&e).1.contains("does not exist"));
         // ...and a principal removed while running.
+        let t = emu.issue_token("worker", OSSRDBMS_RESOURCE, HOUR);
         emu.remove_principal("worker").await.unwrap();
         let e = login(&emu, "worker", &t).await.unwrap_err();
         assert_eq!(db_error(&e).0, "28000");
-        assert_eq!(emu.counters().logins_refused_unknown_role, 3);
+        assert_eq!(emu.counters().logins_refused_unknown_role, 2);
 
         // Wrong static password.
         let e = login(&emu, "bench", "wrong").await.unwrap_err();
@@ -182,6 +179,91 @@ async fn token_logins_and_refusals() {
         let c = emu.counters();
         assert_eq!(c.logins_refused_expired, 1);
         assert_eq!(c.logins_accepted, 6);
+    })
+    .await;
+    emu.shutdown().await;
+}
+
+/// A role records the object id and the type (user, service principal, group) it was
+/// created for, and Azure refuses a token that does not fit it with its own texts, not
+/// with "does not exist": the role exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_role_refuses_another_principal_s_token_with_azure_s_texts() {
+    let emu = Emulator::builder()
+        .identity(IdentitySpec::user_assigned("worker"))
+        .start()
+        .await
+        .expect("start");
+    bounded(async {
+        let mi = emu.default_identity().clone();
+        let claims = |t: &str| entra_emulator::decode_claims(t).expect("claims");
+
+        // Another identity's token for this identity's role: the role's security label
+        // holds another object id (as after the identity was deleted and recreated).
+        let t = emu.issue_token("worker", OSSRDBMS_RESOURCE, HOUR);
+        let c = claims(&t);
+        let e = login(&emu, &mi.name, &t).await.unwrap_err();
+        assert_eq!(
+            db_error(&e),
+            (
+                "28000".into(),
+                format!(
+                    "Service principal oid mismatch for role \"The oid in the security label [{}] does not match the appid [{}] or oid [{}] in the token.\"",
+                    mi.object_id,
+                    c["appid"].as_str().unwrap(),
+                    c["oid"].as_str().unwrap()
+                )
+            )
+        );
+        assert_eq!(
+            db_error(&e).1,
+            messages::oid_mismatch(
+                &mi.object_id,
+                c["appid"].as_str().unwrap(),
+                c["oid"].as_str().unwrap()
+            )
+        );
+
+        // An application's token (a managed identity's: `idtyp` app, no `upn`) for a
+        // role created for a user.
+        let user = emu.default_user().to_owned();
+        let t = emu.issue_token(&mi.name, OSSRDBMS_RESOURCE, HOUR);
+        let e = login(&emu, &user, &t).await.unwrap_err();
+        assert_eq!(
+            db_error(&e),
+            (
+                "28000".into(),
+                format!(
+                    "Microsoft Entra user token for role \"{user}\" is neither an AAD_AUTH_TOKENTYPE_APP_USER or an AAD_AUTH_TOKENTYPE_APP_OBO token."
+                )
+            )
+        );
+
+        // A user's token for a role created for a service principal (a managed identity).
+        let t = emu.issue_token(&user, OSSRDBMS_RESOURCE, HOUR);
+        let e = login(&emu, &mi.name, &t).await.unwrap_err();
+        assert_eq!(
+            db_error(&e),
+            (
+                "28000".into(),
+                format!(
+                    "Service principals cannot generate AAD_AUTH_TOKENTYPE_APP_USER tokens for role \"{}\".",
+                    mi.name
+                )
+            )
+        );
+
+        let c = emu.counters();
+        assert_eq!(c.logins_refused_oid_mismatch, 1);
+        assert_eq!(c.logins_refused_token_type, 2);
+        assert_eq!(c.logins_refused_unknown_role, 0, "the roles exist");
+        assert_eq!(c.logins_accepted, 0);
+
+        // Each principal's own token still logs in to its own role.
+        let t = emu.issue_token(&mi.name, OSSRDBMS_RESOURCE, HOUR);
+        login(&emu, &mi.name, &t).await.expect("own role");
+        let t = emu.issue_token(&user, OSSRDBMS_RESOURCE, HOUR);
+        login(&emu, &user, &t).await.expect("own role");
     })
     .await;
     emu.shutdown().await;
