@@ -1,10 +1,14 @@
 //! The configuration from environment variables: libpq's `PG*`, Azure Service
-//! Connector's `AZURE_POSTGRESQL_*`, and `DATABASE_URL`.
+//! Connector's `AZURE_POSTGRESQL_*` (its connection string read in `service_connector.rs`),
+//! and `DATABASE_URL`.
 
 use std::collections::HashMap;
 
-use super::{Config, SslMode, conninfo, values::parse_bool};
+use super::{Config, SslMode, conninfo, service_connector, values::parse_bool};
 use crate::ConfigError;
+
+/// The variable in which Service Connector puts a whole connection string.
+const CONNECTION_STRING: &str = "AZURE_POSTGRESQL_CONNECTIONSTRING";
 
 impl Config {
     /// Reads the process environment (see [`Config::from_env_vars`]).
@@ -12,19 +16,41 @@ impl Config {
         Self::from_env_vars(std::env::vars())
     }
 
-    /// Reads configuration from these variables. Precedence: `DATABASE_URL` (an explicit
-    /// connection string: each setting it holds wins) over `AZURE_POSTGRESQL_*` (what
-    /// Azure Service Connector sets for this app) over libpq's `PG*` (ambient defaults)
-    /// over the defaults. libpq itself lets a connection string's settings win over `PG*`,
-    /// and so does every tool that takes a URL.
+    /// Reads configuration from these variables. Precedence, each setting on its own:
+    ///
+    /// 1. `DATABASE_URL`: the app's own explicit choice.
+    /// 2. `AZURE_POSTGRESQL_CONNECTIONSTRING`: a whole endpoint that Azure Service
+    ///    Connector wrote for this app in one go.
+    /// 3. the other `AZURE_POSTGRESQL_*`: Service Connector's one-setting variables.
+    /// 4. libpq's `PG*`: ambient defaults, often left over in a shell.
+    /// 5. the defaults.
+    ///
+    /// A connection string wins over single variables, as in libpq (`psql "host=x"`
+    /// ignores `PGHOST`) and every tool that takes a URL; what it does not hold, the
+    /// weaker sources fill. Service Connector writes either the connection string or the
+    /// single variables for one connection (by client type), so 2 over 3 only decides
+    /// between two connections, or a variable set by hand: the string, being complete,
+    /// is the more deliberate. `DATABASE_URL` stays first because the app's operator
+    /// sets it, over what a platform binding wrote.
+    ///
+    /// `AZURE_POSTGRESQL_CONNECTIONSTRING` is read in each form Service Connector writes:
+    /// Npgsql's `Server=...;Database=...;Port=5432;Ssl Mode=Require;User Id=...;` (.NET),
+    /// libpq's `host=... dbname=... sslmode=require user=...` (Python, Go, PHP, Ruby),
+    /// `jdbc:postgresql://host:5432/db?sslmode=require&user=...` (Java), and a
+    /// `postgresql://` URL. Its `require` (`Ssl Mode=Require`, `sslmode=require`) is
+    /// Service Connector asking for TLS, read as `AZURE_POSTGRESQL_SSL=true` is: a
+    /// stricter mode already set (the default verify-full, or `PGSSLMODE`) is kept.
+    /// Npgsql's `Trust Server Certificate=true` is refused; its pool settings are an error
+    /// pointing at this pool's.
     ///
     /// | setting | variables |
     /// | --- | --- |
+    /// | all of the below | `DATABASE_URL`, `AZURE_POSTGRESQL_CONNECTIONSTRING` |
     /// | host | `AZURE_POSTGRESQL_HOST`, `PGHOST` |
     /// | address to connect to | `PGHOSTADDR` |
     /// | port | `AZURE_POSTGRESQL_PORT`, `PGPORT` |
-    /// | database | `AZURE_POSTGRESQL_NAME`, `PGDATABASE` |
-    /// | user | `AZURE_POSTGRESQL_USER`, `PGUSER` |
+    /// | database | `AZURE_POSTGRESQL_NAME`, `AZURE_POSTGRESQL_DATABASE`, `PGDATABASE` |
+    /// | user | `AZURE_POSTGRESQL_USER`, `AZURE_POSTGRESQL_USERNAME`, `PGUSER` |
     /// | password | `AZURE_POSTGRESQL_PASSWORD`, `PGPASSWORD` |
     /// | TLS | `AZURE_POSTGRESQL_SSL` (`true` = require), `PGSSLMODE`, `PGSSLROOTCERT` |
     /// | channel binding | `PGCHANNELBINDING` |
@@ -32,8 +58,18 @@ impl Config {
     /// | other | `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGOPTIONS` |
     /// | identity | `AZURE_POSTGRESQL_CLIENTID`, `AZURE_AUTH_METHOD`, `AZURE_POSTGRESQL_SCOPE` |
     ///
-    /// A variable set to the empty string counts as unset, as in libpq.
+    /// A variable set to the empty string counts as unset, as in libpq. An error in a
+    /// connection string names its variable and never repeats a password.
     /// The result is validated (see [`Config::validate`]).
+    ///
+    /// ```
+    /// let cfg = deadpool_entra::Config::from_env_vars([(
+    ///     "AZURE_POSTGRESQL_CONNECTIONSTRING",
+    ///     "Server=my-server.postgres.database.azure.com;Database=app;Port=5432;Ssl Mode=Require;User Id=aad_app;",
+    /// )])
+    /// .unwrap();
+    /// assert_eq!(cfg.user.as_deref(), Some("aad_app"));
+    /// ```
     pub fn from_env_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
     where
         K: Into<String>,
@@ -46,7 +82,7 @@ impl Config {
         // As in libpq, a variable set to the empty string counts as unset.
         let get = |k: &str| env.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let mut cfg = Config::default();
-        // PG*, then AZURE_POSTGRESQL_* (later wins), then DATABASE_URL below.
+        // PG*, then AZURE_POSTGRESQL_* (later wins), then the two connection strings below.
         for (var, key) in [
             ("PGHOST", "host"),
             ("PGHOSTADDR", "hostaddr"),
@@ -79,11 +115,10 @@ impl Config {
         }
         if let Some(v) = get("AZURE_POSTGRESQL_SSL") {
             let on = parse_bool("AZURE_POSTGRESQL_SSL", v)?;
-            // `true` asks for TLS; keep a stricter mode if PGSSLMODE gave one.
-            cfg.ssl_mode = match (on, cfg.ssl_mode.uses_tls()) {
-                (true, true) => cfg.ssl_mode,
-                (true, false) => SslMode::Require,
-                (false, _) => SslMode::Disable,
+            cfg.ssl_mode = if on {
+                tls_asked(cfg.ssl_mode)
+            } else {
+                SslMode::Disable
             };
         }
         if let Some(v) = get("AZURE_POSTGRESQL_CLIENTID").filter(|v| !v.trim().is_empty()) {
@@ -95,9 +130,20 @@ impl Config {
         if let Some(v) = get("AZURE_AUTH_METHOD") {
             cfg.auth_method = v.parse()?;
         }
+        if let Some(s) = get(CONNECTION_STRING).filter(|s| !s.trim().is_empty()) {
+            let wrap = |e: ConfigError| within(CONNECTION_STRING, &e);
+            for (k, v) in service_connector::pairs(s).map_err(wrap)? {
+                if k == "sslmode" && v.trim().eq_ignore_ascii_case("require") {
+                    cfg.ssl_mode = tls_asked(cfg.ssl_mode);
+                } else {
+                    cfg.set(&k, &v).map_err(wrap)?;
+                }
+            }
+        }
         if let Some(url) = get("DATABASE_URL").filter(|s| !s.trim().is_empty()) {
-            for (k, v) in conninfo::pairs(url).map_err(|e| in_database_url(&e))? {
-                cfg.set(&k, &v).map_err(|e| in_database_url(&e))?;
+            let wrap = |e: ConfigError| within("DATABASE_URL", &e);
+            for (k, v) in conninfo::pairs(url).map_err(wrap)? {
+                cfg.set(&k, &v).map_err(wrap)?;
             }
         }
         cfg.validate()?;
@@ -105,9 +151,22 @@ impl Config {
     }
 }
 
-fn in_database_url(e: &ConfigError) -> ConfigError {
+/// Service Connector asking for TLS (`AZURE_POSTGRESQL_SSL=true`, `require` in its
+/// connection string): require, unless the mode set so far already uses TLS, which is then
+/// kept. Require and the default verify-full both check the host name here, so this only
+/// keeps a mode the user chose (verify-ca with a private CA file) and turns a plaintext
+/// one into TLS.
+fn tls_asked(so_far: SslMode) -> SslMode {
+    if so_far.uses_tls() {
+        so_far
+    } else {
+        SslMode::Require
+    }
+}
+
+fn within(var: &str, e: &ConfigError) -> ConfigError {
     ConfigError {
-        field: format!("DATABASE_URL: {}", e.field),
+        field: format!("{var}: {}", e.field),
         reason: e.reason.clone(),
     }
 }

@@ -1,5 +1,6 @@
-//! Configuration: a plain struct (serde), filled from the environment (`env.rs`), a
-//! connection string (`conninfo.rs`) or the builder, and checked (`validate.rs`).
+//! Configuration: a plain struct (serde), filled from the environment (`env.rs`, with
+//! Service Connector's connection string in `service_connector.rs`), a connection string
+//! (`conninfo.rs`) or the builder, and checked (`validate.rs`).
 
 use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
@@ -11,6 +12,7 @@ mod conninfo;
 mod env;
 mod modes;
 mod pg;
+mod service_connector;
 mod tcp;
 mod validate;
 mod values;

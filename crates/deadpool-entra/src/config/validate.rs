@@ -13,7 +13,7 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
     if host.trim().is_empty() {
         return Err(ConfigError::new(
             "host",
-            "no host configured: set PGHOST or AZURE_POSTGRESQL_HOST, DATABASE_URL, or the builder's host()",
+            "no host configured: set PGHOST or AZURE_POSTGRESQL_HOST, AZURE_POSTGRESQL_CONNECTIONSTRING or DATABASE_URL, or the builder's host()",
         ));
     }
     let hosts: Vec<&str> = host.split(',').map(str::trim).collect();
