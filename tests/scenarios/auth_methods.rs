@@ -377,6 +377,30 @@ async fn user_assigned_identity_by_client_id_gets_its_own_role() {
     assert_ne!(uai.name, emu.default_identity().name);
 }
 
+/// A managed identity the environment names (`AZURE_POSTGRESQL_CLIENTID`) stops the
+/// chain, as a configured service principal does: when its endpoint refuses it (here an
+/// identity the endpoint does not know, as after a deployment assigned another one), the
+/// pool does not log in as whoever `az` is signed in as, with another principal's rights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_managed_identity_that_fails_is_not_replaced_by_the_azure_cli() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("named_identity_stops_the_chain", &emu);
+    let mut env = env_without(&emu, &["PGUSER", "AZURE_POSTGRESQL_USER"]);
+    env.push(("AZURE_AUTH_METHOD".into(), "auto".into()));
+    env.push((
+        "AZURE_POSTGRESQL_CLIENTID".into(),
+        "0badc0de-0000-4000-8000-000000000000".into(),
+    ));
+    let (err, display) = failed_build(&explain, "unknown identity", &env).await;
+    assert!(
+        display.contains("the chain stops at the identity the environment configures"),
+        "{display} {err}"
+    );
+    assert!(display.contains("ManagedIdentityCredential"), "{display}");
+    assert!(display.contains("assigned to this resource"), "{display}");
+    assert_eq!(emu.counters().tokens_issued_cli, 0, "az was not asked");
+}
+
 /// A user token from the Azure CLI, with no user configured: the user name is derived
 /// from the token (its `upn`), as Microsoft's own client libraries do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -395,7 +395,13 @@ impl ChainSource {
         let mi_shown = ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"]
             .iter()
             .any(|k| get(k).is_some());
-        if mi_shown || id.is_some() {
+        if id.is_some() {
+            // A named identity is configured: the chain stops at any failure of it, so
+            // that a developer tool's principal never stands in for it.
+            links.push(Link::configured("ManagedIdentityCredential", move || {
+                managed_identity_credential(id.clone())
+            }));
+        } else if mi_shown {
             links.push(Link::new("ManagedIdentityCredential", move || {
                 managed_identity_credential(id.clone())
             }));
@@ -465,6 +471,9 @@ const ENTRA_TRANSIENT: [&str; 5] = [
     "AADSTS50000:",
 ];
 
+/// The hint when the managed identity that the configuration names fails.
+const MANAGED_IDENTITY_REFUSED: &str = "check that the user-assigned managed identity that AZURE_POSTGRESQL_CLIENTID, AZURE_CLIENT_ID or the client_id setting names is assigned to this resource (the identity endpoint does not know it otherwise); the fetch is retried with this identity, and no other identity is used in its place (unset the client id to use the rest of the chain)";
+
 /// Entra refused the identity (an `AADSTS` error that is not one of its transient ones).
 /// When the environment configures that identity, the chain stops at any failure of it,
 /// as `DefaultAzureCredential` does in Azure's other SDKs (they go on only past
@@ -489,11 +498,13 @@ impl TokenSource for ChainSource {
             let mut retry_after = None;
             // The configured identity that failed, and whether Entra refused it.
             let mut stopped: Option<bool> = None;
+            let mut stopped_at = "";
             for (i, link) in self.links.iter().enumerate() {
                 let c = match link.current() {
                     Err(reason) if link.configured => {
                         failures.push(format!("{}: cannot be used: {reason}", link.name));
                         stopped = Some(false);
+                        stopped_at = link.name;
                         break;
                     }
                     Err(reason) => {
@@ -513,6 +524,7 @@ impl TokenSource for ChainSource {
                         failures.push(format!("{}: {}", link.name, e.message));
                         if link.configured {
                             stopped = Some(refused_by_entra(&e.message));
+                            stopped_at = link.name;
                         }
                         if hint.is_none() {
                             hint = e.hint;
@@ -536,8 +548,11 @@ impl TokenSource for ChainSource {
                     None => "",
                 }
             ));
+            let managed = stopped_at == "ManagedIdentityCredential";
             err.hint = Some(match stopped {
+                Some(true) if managed => MANAGED_IDENTITY_REFUSED.into(),
                 Some(true) => "fix the service principal or workload identity that AZURE_CLIENT_ID and its secret, certificate or token file configure, or unset them to use the next credential".into(),
+                Some(false) if managed && hint.is_none() => MANAGED_IDENTITY_REFUSED.into(),
                 Some(false) => format!(
                     "{}; the fetch is retried with this identity (unset its variables to use the next credential instead)",
                     hint.unwrap_or_else(|| "check the identity the environment configures".into())
