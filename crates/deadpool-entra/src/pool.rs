@@ -60,6 +60,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Stops the pool's background work, once deadpool's pool is closed (by
+    /// [`Pool::close`], or by deadpool's own `close()` through [`Pool::inner`], which the
+    /// sweeper notices): the spares leave, logins in flight find the pool closed, and the
+    /// refresher of a token cache of the pool's own stops. A shared provider's refresher
+    /// serves other pools and goes on. Idempotent.
+    pub(crate) fn shut_down(&self) {
+        self.closed.send_replace(true);
+        if self.owns_cache {
+            self.cache.shut_down();
+        }
+        self.spares.clear();
+    }
+
     /// What the pool's sessions (connections and spares) are doing at `now`, given `gate`.
     pub(crate) fn survey(&self, gate: &Gate, now: Instant) -> recycle::table::Survey {
         let mut s = recycle::table::Survey::default();
@@ -430,11 +443,7 @@ impl Pool {
     /// tasks.
     pub fn close(&self) {
         self.inner.close();
-        self.shared.closed.send_replace(true);
-        if self.shared.owns_cache {
-            self.shared.cache.shut_down();
-        }
-        self.shared.spares.clear();
+        self.shared.shut_down();
     }
 
     /// The token source in use; for the chain, the link that produced the token

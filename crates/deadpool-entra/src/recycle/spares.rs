@@ -212,8 +212,19 @@ impl Spares {
         drop(all);
     }
 
-    fn put(&self, s: Spare) {
-        lock(&self.ready).push(s);
+    /// Adds a spare, unless the pool has closed: checked under the lock that
+    /// [`Spares::clear`] takes after the pool is marked closed, so that a spare whose
+    /// login ends during a close is either cleared with the others or refused here
+    /// (its session ends here), never kept. Returns whether it was kept.
+    fn put(&self, s: Spare, closed: &tokio::sync::watch::Sender<bool>) -> bool {
+        let mut ready = lock(&self.ready);
+        if *closed.borrow() {
+            drop(ready);
+            drop(s);
+            return false;
+        }
+        ready.push(s);
+        true
     }
 }
 
@@ -346,9 +357,6 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
             });
             match (result, record) {
                 (Ok(Ok((client, conn))), Some(record)) => {
-                    if *shared.closed.borrow() {
-                        return;
-                    }
                     let plan = super::plan(
                         &shared.recycle,
                         record.created,
@@ -356,12 +364,16 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
                         shared.spread.next(),
                         rand::random(),
                     );
-                    shared.spares.put(Spare {
+                    let spare = Spare {
                         client,
                         conn,
                         record,
                         plan,
-                    });
+                    };
+                    if !shared.spares.put(spare, &shared.closed) {
+                        // The pool closed while it logged in.
+                        return;
+                    }
                     tracing::debug!(target: "deadpool_entra", "spare connection ready");
                     // A due connection may be waiting for this spare: sweep soon, not at
                     // the next interval, so that a rotation goes at the pace of logins.

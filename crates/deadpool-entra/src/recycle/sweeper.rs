@@ -34,6 +34,10 @@ pub(crate) fn sweep_interval(shared: &Shared) -> Duration {
     d.max(Duration::from_millis(10))
 }
 
+/// How often the sweeper looks whether deadpool's pool was closed behind our back
+/// (`pool.inner().close()`), when its sweeps are further apart.
+const CLOSE_CHECK: Duration = Duration::from_secs(1);
+
 /// The shortest time between two sweeps that checkouts asked for.
 const MIN_NUDGE_GAP: Duration = Duration::from_millis(50);
 
@@ -78,7 +82,19 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 None => return,
             };
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                // Awake at least every `CLOSE_CHECK`, to notice deadpool's own `close()`.
+                _ = tokio::time::sleep(interval.min(CLOSE_CHECK)) => {
+                    if state.last_sweep.elapsed() < interval {
+                        match (weak_shared.upgrade(), weak_pool.upgrade()) {
+                            (Some(s), Some(p)) if p.is_closed() => {
+                                s.shut_down();
+                                return;
+                            }
+                            (Some(_), Some(_)) => continue,
+                            _ => return,
+                        }
+                    }
+                }
                 // A checkout holds a due connection until a spare is ready: sweep now, but
                 // not more often than every `MIN_NUDGE_GAP` (while no spare can be made,
                 // every checkout of that connection nudges).
@@ -95,6 +111,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 return;
             };
             if inner.is_closed() {
+                shared.shut_down();
                 return;
             }
             let now = Instant::now();
