@@ -118,6 +118,10 @@ struct Flight {
     /// A token the server refused, for which the source gave no other: its generation,
     /// until when that answer stands, and how many times in a row it came.
     refused: Option<(u64, Instant, u32)>,
+    /// The generation of the refused token that the fresh fetch in flight was asked for:
+    /// the fetch itself records the hold when it brings that token back, so that the hold
+    /// stands even when every caller waiting for it was cancelled.
+    refusing: Option<u64>,
 }
 
 struct Failure {
@@ -324,7 +328,12 @@ impl TokenCache {
                     return Forced::Failed(f.error.clone());
                 }
                 match self.join_or_start(&mut flight, true) {
-                    Ok(joined) => joined,
+                    Ok(joined) => {
+                        if joined.1 {
+                            flight.refusing = Some(refused.generation);
+                        }
+                        joined
+                    }
                     Err(e) => return Forced::Failed(e),
                 }
             };
@@ -332,28 +341,29 @@ impl TokenCache {
                 Ok(t) if t.secret != refused.secret => return Forced::New(t),
                 Ok(_) if !fresh => continue,
                 Ok(t) => {
-                    // Asked again after a backoff step (1 s, 2 s, ... up to max_backoff);
-                    // refusals answered by the same flight count as one.
-                    let mut flight = lock(&self.flight);
-                    let now = Instant::now();
-                    let times = match flight.refused {
-                        Some((g, until, _)) if g == t.generation && now < until => {
-                            return Forced::Same(t);
-                        }
-                        Some((g, _, n)) if g == t.generation => n.saturating_add(1),
-                        _ => 1,
-                    };
-                    // At most 5 s between asks for another token while the server
-                    // refuses this one. Logins are not held back: the next checkout sends
-                    // the token again, and works as soon as the server accepts it.
-                    let hold = backoff_ceiling(&self.policy, times).min(MAX_REFUSAL_HOLD);
-                    flight.refused = Some((t.generation, later(now, hold), times));
+                    // The fetch recorded the hold already (see `hold_refused`); this
+                    // records it only for a flight that another path started.
+                    self.hold_refused(&mut lock(&self.flight), &t, Instant::now());
                     return Forced::Same(t);
                 }
                 Err(e) => return Forced::Failed(e),
             }
         }
         Forced::Same(refused.clone())
+    }
+
+    /// After a fresh fetch brought back the refused token `t` at `now`: no other fresh
+    /// fetch for it before a backoff step (1 s, 2 s, ... at most 5 s); the refusals that
+    /// one flight answered count as one step. Logins are not held back: the next checkout
+    /// sends the token again, and works as soon as the server accepts it.
+    fn hold_refused(&self, flight: &mut Flight, t: &CachedToken, now: Instant) {
+        let times = match flight.refused {
+            Some((g, until, _)) if g == t.generation && now < until => return,
+            Some((g, _, n)) if g == t.generation => n.saturating_add(1),
+            _ => 1,
+        };
+        let hold = backoff_ceiling(&self.policy, times).min(MAX_REFUSAL_HOLD);
+        flight.refused = Some((t.generation, later(now, hold), times));
     }
 
     /// Joins the fetch in flight, or starts one (`fresh`: bypassing the source's cache).
@@ -427,6 +437,17 @@ impl TokenCache {
             let Some(cache) = weak.upgrade() else { return };
             cache.metrics.fetch_time(&took);
             let outcome = cache.settle(result, name);
+            {
+                // The hold after a refused token is this fetch's, not its waiters' (they
+                // may all have been cancelled).
+                let mut flight = lock(&cache.flight);
+                let refusing = flight.refusing.take();
+                if let (Some(g), Ok(t)) = (refusing, &outcome)
+                    && t.generation == g
+                {
+                    cache.hold_refused(&mut flight, t, Instant::now());
+                }
+            }
             let _ = tx.send(Some(outcome));
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
@@ -631,13 +652,19 @@ impl TokenCache {
         out
     }
 
-    /// When the refresher should renew the current token: `refresh_before_expiry` ahead
-    /// of the deadline, or at half the token's life when that is later.
-    pub(crate) fn refresh_point(&self) -> Option<Instant> {
-        self.refresh_point_of(&*self.current.load_full()?)
+    /// When the refresher renews the current token: its refresh point
+    /// (`refresh_before_expiry` ahead of the deadline, or at half the token's life when
+    /// that is later), but never sooner
+    /// than [`floor`] (`min_backoff`, 1 s by default) after it was fetched. A source whose
+    /// tokens live milliseconds (a clock far off, a buggy source) is not asked every
+    /// half-life in a tight loop; logins that find no valid token still fetch one.
+    pub(crate) fn next_refresh(&self) -> Option<Instant> {
+        let t = self.current.load_full()?;
+        let point = self.refresh_point_of(&t)?;
+        Some(point.max(later(t.fetched_at, floor(&self.policy))))
     }
 
-    /// [`Self::refresh_point`] of any token.
+    /// A token's refresh point (see [`Self::next_refresh`]).
     fn refresh_point_of(&self, t: &CachedToken) -> Option<Instant> {
         let (deadline, life) = (t.deadline?, t.lifetime?);
         let before = self.policy.refresh_before_expiry.min(life / 2);
@@ -829,7 +856,7 @@ async fn refresh_loop(
             if *shutdown.borrow() || cache.is_password() {
                 return;
             }
-            let point = cache.refresh_point();
+            let point = cache.next_refresh();
             let retry_at = cache.retry_at();
             if let (Some(_), Some(p)) = (same_retry_at, point)
                 && p > Instant::now()
@@ -878,7 +905,7 @@ async fn refresh_loop(
         let due = same_retry_at.is_some_and(|t| t <= now)
             // Expired by the wall clock (a resume from suspend), or by tokio's clock.
             || (cache.peek().is_some() && cache.valid_now().is_none())
-            || cache.refresh_point().is_some_and(|p| p <= now)
+            || cache.next_refresh().is_some_and(|p| p <= now)
             // No token at all and the last failure's delay is over.
             || (cache.peek().is_none() && retry_at.is_some());
         if !due {

@@ -1002,3 +1002,62 @@ async fn what_the_pool_reads_from_the_cache() {
     assert!(password.is_password());
     assert_eq!(password.policy(), &RefreshPolicy::default());
 }
+
+/// A credential whose cache-bypassing fetch is slow (600 ms) and returns the same token.
+struct SlowFresh {
+    fresh_calls: Arc<AtomicU64>,
+}
+
+impl TokenSource for SlowFresh {
+    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        Box::pin(async move { Ok(Token::expiring_in(SECRET, HOUR)) })
+    }
+    fn fetch_fresh<'a>(
+        &'a self,
+        _scope: &'a str,
+    ) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        self.fresh_calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            Ok(Token::expiring_in(SECRET, HOUR))
+        })
+    }
+    fn name(&self) -> String {
+        "SlowFresh".into()
+    }
+}
+
+/// The hold after the source returned a refused token is the fetch's, not its waiters':
+/// checkouts cut off by their `create_timeout` (300 ms) before the slow fresh fetch
+/// (600 ms) ends still leave the 1, 2, 4, 5 s steps between asks, not one ask for each.
+#[tokio::test(start_paused = true)]
+async fn cancelled_waiters_keep_the_hold_between_fresh_fetches() {
+    let fresh_calls = Arc::new(AtomicU64::new(0));
+    let cache = cache_with_source(SlowFresh {
+        fresh_calls: fresh_calls.clone(),
+    });
+    let used = cache.get().await.unwrap();
+    // A refused login every second for 20 s, each cut off after 300 ms.
+    for _ in 0..20 {
+        let _ = tokio::time::timeout(Duration::from_millis(300), cache.force_refresh(&used)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let n = fresh_calls.load(Ordering::SeqCst);
+    // With the hold: asks at 0, 2, 5, 10 and 16 s.
+    assert!(n <= 6, "{n} fresh fetches in 20 s");
+    assert!(n >= 4, "{n}: it does ask again after each step");
+}
+
+/// A source whose tokens live 10 ms (a clock far off, a buggy source): the refresher
+/// renews at most once per `min_backoff` (1 s), not every half-life.
+#[tokio::test(start_paused = true)]
+async fn tokens_that_live_milliseconds_are_not_refreshed_in_a_tight_loop() {
+    let (source, h) = fake(Duration::from_millis(10), Duration::ZERO);
+    let cache = cache_with(source);
+    cache.get().await.unwrap();
+    let _refresher = spawn_refresher(&cache);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let n = h.calls();
+    assert!(n <= 12, "{n} identity calls in 10 s");
+    assert!(n >= 5, "{n}: it does renew");
+}
