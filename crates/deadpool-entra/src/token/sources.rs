@@ -590,14 +590,16 @@ impl TokenSource for ChainSource {
 /// A static password (local development, migration): never expires, never refreshed.
 #[derive(Clone)]
 pub struct StaticPassword {
-    password: Arc<str>,
+    /// Zeroed when the source and the last token made from it are dropped; every token
+    /// it yields shares it, so no plain copy is made per login.
+    password: Arc<super::secret::Secret>,
 }
 
 impl StaticPassword {
     /// A source that always yields `password`.
     pub fn new(password: impl Into<String>) -> Self {
         Self {
-            password: Arc::from(password.into()),
+            password: Arc::new(super::secret::Secret::new(password.into())),
         }
     }
 }
@@ -610,7 +612,10 @@ impl fmt::Debug for StaticPassword {
 
 impl TokenSource for StaticPassword {
     fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
-        let t = Token::never_expiring(self.password.to_string());
+        let t = Token {
+            secret: self.password.clone(),
+            expiry: super::Expiry::Never,
+        };
         Box::pin(async move { Ok(t) })
     }
     fn name(&self) -> String {

@@ -241,3 +241,16 @@ async fn while_a_link_is_asked_the_source_is_named_for_it() {
     assert_eq!(source.name(), "ChainSource (at WorkloadIdentityCredential)");
     asking.abort();
 }
+
+/// The password is held zeroized (`Secret`), and every token made from it shares that one
+/// allocation: no plain copy per login lingers in freed memory.
+#[tokio::test]
+async fn a_static_password_is_held_once_and_shared_by_its_tokens() {
+    let p = StaticPassword::new("hunter2");
+    let a = p.fetch("scope").await.unwrap();
+    let b = p.fetch("scope").await.unwrap();
+    assert_eq!(a.secret(), "hunter2");
+    assert!(Arc::ptr_eq(&a.secret_arc(), &b.secret_arc()));
+    assert!(Arc::ptr_eq(&a.secret_arc(), &p.password));
+    assert_eq!(format!("{p:?}"), "StaticPassword(<redacted>)");
+}
