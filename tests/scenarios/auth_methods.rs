@@ -543,6 +543,49 @@ async fn service_principal_secret_from_the_environment() {
     );
 }
 
+/// A service principal as Azure Service Connector configures one:
+/// `AZURE_POSTGRESQL_TENANTID`, `AZURE_POSTGRESQL_CLIENTID` and
+/// `AZURE_POSTGRESQL_CLIENTSECRET` (its variables for the service-principal auth type). The
+/// pool logs in as the service principal, not as a managed identity named by the client id
+/// (nor as the developer signed in to `az`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_principal_from_service_connector_variables() {
+    let emu = start_emulator(Duration::from_secs(3600)).await;
+    let explain = Explain::new("service_connector_service_principal", &emu);
+    let sp = emu
+        .add_service_principal("orders-sc")
+        .await
+        .expect("service principal");
+    record_secret(&sp.secret);
+    let rename = |env: Vec<(String, String)>| -> Vec<(String, String)> {
+        env.into_iter()
+            .map(|(k, v)| match k.as_str() {
+                "AZURE_TENANT_ID" => ("AZURE_POSTGRESQL_TENANTID".to_owned(), v),
+                "AZURE_CLIENT_ID" => ("AZURE_POSTGRESQL_CLIENTID".to_owned(), v),
+                "AZURE_CLIENT_SECRET" => ("AZURE_POSTGRESQL_CLIENTSECRET".to_owned(), v),
+                _ => (k, v),
+            })
+            .collect()
+    };
+    let env = rename(emu.service_principal_env(&sp));
+    let outcome = run_child(APP, &env, Duration::from_secs(90)).await;
+    explain.note(format!("app: {outcome:?}"));
+    check_authority_login(&emu, &outcome, "EnvironmentCredential", "orders-sc");
+
+    // A wrong secret stops the chain there: neither a managed identity by that client id
+    // nor `az` stands in.
+    let env = with_var(env, "AZURE_POSTGRESQL_CLIENTSECRET", "not-the-secret");
+    let cli_tokens = emu.counters().tokens_issued_cli;
+    let (_, display) = failed_build(&explain, "wrong secret", &env).await;
+    assert!(display.contains("AADSTS7000215"), "{display}");
+    assert!(!display.contains("not-the-secret"), "{display}");
+    assert_eq!(
+        emu.counters().tokens_issued_cli,
+        cli_tokens,
+        "az was not asked"
+    );
+}
+
 /// A service principal's certificate from the environment (`AZURE_CLIENT_CERTIFICATE_PATH`):
 /// the chain's `EnvironmentCredential` link, the real `ClientCertificateCredential`,
 /// signs its client assertion with the certificate's key; the emulator's authority checks

@@ -56,7 +56,7 @@ impl Config {
     /// | channel binding | `PGCHANNELBINDING` |
     /// | several hosts | `PGTARGETSESSIONATTRS`, `PGLOADBALANCEHOSTS` |
     /// | other | `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGOPTIONS` |
-    /// | identity | `AZURE_POSTGRESQL_CLIENTID`, `AZURE_AUTH_METHOD`, `AZURE_POSTGRESQL_SCOPE` |
+    /// | identity | `AZURE_POSTGRESQL_CLIENTID` (a user-assigned managed identity, unless `AZURE_POSTGRESQL_CLIENTSECRET` is set: then, with `AZURE_POSTGRESQL_TENANTID`, Service Connector's service principal, which the credential chain reads), `AZURE_AUTH_METHOD`, `AZURE_POSTGRESQL_SCOPE` |
     ///
     /// A variable set to the empty string counts as unset, as in libpq. An error in a
     /// connection string names its variable and never repeats a password.
@@ -121,7 +121,12 @@ impl Config {
                 SslMode::Disable
             };
         }
-        if let Some(v) = get("AZURE_POSTGRESQL_CLIENTID").filter(|v| !v.trim().is_empty()) {
+        // With a secret beside it (Service Connector's service-principal variables), the
+        // client id is the service principal's, which the credential chain reads; it does
+        // not name a managed identity.
+        if let Some(v) = get("AZURE_POSTGRESQL_CLIENTID").filter(|v| !v.trim().is_empty())
+            && get("AZURE_POSTGRESQL_CLIENTSECRET").is_none()
+        {
             cfg.client_id = Some(v.to_owned());
         }
         if let Some(v) = get("AZURE_POSTGRESQL_SCOPE").filter(|v| !v.trim().is_empty()) {

@@ -323,13 +323,39 @@ impl ChainSource {
         let get = |k: &str| env.get(k).cloned();
         let mut links = Vec::new();
 
-        // 1. Environment service principal.
+        // 1. Environment service principal: Azure Service Connector's variables for its
+        // service-principal auth type, else the Azure SDKs' own.
+        let service_connector = (
+            get("AZURE_POSTGRESQL_TENANTID"),
+            get("AZURE_POSTGRESQL_CLIENTID"),
+            get("AZURE_POSTGRESQL_CLIENTSECRET"),
+        );
+        let service_connector_sp = service_connector.2.is_some();
         match (
             get("AZURE_TENANT_ID"),
             get("AZURE_CLIENT_ID"),
             get("AZURE_CLIENT_SECRET"),
             get("AZURE_CLIENT_CERTIFICATE_PATH"),
         ) {
+            _ if service_connector_sp => {
+                let (tenant, client, secret) = service_connector;
+                let secret = secret.map(super::secret::Secret::new);
+                links.push(Link::configured("EnvironmentCredential", move || {
+                    match (&tenant, &client, &secret) {
+                        (Some(tenant), Some(client), Some(secret)) => {
+                            azure_identity::ClientSecretCredential::new(
+                                tenant,
+                                client.clone(),
+                                secret.expose().to_owned().into(),
+                                None,
+                            )
+                            .map(|c| c as Arc<dyn TokenCredential>)
+                            .map_err(|e| e.to_string())
+                        }
+                        _ => Err("AZURE_POSTGRESQL_CLIENTSECRET is set, but AZURE_POSTGRESQL_TENANTID or AZURE_POSTGRESQL_CLIENTID is not (Service Connector sets all three for a service principal)".to_owned()),
+                    }
+                }));
+            }
             (Some(tenant), Some(client), Some(secret), _) => {
                 let secret = super::secret::Secret::new(secret);
                 links.push(Link::configured("EnvironmentCredential", move || {
@@ -377,6 +403,8 @@ impl ChainSource {
         // 3. Managed identity.
         let id = managed_identity.or_else(|| {
             get("AZURE_POSTGRESQL_CLIENTID")
+                // The service principal's client id (see link 1), not a managed identity's.
+                .filter(|_| !service_connector_sp)
                 .or_else(|| {
                     // AZURE_CLIENT_ID names a managed identity only when it is not part of
                     // a service principal or workload identity configuration.
