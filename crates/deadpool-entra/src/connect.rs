@@ -161,8 +161,22 @@ fn host_text(h: &tokio_postgres::config::Host) -> String {
 pub(crate) fn outcome_of<T>(result: &Result<T, PgError>) -> LoginOutcome {
     match result {
         Ok(_) => LoginOutcome::Ok,
-        Err(e) if network_cause(e).is_some() => LoginOutcome::Unreachable,
-        Err(_) => LoginOutcome::Refused,
+        Err(e) => failure_outcome(
+            network_cause(e).is_some(),
+            e.as_db_error().map(|d| d.code().code()),
+        ),
+    }
+}
+
+/// A failed login that could not reach a usable server (`network`), or whose server
+/// answered that it is starting up, shutting down or recovering (57P03, as a server does
+/// in the seconds of a failover), is `Unreachable`: the pool waits it out with spaced
+/// trial logins, as a partition. Any other refusal is `Refused`.
+fn failure_outcome(network: bool, sqlstate: Option<&str>) -> LoginOutcome {
+    if network || sqlstate == Some("57P03") {
+        LoginOutcome::Unreachable
+    } else {
+        LoginOutcome::Refused
     }
 }
 
@@ -552,6 +566,20 @@ mod tests {
         ] {
             assert!(!refresh_may_fix(kind), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_server_that_is_not_ready_is_waited_out_like_an_unreachable_one() {
+        use super::failure_outcome;
+        use crate::recycle::gate::LoginOutcome;
+        assert_eq!(failure_outcome(true, None), LoginOutcome::Unreachable);
+        assert_eq!(
+            failure_outcome(false, Some("57P03")),
+            LoginOutcome::Unreachable
+        );
+        assert_eq!(failure_outcome(false, Some("28000")), LoginOutcome::Refused);
+        assert_eq!(failure_outcome(false, Some("53300")), LoginOutcome::Refused);
+        assert_eq!(failure_outcome(false, None), LoginOutcome::Refused);
     }
 
     #[test]
