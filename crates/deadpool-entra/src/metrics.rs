@@ -1,8 +1,9 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade, behind the `metrics`
 //! cargo feature: OpenTelemetry's database client connection-pool metrics and the
-//! token's own. Handles are registered once, when a pool (or a token cache) is built,
-//! with the recorder installed then; the checkout path only records into them. Without
-//! the feature every type here is empty and every call compiles to nothing.
+//! token's own. A pool's handles are registered once, when it is built, with the recorder
+//! installed then (a token source's when a fetch from it first ends, see
+//! `token::metrics`); the checkout path only records into them. Without the feature every
+//! type here is empty and every call compiles to nothing.
 //!
 //! | name | kind | unit | attributes |
 //! | --- | --- | --- | --- |
@@ -22,8 +23,13 @@
 //! | `deadpool_entra.token.time_to_expiry` | gauge | s | pool name |
 //! | `deadpool_entra.token.age` | gauge | s | pool name |
 //! | `deadpool_entra.token.identity_calls` | counter | `{call}` | `token.source` |
-//! | `deadpool_entra.token.refreshes` | counter | `{refresh}` | `token.source`, `outcome` = `ok` / `failed` / `same_token` |
+//! | `deadpool_entra.token.refreshes` | counter | `{refresh}` | `token.source`, `outcome` = `ok` (a new token) / `same_token` (the cached one, still valid) / `failed` (an error, or the cached one past its expiry); one per fetch |
 //! | `deadpool_entra.token.fetch_time` | histogram | s | `token.source` |
+//!
+//! `token.source` is the name `stats()` shows (`TokenStats::source`): for the credential
+//! chain, the link that answered (`ManagedIdentityCredential`, `AzureCliCredential`, ...),
+//! or `ChainSource` when none did. A cache records under at most 16 names; fetches under
+//! any further name count as `other`.
 //!
 //! `db.client.connection.use_time` is not exported: deadpool has no hook when a client
 //! goes back to the pool.
@@ -49,7 +55,7 @@ impl Stopwatch {
     }
 
     #[cfg(feature = "metrics")]
-    fn secs(&self) -> f64 {
+    pub(crate) fn secs(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 }
@@ -179,64 +185,6 @@ impl PoolMetrics {
     }
 }
 
-/// A token cache's metric handles.
-#[derive(Default)]
-pub(crate) struct TokenMetrics {
-    #[cfg(feature = "metrics")]
-    h: Option<enabled::TokenHandles>,
-}
-
-impl TokenMetrics {
-    /// Registers the handles of the cache whose source is named `source`.
-    pub(crate) fn new(source: &str) -> Self {
-        #[cfg(feature = "metrics")]
-        return Self {
-            h: Some(enabled::TokenHandles::new(source)),
-        };
-        #[cfg(not(feature = "metrics"))]
-        {
-            let _ = source;
-            Self {}
-        }
-    }
-
-    /// A call to the token source.
-    #[inline]
-    pub(crate) fn identity_call(&self) {
-        #[cfg(feature = "metrics")]
-        if let Some(h) = &self.h {
-            h.calls.increment(1);
-        }
-    }
-
-    /// A fetch that ended, timed from `took`.
-    #[inline]
-    pub(crate) fn fetch_time(&self, took: &Stopwatch) {
-        #[cfg(feature = "metrics")]
-        if let Some(h) = &self.h {
-            h.fetch_time.record(took.secs());
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = took;
-    }
-
-    /// A fetch's outcome: a new token (`Some(true)`), the one already cached
-    /// (`Some(false)`), or a failure (`None`).
-    #[inline]
-    pub(crate) fn refresh(&self, new_token: Option<bool>) {
-        #[cfg(feature = "metrics")]
-        if let Some(h) = &self.h {
-            match new_token {
-                Some(true) => h.ok.increment(1),
-                Some(false) => h.same.increment(1),
-                None => h.failed.increment(1),
-            }
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = new_token;
-    }
-}
-
 #[cfg(feature = "metrics")]
 mod enabled {
     use std::sync::Once;
@@ -305,29 +253,6 @@ mod enabled {
                 spares: gauge!("deadpool_entra.connection.spares", POOL_NAME => n.clone()),
                 token_ttl: gauge!("deadpool_entra.token.time_to_expiry", POOL_NAME => n.clone()),
                 token_age: gauge!("deadpool_entra.token.age", POOL_NAME => n),
-            }
-        }
-    }
-
-    pub(super) struct TokenHandles {
-        pub(super) calls: Counter,
-        pub(super) ok: Counter,
-        pub(super) same: Counter,
-        pub(super) failed: Counter,
-        pub(super) fetch_time: Histogram,
-    }
-
-    impl TokenHandles {
-        pub(super) fn new(source: &str) -> Self {
-            describe();
-            let s = source.to_owned();
-            let refresh = |outcome: &'static str| counter!("deadpool_entra.token.refreshes", "token.source" => s.clone(), "outcome" => outcome);
-            Self {
-                calls: counter!("deadpool_entra.token.identity_calls", "token.source" => s.clone()),
-                ok: refresh("ok"),
-                same: refresh("same_token"),
-                failed: refresh("failed"),
-                fetch_time: histogram!("deadpool_entra.token.fetch_time", "token.source" => s),
             }
         }
     }
@@ -401,21 +326,6 @@ mod enabled {
                 "deadpool_entra.token.age",
                 Unit::Seconds,
                 "Time since the cached token was fetched"
-            );
-            describe_counter!(
-                "deadpool_entra.token.identity_calls",
-                conn,
-                "Calls to the token source"
-            );
-            describe_counter!(
-                "deadpool_entra.token.refreshes",
-                conn,
-                "Token fetches, by outcome (ok, same_token, failed)"
-            );
-            describe_histogram!(
-                "deadpool_entra.token.fetch_time",
-                Unit::Seconds,
-                "Time a token fetch took"
             );
         });
     }
