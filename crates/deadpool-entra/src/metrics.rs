@@ -5,6 +5,10 @@
 //! `token::metrics`); the checkout path only records into them. Without the feature every
 //! type here is empty and every call compiles to nothing.
 //!
+//! The pool name is [`pool_name`](crate::PoolBuilder::pool_name), by default
+//! `host:port/database`. When the pool closes (or is dropped) its gauges are set to 0 and
+//! no longer sampled: a closed pool reports no connections, waiters or token.
+//!
 //! | name | kind | unit | attributes |
 //! | --- | --- | --- | --- |
 //! | `db.client.connection.count` | gauge | `{connection}` | pool name, `db.client.connection.state` = `idle` / `used` |
@@ -86,6 +90,10 @@ pub(crate) struct Sample {
 pub(crate) struct PoolMetrics {
     #[cfg(feature = "metrics")]
     h: Option<enabled::PoolHandles>,
+    /// Set when the pool closed; under this lock a sweep that samples while the pool
+    /// closes writes either before the gauges are zeroed or not at all.
+    #[cfg(feature = "metrics")]
+    closed: std::sync::Mutex<bool>,
 }
 
 impl PoolMetrics {
@@ -94,6 +102,7 @@ impl PoolMetrics {
         #[cfg(feature = "metrics")]
         return Self {
             h: Some(enabled::PoolHandles::new(name)),
+            closed: std::sync::Mutex::new(false),
         };
         #[cfg(not(feature = "metrics"))]
         {
@@ -163,10 +172,14 @@ impl PoolMetrics {
         }
     }
 
-    /// The gauges, as the sweeper sees them.
+    /// The gauges, as the sweeper sees them (nothing once the pool closed).
     pub(crate) fn sample(&self, s: &Sample) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
+            let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            if *closed {
+                return;
+            }
             h.idle.set(s.idle as f64);
             h.used.set(s.size.saturating_sub(s.idle) as f64);
             h.max.set(s.max as f64);
@@ -182,6 +195,34 @@ impl PoolMetrics {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = s;
+    }
+
+    /// The pool closed (or is gone): every gauge reads 0 and the sweeper samples no more,
+    /// so a closed pool reports no connections, waiters or token.
+    pub(crate) fn close(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h {
+            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            *closed = true;
+            for g in [
+                &h.idle,
+                &h.used,
+                &h.max,
+                &h.idle_min,
+                &h.pending,
+                &h.spares,
+                &h.token_ttl,
+                &h.token_age,
+            ] {
+                g.set(0.0);
+            }
+        }
+    }
+}
+
+impl Drop for PoolMetrics {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

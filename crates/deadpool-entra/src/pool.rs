@@ -427,10 +427,11 @@ impl Pool {
     }
 
     /// Closes the pool (as `deadpool_postgres::Pool::close`) and stops the background
-    /// tasks.
+    /// tasks. With the `metrics` feature, the pool's gauges read 0 from then on.
     pub fn close(&self) {
         self.inner.close();
         self.shared.closed.send_replace(true);
+        self.shared.counters.metrics.close();
         if self.shared.owns_cache {
             self.shared.cache.shut_down();
         }
