@@ -175,8 +175,8 @@ impl PoolBuilder {
         self.config.max_size = Some(n);
         self
     }
-    /// The pool's name in metrics (`db.client.connection.pool.name`; default: the
-    /// endpoint, `host:port/database`).
+    /// The pool's name in metrics (`db.client.connection.pool.name`; default:
+    /// `host:port/database`, see [`Config::pool_name`]).
     pub fn pool_name(mut self, name: impl Into<String>) -> Self {
         self.config.pool_name = Some(name.into());
         self
@@ -309,7 +309,7 @@ impl PoolBuilder {
         let pool_name = cfg
             .pool_name
             .clone()
-            .unwrap_or_else(|| crate::config::endpoint_text(&cfg));
+            .unwrap_or_else(|| crate::config::default_pool_name(&cfg));
         let shared = Arc::new(Shared {
             cache: cache.clone(),
             conns: ConnTable::default(),

@@ -1,8 +1,13 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade, behind the `metrics`
 //! cargo feature: OpenTelemetry's database client connection-pool metrics and the
-//! token's own. Handles are registered once, when a pool (or a token cache) is built,
-//! with the recorder installed then; the checkout path only records into them. Without
-//! the feature every type here is empty and every call compiles to nothing.
+//! token's own. A pool's handles are registered once, when it is built, with the recorder
+//! installed then (a token source's when a fetch from it first ends, see
+//! `token::metrics`); the checkout path only records into them. Without the feature every
+//! type here is empty and every call compiles to nothing.
+//!
+//! The pool name is [`pool_name`](crate::PoolBuilder::pool_name), by default
+//! `host:port/database`. When the pool closes (or is dropped) its gauges are set to 0 and
+//! no longer sampled: a closed pool reports no connections, waiters or token.
 //!
 //! | name | kind | unit | attributes |
 //! | --- | --- | --- | --- |
@@ -22,8 +27,13 @@
 //! | `deadpool_entra.token.time_to_expiry` | gauge | s | pool name |
 //! | `deadpool_entra.token.age` | gauge | s | pool name |
 //! | `deadpool_entra.token.identity_calls` | counter | `{call}` | `token.source` |
-//! | `deadpool_entra.token.refreshes` | counter | `{refresh}` | `token.source`, `outcome` = `ok` / `failed` / `same_token` |
+//! | `deadpool_entra.token.refreshes` | counter | `{refresh}` | `token.source`, `outcome` = `ok` (a new token) / `same_token` (the cached one, still valid) / `failed` (an error, or the cached one past its expiry); one per fetch |
 //! | `deadpool_entra.token.fetch_time` | histogram | s | `token.source` |
+//!
+//! `token.source` is the name `stats()` shows (`TokenStats::source`): for the credential
+//! chain, the link that answered (`ManagedIdentityCredential`, `AzureCliCredential`, ...),
+//! or `ChainSource` when none did. A cache records under at most 16 names; fetches under
+//! any further name count as `other`.
 //!
 //! `db.client.connection.use_time` is not exported: deadpool has no hook when a client
 //! goes back to the pool.
@@ -49,7 +59,7 @@ impl Stopwatch {
     }
 
     #[cfg(feature = "metrics")]
-    fn secs(&self) -> f64 {
+    pub(crate) fn secs(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 }
@@ -80,6 +90,10 @@ pub(crate) struct Sample {
 pub(crate) struct PoolMetrics {
     #[cfg(feature = "metrics")]
     h: Option<enabled::PoolHandles>,
+    /// Set when the pool closed; under this lock a sweep that samples while the pool
+    /// closes writes either before the gauges are zeroed or not at all.
+    #[cfg(feature = "metrics")]
+    closed: std::sync::Mutex<bool>,
 }
 
 impl PoolMetrics {
@@ -88,6 +102,7 @@ impl PoolMetrics {
         #[cfg(feature = "metrics")]
         return Self {
             h: Some(enabled::PoolHandles::new(name)),
+            closed: std::sync::Mutex::new(false),
         };
         #[cfg(not(feature = "metrics"))]
         {
@@ -157,10 +172,14 @@ impl PoolMetrics {
         }
     }
 
-    /// The gauges, as the sweeper sees them.
+    /// The gauges, as the sweeper sees them (nothing once the pool closed).
     pub(crate) fn sample(&self, s: &Sample) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
+            let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            if *closed {
+                return;
+            }
             h.idle.set(s.idle as f64);
             h.used.set(s.size.saturating_sub(s.idle) as f64);
             h.max.set(s.max as f64);
@@ -177,63 +196,33 @@ impl PoolMetrics {
         #[cfg(not(feature = "metrics"))]
         let _ = s;
     }
-}
 
-/// A token cache's metric handles.
-#[derive(Default)]
-pub(crate) struct TokenMetrics {
-    #[cfg(feature = "metrics")]
-    h: Option<enabled::TokenHandles>,
-}
-
-impl TokenMetrics {
-    /// Registers the handles of the cache whose source is named `source`.
-    pub(crate) fn new(source: &str) -> Self {
-        #[cfg(feature = "metrics")]
-        return Self {
-            h: Some(enabled::TokenHandles::new(source)),
-        };
-        #[cfg(not(feature = "metrics"))]
-        {
-            let _ = source;
-            Self {}
-        }
-    }
-
-    /// A call to the token source.
-    #[inline]
-    pub(crate) fn identity_call(&self) {
+    /// The pool closed (or is gone): every gauge reads 0 and the sweeper samples no more,
+    /// so a closed pool reports no connections, waiters or token.
+    pub(crate) fn close(&self) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
-            h.calls.increment(1);
-        }
-    }
-
-    /// A fetch that ended, timed from `took`.
-    #[inline]
-    pub(crate) fn fetch_time(&self, took: &Stopwatch) {
-        #[cfg(feature = "metrics")]
-        if let Some(h) = &self.h {
-            h.fetch_time.record(took.secs());
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = took;
-    }
-
-    /// A fetch's outcome: a new token (`Some(true)`), the one already cached
-    /// (`Some(false)`), or a failure (`None`).
-    #[inline]
-    pub(crate) fn refresh(&self, new_token: Option<bool>) {
-        #[cfg(feature = "metrics")]
-        if let Some(h) = &self.h {
-            match new_token {
-                Some(true) => h.ok.increment(1),
-                Some(false) => h.same.increment(1),
-                None => h.failed.increment(1),
+            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            *closed = true;
+            for g in [
+                &h.idle,
+                &h.used,
+                &h.max,
+                &h.idle_min,
+                &h.pending,
+                &h.spares,
+                &h.token_ttl,
+                &h.token_age,
+            ] {
+                g.set(0.0);
             }
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = new_token;
+    }
+}
+
+impl Drop for PoolMetrics {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -309,29 +298,6 @@ mod enabled {
         }
     }
 
-    pub(super) struct TokenHandles {
-        pub(super) calls: Counter,
-        pub(super) ok: Counter,
-        pub(super) same: Counter,
-        pub(super) failed: Counter,
-        pub(super) fetch_time: Histogram,
-    }
-
-    impl TokenHandles {
-        pub(super) fn new(source: &str) -> Self {
-            describe();
-            let s = source.to_owned();
-            let refresh = |outcome: &'static str| counter!("deadpool_entra.token.refreshes", "token.source" => s.clone(), "outcome" => outcome);
-            Self {
-                calls: counter!("deadpool_entra.token.identity_calls", "token.source" => s.clone()),
-                ok: refresh("ok"),
-                same: refresh("same_token"),
-                failed: refresh("failed"),
-                fetch_time: histogram!("deadpool_entra.token.fetch_time", "token.source" => s),
-            }
-        }
-    }
-
     /// Names, units and descriptions, once per process.
     fn describe() {
         static ONCE: Once = Once::new();
@@ -401,21 +367,6 @@ mod enabled {
                 "deadpool_entra.token.age",
                 Unit::Seconds,
                 "Time since the cached token was fetched"
-            );
-            describe_counter!(
-                "deadpool_entra.token.identity_calls",
-                conn,
-                "Calls to the token source"
-            );
-            describe_counter!(
-                "deadpool_entra.token.refreshes",
-                conn,
-                "Token fetches, by outcome (ok, same_token, failed)"
-            );
-            describe_histogram!(
-                "deadpool_entra.token.fetch_time",
-                Unit::Seconds,
-                "Time a token fetch took"
             );
         });
     }

@@ -67,6 +67,7 @@ impl Shared {
     /// serves other pools and goes on. Idempotent.
     pub(crate) fn shut_down(&self) {
         self.closed.send_replace(true);
+        self.counters.metrics.close();
         if self.owns_cache {
             self.cache.shut_down();
         }
@@ -440,7 +441,7 @@ impl Pool {
     }
 
     /// Closes the pool (as `deadpool_postgres::Pool::close`) and stops the background
-    /// tasks.
+    /// tasks. With the `metrics` feature, the pool's gauges read 0 from then on.
     pub fn close(&self) {
         self.inner.close();
         self.shared.shut_down();

@@ -52,12 +52,15 @@ pub struct TokenStats {
     pub age_secs: Option<f64>,
     /// Successful fetches (first fetch included).
     pub refreshes_ok: u64,
-    /// Failed fetches.
+    /// Failed fetches, counting an answer with the cached token once it is expired (or
+    /// about to expire) by this machine's clock.
     pub refreshes_failed: u64,
     /// Calls to the token source.
     pub identity_calls: u64,
-    /// Answers that returned the token already cached (a credential serving its own
-    /// cache); not counted in `refreshes_ok`.
+    /// Answers that returned the token already cached, still valid (a credential serving
+    /// its own cache); not counted in `refreshes_ok`, nor in `refreshes_failed`. Each
+    /// fetch counts under one of the three, as the `deadpool_entra.token.refreshes`
+    /// metric's `outcome` does.
     pub same_token_answers: u64,
     /// Seconds until the next fetch may be made after a failed one (`None`: none stands);
     /// until then logins that need a token get the failure without a new identity call.

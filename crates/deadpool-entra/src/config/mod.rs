@@ -18,7 +18,7 @@ mod validate;
 mod values;
 
 pub use modes::{AuthMethod, ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
-pub(crate) use pg::{endpoint_text, pg_config};
+pub(crate) use pg::{default_pool_name, endpoint_text, pg_config};
 pub(crate) use validate::validate;
 use values::{
     non_empty, parse_connect_timeout, parse_keepalives, parse_millis_opt, parse_ports,
@@ -119,7 +119,9 @@ pub struct Config {
     /// `MinConns`, psycopg_pool `min_size`; HikariCP's `minimumIdle` counts idle ones.
     pub min_connections: usize,
     /// The pool's name in metrics (`db.client.connection.pool.name`, feature `metrics`;
-    /// default: the endpoint, `host:port/database`).
+    /// default: `host:port/database`, the database being `dbname`, else `user`; several
+    /// hosts are joined with commas). Set it when two pools would otherwise share one,
+    /// e.g. two roles on one database: pools with one name write the same series.
     pub pool_name: Option<String>,
     /// How long `get()` waits for a free slot (default 30 s).
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]

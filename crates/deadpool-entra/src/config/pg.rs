@@ -74,3 +74,44 @@ pub(crate) fn endpoint_text(cfg: &Config) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// The pool's name in metrics when none is set: `host:port/database`, so that pools for
+/// two databases on one server write two series. The database is `dbname`, else the
+/// user's name (PostgreSQL's default); with neither configured (the user is taken from
+/// the token), `host:port`.
+pub(crate) fn default_pool_name(cfg: &Config) -> String {
+    let endpoint = endpoint_text(cfg);
+    match cfg.dbname.as_deref().or(cfg.user.as_deref()) {
+        Some(db) if !db.is_empty() => format!("{endpoint}/{db}"),
+        _ => endpoint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_pool_name_names_the_database_postgres_logs_in_to() {
+        let mut cfg = Config {
+            host: Some("a.example.com,b.example.com".into()),
+            ports: vec![5432, 6432],
+            ..Config::default()
+        };
+        assert_eq!(
+            default_pool_name(&cfg),
+            "a.example.com:5432,b.example.com:6432"
+        );
+        cfg.user = Some("app-identity".into());
+        assert_eq!(
+            default_pool_name(&cfg),
+            "a.example.com:5432,b.example.com:6432/app-identity",
+            "without a dbname, PostgreSQL logs in to the user's database"
+        );
+        cfg.dbname = Some("orders".into());
+        assert_eq!(
+            default_pool_name(&cfg),
+            "a.example.com:5432,b.example.com:6432/orders"
+        );
+    }
+}

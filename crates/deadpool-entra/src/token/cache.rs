@@ -28,10 +28,14 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Expiry, RETRY_AFTER_CAP, TokenSource, TokenSourceError, secret::Secret};
+use super::{
+    Expiry, RETRY_AFTER_CAP, TokenSource, TokenSourceError,
+    metrics::{RefreshOutcome, TokenMetrics},
+    secret::Secret,
+};
 use crate::{
     RecyclePolicy, RefreshPolicy, TokenError,
-    metrics::{Stopwatch, TokenMetrics},
+    metrics::Stopwatch,
     recycle::{
         self,
         gate::{RECENT_TOKENS, ReadyToken, RecentTokens},
@@ -215,7 +219,7 @@ impl TokenCache {
             recent: Mutex::new(VecDeque::with_capacity(RECENT_TOKENS)),
             failing_since: Mutex::new(None),
             counters: TokenCounters::default(),
-            metrics: TokenMetrics::new(&name),
+            metrics: TokenMetrics::default(),
             source_name: Mutex::new(name),
             changed: Arc::new(Notify::new()),
             shutdown: watch::channel(false).0,
@@ -387,7 +391,6 @@ impl TokenCache {
         let counted = !self.password;
         if counted {
             self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
-            self.metrics.identity_call();
         }
         let weak = Arc::downgrade(self);
         let source = self.source.clone();
@@ -435,8 +438,10 @@ impl TokenCache {
                 .unwrap_or_else(|_| "token source".to_owned());
             drop(source);
             let Some(cache) = weak.upgrade() else { return };
-            cache.metrics.fetch_time(&took);
-            let outcome = cache.settle(result, name);
+            let before = cache.current.load_full();
+            let outcome = cache.settle(result, name.clone());
+            let counted = RefreshOutcome::of(&outcome, before.as_ref());
+            cache.metrics.fetched(&name, &took, counted, cache.password);
             {
                 // The hold after a refused token is this fetch's, not its waiters' (they
                 // may all have been cancelled).
@@ -493,10 +498,6 @@ impl TokenCache {
         if let Some(o) = &old
             && *o.secret == *token.secret_arc()
         {
-            self.counters
-                .same_token_answers
-                .fetch_add(1, Ordering::Relaxed);
-            self.metrics.refresh(Some(false));
             if !self.valid(o, now) {
                 return Err(self.record_failure(
                     TokenError {
@@ -514,6 +515,10 @@ impl TokenCache {
                     now,
                 ));
             }
+            // Counted once: an expired same token is a failed fetch, not this.
+            self.counters
+                .same_token_answers
+                .fetch_add(1, Ordering::Relaxed);
             let mut flight = lock(&self.flight);
             flight.inflight = None;
             flight.failure = None;
@@ -560,7 +565,6 @@ impl TokenCache {
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
         if !self.password {
             self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
-            self.metrics.refresh(Some(true));
         }
         if let Some(l) = lifetime {
             let ms = u64::try_from(l.as_millis()).unwrap_or(u64::MAX - 1);
@@ -581,7 +585,6 @@ impl TokenCache {
         self.counters
             .refreshes_failed
             .fetch_add(1, Ordering::Relaxed);
-        self.metrics.refresh(None);
         let mut flight = lock(&self.flight);
         flight.inflight = None;
         let attempt = flight

@@ -4,8 +4,12 @@
 pub(crate) mod cache;
 mod certificate;
 pub(crate) mod claims;
+mod metrics;
 pub(crate) mod secret;
 mod sources;
+
+#[cfg(all(test, feature = "metrics"))]
+mod metrics_tests;
 
 use std::{
     fmt,
