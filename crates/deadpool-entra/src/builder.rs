@@ -76,9 +76,10 @@ impl PoolBuilder {
     }
     /// The IP address to connect to (libpq's `hostaddr`), for a private endpoint whose
     /// name does not resolve here; the certificate is still verified against `host`.
-    /// Call once per host when several are configured.
+    /// Call once per host when several are configured (see [`Config::hostaddr`] for a
+    /// host whose name is to be resolved).
     pub fn hostaddr(mut self, addr: std::net::IpAddr) -> Self {
-        self.config.hostaddr.push(addr);
+        self.config.hostaddr.push(Some(addr));
         self
     }
 
@@ -303,7 +304,8 @@ impl PoolBuilder {
             let _ = credential_name.set(cache.source_name());
         }
 
-        let pg = crate::config::pg_config(&cfg, matches!(tls, Tls::Rustls(_)));
+        let uses_tls = matches!(tls, Tls::Rustls(_));
+        let pg = crate::config::pg_config(&cfg, uses_tls);
 
         let (closed, _) = watch::channel(false);
         let pool_name = cfg
@@ -336,6 +338,7 @@ impl PoolBuilder {
                 &pg,
                 crate::network::metrics::NetMetrics::new(&pool_name),
             )),
+            hosts: crate::hosts::Hosts::new(&cfg, uses_tls),
         });
         let manager = Manager::from_connect(
             pg,

@@ -71,14 +71,14 @@ tokio::task_local! {
     pub(crate) static GET_CONTEXT: GetContext;
 }
 
-fn stash(e: Error) {
+pub(crate) fn stash(e: Error) {
     let _ = GET_CONTEXT.try_with(|c| *c.error.borrow_mut() = Some(e));
 }
 
 /// A `tokio_postgres::Error` stands in for a typed error stashed in [`GET_CONTEXT`];
 /// `tokio_postgres::Error` has no public constructor, a config parse failure is the
 /// cheapest way to make one. Its text says what happened for callers of the inner pool.
-fn stand_in_error() -> PgError {
+pub(crate) fn stand_in_error() -> PgError {
     "deadpool_entra_token_unavailable=see-the-deadpool-entra-error"
         .parse::<PgConfig>()
         .expect_err("an unknown option never parses")
@@ -162,16 +162,17 @@ pub(crate) fn outcome_of<T>(result: &Result<T, PgError>) -> LoginOutcome {
     match result {
         Ok(_) => LoginOutcome::Ok,
         Err(e) => failure_outcome(
-            network_cause(e).is_some(),
+            network_cause(e).is_some() || crate::hosts::is_wrong_role(e),
             e.as_db_error().map(|d| d.code().code()),
         ),
     }
 }
 
-/// A failed login that could not reach a usable server (`network`), or whose server
-/// answered that it is starting up, shutting down or recovering (57P03, as a server does
-/// in the seconds of a failover), is `Unreachable`: the pool waits it out with spaced
-/// trial logins, as a partition. Any other refusal is `Refused`.
+/// A failed login that could not reach a usable server (`network`: unreachable, or a
+/// server of the wrong role), or whose server answered that it is starting up, shutting
+/// down or recovering (57P03, as a server does in the seconds of a failover), is
+/// `Unreachable`: the pool waits it out with spaced trial logins, as a partition. Any
+/// other refusal is `Refused`.
 fn failure_outcome(network: bool, sqlstate: Option<&str>) -> LoginOutcome {
     if network || sqlstate == Some("57P03") {
         LoginOutcome::Unreachable
@@ -393,6 +394,7 @@ fn failure_kind(classified: Option<Error>) -> String {
         Some(Error::Tls { .. }) => "Tls".to_owned(),
         Some(Error::Network { .. }) => "Network".to_owned(),
         Some(Error::ReadOnly { .. }) => "ReadOnly".to_owned(),
+        Some(Error::WrongServerRole { .. }) => "WrongServerRole".to_owned(),
         _ => "Other".to_owned(),
     }
 }
@@ -438,45 +440,25 @@ fn refresh_may_fix(kind: crate::LoginErrorKind) -> bool {
 
 /// Logs in to the addresses the server name resolves to now, one at a time (the login
 /// is pinned to each with `hostaddr`; TLS still verifies the name), so that the pool
-/// knows where the session went; or, when the pool does not resolve the name itself,
-/// lets tokio-postgres choose. Logins that cannot reach an address are reported to the
-/// network watch.
-async fn connect_pinned(
-    shared: &Shared,
-    cfg: &PgConfig,
-) -> (Result<(PgClient, JoinHandle<()>), PgError>, Option<IpAddr>) {
+/// knows where the session went; or, when the pool does not resolve the name itself, to
+/// the hosts as `crate::hosts` tries them. Logins that cannot reach an address are
+/// reported to the network watch.
+async fn connect_pinned(shared: &Shared, cfg: &PgConfig) -> crate::hosts::Landed {
     let Some(addrs) = shared.net.login_addrs().await else {
-        return (connect_tls(shared, cfg, None).await, None);
+        return crate::hosts::connect_hosts(shared, cfg).await;
     };
-    let mut last = None;
-    for addr in addrs {
-        let mut pinned = cfg.clone();
-        pinned.hostaddr(addr);
-        match connect_tls(shared, &pinned, Some(addr)).await {
-            Ok(x) => return (Ok(x), Some(addr)),
-            Err(e) => {
-                let cause = network_cause(&e);
-                if let Some(cause) = cause {
-                    shared
-                        .net
-                        .login_unreachable(Some(addr), cause, Instant::now());
-                }
-                let next = cause.is_some();
-                last = Some((Err(e), Some(addr)));
-                if !next {
-                    break;
-                }
-            }
-        }
-    }
-    match last {
-        Some(l) => l,
-        // An empty answer never reaches here (`login_addrs` says `None` then).
-        None => (connect_tls(shared, cfg, None).await, None),
-    }
+    let candidates = addrs
+        .into_iter()
+        .map(|addr| {
+            let mut pinned = cfg.clone();
+            pinned.hostaddr(addr);
+            (pinned, Some(addr))
+        })
+        .collect();
+    crate::hosts::in_turn(shared, candidates, true).await
 }
 
-async fn connect_tls(
+pub(crate) async fn connect_tls(
     shared: &Shared,
     cfg: &PgConfig,
     addr: Option<IpAddr>,

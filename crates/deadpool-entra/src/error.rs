@@ -52,6 +52,17 @@ pub enum Error {
         /// `host:port` of the server.
         endpoint: String,
     },
+    /// Every server that accepted the login is in the wrong role for
+    /// `target_session_attrs=primary` (each was a standby) or `standby` (none was); the
+    /// sessions were not kept.
+    #[error("{}", wrong_role_text(endpoint, *target_session_attrs))]
+    WrongServerRole {
+        /// `host:port` of the servers (comma-separated).
+        endpoint: String,
+        /// What was asked for: [`crate::TargetSessionAttrs::Primary`] or
+        /// [`crate::TargetSessionAttrs::Standby`].
+        target_session_attrs: crate::TargetSessionAttrs,
+    },
     /// A pool timeout elapsed.
     #[error("timed out {0}")]
     Timeout(TimeoutKind),
@@ -64,6 +75,19 @@ pub enum Error {
     /// Another database error (after a successful login, or one not classified above).
     #[error("database error: {}", pg_text(.0))]
     Postgres(#[source] tokio_postgres::Error),
+}
+
+fn wrong_role_text(endpoint: &str, wanted: crate::TargetSessionAttrs) -> String {
+    use crate::TargetSessionAttrs::*;
+    match wanted {
+        Primary => format!(
+            "no server at {endpoint} is a primary (each that accepted the login is in recovery: a standby) and target_session_attrs=primary asks for one; the sessions were not kept. During a failover a standby is promoted within minutes (Azure: 60 to 120 s); list the primary's host, or use prefer-standby or any to accept a standby"
+        ),
+        _ => format!(
+            "no server at {endpoint} is a standby (none that accepted the login is in recovery) and target_session_attrs={} asks for one; the sessions were not kept. List a read replica's host, or use prefer-standby to fall back to the primary",
+            wanted.as_str()
+        ),
+    }
 }
 
 /// tokio-postgres shows a server error as just "db error"; say what the server said.

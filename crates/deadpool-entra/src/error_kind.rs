@@ -58,6 +58,9 @@ pub enum ErrorKind {
     Network,
     /// The server is read-only and a writer was asked for (`target_session_attrs`).
     ReadOnly,
+    /// No server in the role `target_session_attrs=primary` or `standby` asks for
+    /// ([`Error::WrongServerRole`]).
+    WrongServerRole,
     /// A pool timeout elapsed.
     Timeout(TimeoutKind),
     /// The pool has been closed.
@@ -89,6 +92,7 @@ impl ErrorKind {
             Self::Tls => "tls",
             Self::Network => "network",
             Self::ReadOnly => "read-only",
+            Self::WrongServerRole => "wrong-server-role",
             Self::Timeout(TimeoutKind::Wait) => "timeout-wait",
             Self::Timeout(TimeoutKind::Create) => "timeout-create",
             Self::Timeout(TimeoutKind::Recycle) => "timeout-recycle",
@@ -134,6 +138,7 @@ impl Error {
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Network { .. } => ErrorKind::Network,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::WrongServerRole { .. } => ErrorKind::WrongServerRole,
             Error::Timeout(t) => ErrorKind::Timeout(*t),
             Error::Closed => ErrorKind::Closed,
             Error::Hook(_) => ErrorKind::Hook,
@@ -269,6 +274,14 @@ mod tests {
                 "read-only",
             ),
             (
+                Error::WrongServerRole {
+                    endpoint: "e".into(),
+                    target_session_attrs: crate::TargetSessionAttrs::Standby,
+                },
+                ErrorKind::WrongServerRole,
+                "wrong-server-role",
+            ),
+            (
                 Error::Timeout(TimeoutKind::Wait),
                 ErrorKind::Timeout(TimeoutKind::Wait),
                 "timeout-wait",
@@ -299,6 +312,6 @@ mod tests {
             names.insert(name);
         }
         assert!(names.insert(ErrorKind::Database.as_str()));
-        assert_eq!(names.len(), 24, "one distinct name per kind");
+        assert_eq!(names.len(), 25, "one distinct name per kind");
     }
 }

@@ -9,6 +9,7 @@ mod config;
 mod connect;
 mod error;
 mod error_kind;
+mod hosts;
 mod metrics;
 mod network;
 mod otel;

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) min_connections: usize,
     /// Where the server's name points, and which sessions are suspect after one died.
     pub(crate) net: Arc<crate::network::NetWatch>,
+    /// The hosts, as a login tries them when tokio-postgres cannot choose alone.
+    pub(crate) hosts: crate::hosts::Hosts,
 }
 
 impl Shared {

@@ -480,7 +480,7 @@ fn environment_means_what_libpq_means() {
     assert_eq!(c.host.as_deref(), Some("srv.postgres.database.azure.com"));
     assert_eq!(
         c.hostaddr,
-        vec!["10.1.2.3".parse::<std::net::IpAddr>().unwrap()]
+        vec![Some("10.1.2.3".parse::<std::net::IpAddr>().unwrap())]
     );
     // In either order in a key=value string, hostaddr does not replace host.
     for s in [
@@ -495,7 +495,7 @@ fn environment_means_what_libpq_means() {
         );
         assert_eq!(
             c.hostaddr,
-            vec!["10.1.2.3".parse::<std::net::IpAddr>().unwrap()],
+            vec![Some("10.1.2.3".parse::<std::net::IpAddr>().unwrap())],
             "{s}"
         );
     }
@@ -544,7 +544,7 @@ fn environment_means_what_libpq_means() {
     );
     assert_eq!(field_of(env(&[("PGHOST", "a.example.com,")])), "host");
     assert_eq!(
-        field_of(env(&[("PGHOST", "h"), ("PGTARGETSESSIONATTRS", "primary")])),
+        field_of(env(&[("PGHOST", "h"), ("PGTARGETSESSIONATTRS", "master")])),
         "PGTARGETSESSIONATTRS"
     );
     // Plaintext on loopback: every host and address must be loopback.
@@ -790,7 +790,7 @@ fn as_libpq(c: &Config) -> std::collections::BTreeMap<String, String> {
         (!c.hostaddr.is_empty()).then(|| {
             c.hostaddr
                 .iter()
-                .map(ToString::to_string)
+                .map(|a| a.map(|a| a.to_string()).unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(",")
         }),
@@ -818,11 +818,8 @@ fn as_libpq(c: &Config) -> std::collections::BTreeMap<String, String> {
     );
     put(
         "target_session_attrs",
-        match c.target_session_attrs {
-            deadpool_entra::TargetSessionAttrs::Any => None,
-            deadpool_entra::TargetSessionAttrs::ReadWrite => Some("read-write".into()),
-            deadpool_entra::TargetSessionAttrs::ReadOnly => Some("read-only".into()),
-        },
+        (c.target_session_attrs != deadpool_entra::TargetSessionAttrs::Any)
+            .then(|| c.target_session_attrs.as_str().to_owned()),
     );
     put(
         "load_balance_hosts",
@@ -911,4 +908,119 @@ fn tcp_settings_read_as_libpq_reads_them() {
         (None, None, None),
         "unset: the pool's defaults apply at login"
     );
+}
+
+/// libpq's empty values (fe-connect.c): `hostaddr=`, `application_name=` and `options=`
+/// are not set, in a connection string as in the environment.
+#[test]
+fn empty_hostaddr_application_name_and_options_are_unset() {
+    // Quoted: libpq skips blanks after `=`, so `hostaddr= x=` would give hostaddr "x=".
+    let c: Config = "host=db.example.com hostaddr='' application_name='' options=''"
+        .parse()
+        .expect("libpq accepts empty values");
+    assert!(c.hostaddr.is_empty(), "{:?}", c.hostaddr);
+    assert_eq!(c.application_name, None, "empty: the pool's default name");
+    assert_eq!(c.options, None);
+    c.validate()
+        .expect("an unset hostaddr needs no host to match");
+    let url: Config = "postgresql://db.example.com/app?hostaddr=&application_name=&options="
+        .parse()
+        .expect("libpq accepts empty values");
+    assert!(url.hostaddr.is_empty());
+    assert_eq!((url.application_name, url.options), (None, None));
+    let c = env(&[
+        ("PGHOST", "db.example.com"),
+        ("PGHOSTADDR", ""),
+        ("PGAPPNAME", ""),
+        ("PGOPTIONS", ""),
+    ])
+    .unwrap();
+    assert!(c.hostaddr.is_empty());
+    assert_eq!((c.application_name, c.options), (None, None));
+}
+
+/// An empty entry in a `hostaddr` list leaves that host to its name, as in libpq: the
+/// private endpoint beside a public one (`host=a,b hostaddr=10.0.0.1,`).
+#[test]
+fn an_empty_hostaddr_entry_leaves_its_host_to_its_name() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let c: Config = "host=a.example.com,b.example.com hostaddr=10.0.0.1,"
+        .parse()
+        .expect("libpq accepts an empty entry");
+    assert_eq!(c.hostaddr, vec![Some(ip("10.0.0.1")), None]);
+    c.validate().expect("one entry per host");
+    let c: Config = "host=a.example.com,b.example.com hostaddr=,10.0.0.2"
+        .parse()
+        .unwrap();
+    assert_eq!(c.hostaddr, vec![None, Some(ip("10.0.0.2"))]);
+    c.validate().expect("one entry per host");
+    let c = env(&[
+        ("PGHOST", "a.example.com,b.example.com,c.example.com"),
+        ("PGHOSTADDR", "10.0.0.1, ,10.0.0.3"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.hostaddr,
+        vec![Some(ip("10.0.0.1")), None, Some(ip("10.0.0.3"))]
+    );
+    // Still one entry per host, and every entry an address or nothing.
+    let three: Result<Config, _> = "host=a,b,c hostaddr=10.0.0.1,".parse();
+    assert_eq!(
+        three.expect("parses").validate().unwrap_err().field,
+        "hostaddr"
+    );
+    assert_eq!(field_of("host=a,b hostaddr=10.0.0.1,b".parse()), "hostaddr");
+    // The builder's form.
+    let b = Config {
+        host: Some("a.example.com,b.example.com".into()),
+        hostaddr: vec![None, Some(ip("10.0.0.2"))],
+        ..Config::default()
+    };
+    b.validate().expect("one entry per host");
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_configuration_file_leaves_a_host_to_its_name_with_null() {
+    let c: Config = serde_json::from_str(
+        r#"{"host": "a.example.com,b.example.com", "hostaddr": ["10.0.0.1", null]}"#,
+    )
+    .unwrap();
+    assert_eq!(c.hostaddr, vec![Some("10.0.0.1".parse().unwrap()), None]);
+}
+
+/// libpq 14's `primary`, `standby` and `prefer-standby`, in every form a setting takes.
+#[test]
+fn target_session_attrs_of_libpq_14_are_accepted() {
+    use deadpool_entra::TargetSessionAttrs::*;
+    for (text, mode) in [
+        ("any", Any),
+        ("read-write", ReadWrite),
+        ("read-only", ReadOnly),
+        ("primary", Primary),
+        ("standby", Standby),
+        ("prefer-standby", PreferStandby),
+    ] {
+        let c: Config = format!("host=a,b target_session_attrs={text}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(c.target_session_attrs, mode, "{text}");
+        assert_eq!(mode.as_str(), text);
+        let url: Config = format!("postgresql://a,b/app?target_session_attrs={text}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(url.target_session_attrs, mode, "{text}");
+        let c = env(&[("PGHOST", "a,b"), ("PGTARGETSESSIONATTRS", text)]).unwrap();
+        assert_eq!(c.target_session_attrs, mode, "{text}");
+        #[cfg(feature = "serde")]
+        {
+            let json = format!(r#"{{"host": "a", "target_session_attrs": "{text}"}}"#);
+            let c: Config = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(c.target_session_attrs, mode, "{json}");
+        }
+    }
+    let e = "host=a target_session_attrs=master"
+        .parse::<Config>()
+        .unwrap_err();
+    assert!(e.reason.contains("prefer-standby"), "{e}");
 }

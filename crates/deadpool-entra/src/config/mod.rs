@@ -21,8 +21,8 @@ pub use modes::{AuthMethod, ChannelBinding, LoadBalanceHosts, SslMode, TargetSes
 pub(crate) use pg::{default_pool_name, endpoint_text, pg_config};
 pub(crate) use validate::validate;
 use values::{
-    non_empty, parse_connect_timeout, parse_keepalives, parse_millis_opt, parse_ports,
-    parse_secs_opt,
+    non_empty, parse_connect_timeout, parse_hostaddrs, parse_keepalives, parse_millis_opt,
+    parse_ports, parse_secs_opt,
 };
 
 use crate::{Error, Pool, PoolBuilder, RecyclePolicy, RefreshPolicy};
@@ -49,8 +49,9 @@ pub struct Config {
     pub host: Option<String>,
     /// The addresses to connect to instead of resolving `host` (libpq's `hostaddr`,
     /// `PGHOSTADDR`; one per host): the private-endpoint pattern. Certificates are still
-    /// verified against `host`.
-    pub hostaddr: Vec<IpAddr>,
+    /// verified against `host`. `None` for a host whose name is resolved as usual
+    /// (libpq's empty entry: `hostaddr=10.0.0.1,` for two hosts); empty: every name is.
+    pub hostaddr: Vec<Option<IpAddr>>,
     /// Server port (default 5432), for every host.
     pub port: Option<u16>,
     /// One port per host, when a list was given (`port=5432,5433`); overrides `port`.
@@ -244,24 +245,14 @@ impl Config {
     /// `sslrootcert`, `channel_binding`, `application_name`, `connect_timeout`, `options`,
     /// `target_session_attrs`, `load_balance_hosts`, `keepalives`, `keepalives_idle`,
     /// `keepalives_interval`, `keepalives_retries`, `tcp_user_timeout`, and ours:
-    /// `client_id`, `scope`, `auth_method`. Unknown keys are an error naming the key.
+    /// `client_id`, `scope`, `auth_method`. Unknown keys are an error naming the key. As
+    /// in libpq, an empty value is not set, and an empty entry in a `hostaddr` list
+    /// leaves that host to its name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         match key {
             // As in libpq, an empty value means "not set".
             "host" => self.host = non_empty(value),
-            "hostaddr" => {
-                self.hostaddr = value
-                    .split(',')
-                    .map(|a| {
-                        a.trim().parse().map_err(|_| {
-                            ConfigError::new(
-                                "hostaddr",
-                                "not an IP address (hostaddr is the numeric address to connect to; the host name goes in host)",
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
+            "hostaddr" => self.hostaddr = parse_hostaddrs(value)?,
             "port" => {
                 let ports = parse_ports("port", value)?;
                 self.port = ports.first().copied();
@@ -287,11 +278,11 @@ impl Config {
             "sslmode" => self.ssl_mode = value.parse()?,
             "sslrootcert" => self.ssl_root_cert = non_empty(value).map(PathBuf::from),
             "channel_binding" => self.channel_binding = value.parse()?,
-            "application_name" => self.application_name = Some(value.to_owned()),
+            "application_name" => self.application_name = non_empty(value),
             "connect_timeout" => {
                 self.connect_timeout = parse_connect_timeout("connect_timeout", value)?
             }
-            "options" => self.options = Some(value.to_owned()),
+            "options" => self.options = non_empty(value),
             "client_id" | "azure_client_id" => self.client_id = non_empty(value),
             "scope" => self.scope = non_empty(value),
             "auth_method" => self.auth_method = value.parse()?,

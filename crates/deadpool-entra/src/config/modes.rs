@@ -127,7 +127,14 @@ impl FromStr for AuthMethod {
     }
 }
 
-/// libpq's `target_session_attrs`: which of several hosts to accept.
+/// libpq's `target_session_attrs`: which of several hosts to accept. With several hosts,
+/// each is tried in turn (see [`LoadBalanceHosts`]) until one fits; a session on a server
+/// that does not fit is closed at once.
+///
+/// `ReadWrite` and `ReadOnly` ask the server whether its sessions accept writes
+/// (`SHOW transaction_read_only`); `Primary`, `Standby` and `PreferStandby` (libpq 14)
+/// ask whether it is in recovery (`pg_is_in_recovery()`): a read replica is a standby,
+/// whereas a primary with `default_transaction_read_only=on` is read-only but a primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
@@ -139,6 +146,26 @@ pub enum TargetSessionAttrs {
     ReadWrite,
     /// A server in read-only mode (a read replica).
     ReadOnly,
+    /// A server not in recovery: the primary.
+    Primary,
+    /// A server in recovery: a standby (a read replica).
+    Standby,
+    /// A standby if any host is one, otherwise the first host that accepts the login.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// libpq's spelling (`read-write`, `prefer-standby`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::ReadWrite => "read-write",
+            Self::ReadOnly => "read-only",
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+            Self::PreferStandby => "prefer-standby",
+        }
+    }
 }
 
 impl FromStr for TargetSessionAttrs {
@@ -148,10 +175,13 @@ impl FromStr for TargetSessionAttrs {
             "any" => Self::Any,
             "read-write" => Self::ReadWrite,
             "read-only" => Self::ReadOnly,
+            "primary" => Self::Primary,
+            "standby" => Self::Standby,
+            "prefer-standby" => Self::PreferStandby,
             _ => {
                 return Err(ConfigError::new(
                     "target_session_attrs",
-                    "use any, read-write or read-only",
+                    "use any, read-write, read-only, primary, standby or prefer-standby",
                 ));
             }
         })

@@ -20,9 +20,13 @@ pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
             c.port(*p);
         }
     }
-    for a in &cfg.hostaddr {
-        // Connect to the address; TLS still verifies the host name.
-        c.hostaddr(*a);
+    // Connect to the addresses; TLS still verifies the host names. tokio-postgres takes
+    // them by position, one for every host or none: when some hosts have none, the login
+    // tries the hosts one at a time itself (`crate::hosts`).
+    if let Some(addrs) = cfg.hostaddr.iter().copied().collect::<Option<Vec<_>>>() {
+        for a in addrs {
+            c.hostaddr(a);
+        }
     }
     if let Some(d) = &cfg.dbname {
         c.dbname(d);
@@ -35,9 +39,14 @@ pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
         c.options(o);
     }
     c.target_session_attrs(match cfg.target_session_attrs {
-        TargetSessionAttrs::Any => pg::TargetSessionAttrs::Any,
         TargetSessionAttrs::ReadWrite => pg::TargetSessionAttrs::ReadWrite,
         TargetSessionAttrs::ReadOnly => pg::TargetSessionAttrs::ReadOnly,
+        // tokio-postgres does not know these: the login asks the server itself
+        // (`crate::hosts`).
+        TargetSessionAttrs::Any
+        | TargetSessionAttrs::Primary
+        | TargetSessionAttrs::Standby
+        | TargetSessionAttrs::PreferStandby => pg::TargetSessionAttrs::Any,
     });
     c.load_balance_hosts(match cfg.load_balance_hosts {
         LoadBalanceHosts::Disable => pg::LoadBalanceHosts::Disable,

@@ -57,7 +57,7 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
         return Err(ConfigError::new(
             "hostaddr",
             format!(
-                "{} addresses for {} hosts: give one hostaddr per host (the host names are still what TLS verifies)",
+                "{} addresses for {} hosts: give one hostaddr per host, an empty entry for a host whose name is to be resolved (`hostaddr=10.0.0.1,`); the host names are still what TLS verifies",
                 cfg.hostaddr.len(),
                 hosts.len()
             ),
@@ -85,6 +85,7 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             .or_else(|| {
                 cfg.hostaddr
                     .iter()
+                    .flatten()
                     .find(|a| !a.is_loopback())
                     .map(ToString::to_string)
             });

@@ -1,7 +1,7 @@
 //! One value of a connection string or variable, parsed the way libpq reads it, with
 //! errors that never repeat a value that could be part of a secret.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use crate::ConfigError;
 
@@ -43,6 +43,28 @@ pub(super) fn parse_connect_timeout(field: &str, v: &str) -> Result<Option<Durat
             ),
         )
     })
+}
+
+/// `hostaddr` as libpq reads it: empty is not set; in a list, an empty entry leaves its
+/// host to its name (`hostaddr=10.0.0.1,` for two hosts).
+pub(super) fn parse_hostaddrs(v: &str) -> Result<Vec<Option<IpAddr>>, ConfigError> {
+    if v.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    v.split(',')
+        .map(str::trim)
+        .map(|a| {
+            if a.is_empty() {
+                return Ok(None);
+            }
+            a.parse().map(Some).map_err(|_| {
+                ConfigError::new(
+                    "hostaddr",
+                    "not an IP address (hostaddr is the numeric address to connect to, one per host, or an empty entry for a host whose name is to be resolved; the host name goes in host)",
+                )
+            })
+        })
+        .collect()
 }
 
 /// A text value; empty (or blank) means not set, as in libpq.
