@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 mod certificate;
+mod chain;
 pub(crate) mod claims;
 mod metrics;
 pub(crate) mod secret;
@@ -19,7 +20,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-pub use sources::{ChainSource, CredentialSource, FnSource, StaticPassword, UserAssignedId};
+pub use chain::ChainSource;
+pub use sources::{CredentialSource, FnSource, StaticPassword, UserAssignedId};
 
 /// A boxed, sendable future (the shape [`TokenSource::fetch`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
