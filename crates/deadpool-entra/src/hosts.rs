@@ -175,8 +175,12 @@ pub(crate) async fn in_turn(
                 if same_server && let Some(cause) = cause {
                     shared.net.login_unreachable(addr, cause, Instant::now());
                 }
+                // Another address of the same server may work when this one could not be
+                // reached, or is not ready (57P03: starting up or shutting down, as in a
+                // failover); any other refusal would be the same there.
+                let not_ready = e.as_db_error().is_some_and(|d| d.code().code() == "57P03");
                 failed = Some((e, addr));
-                if same_server && cause.is_none() {
+                if same_server && cause.is_none() && !not_ready {
                     break;
                 }
                 continue;

@@ -138,6 +138,7 @@ impl FromStr for AuthMethod {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
 pub enum TargetSessionAttrs {
     /// The first host that accepts the login (default).
     #[default]

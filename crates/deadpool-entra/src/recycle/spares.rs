@@ -167,14 +167,16 @@ impl Spares {
                     Some(RetireReason::Broken)
                 } else {
                     match decide(&s.plan, gate, now) {
+                        // `retire_without_replacement`: on schedule, whatever.
                         Decision::Retire(r)
-                            if due_spare_may_leave(
-                                ready.len(),
-                                keep,
-                                must_leave(&s.plan, r, now),
-                                live,
-                                max_size,
-                            ) =>
+                            if gate.unconditional
+                                || due_spare_may_leave(
+                                    ready.len(),
+                                    keep,
+                                    must_leave(&s.plan, r, now),
+                                    live,
+                                    max_size,
+                                ) =>
                         {
                             Some(r)
                         }

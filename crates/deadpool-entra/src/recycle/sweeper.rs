@@ -230,14 +230,15 @@ fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon
     let removed = {
         let mut map = shared.conns.write();
         let result = inner.retain(|w, _| {
-            let Some(info) = map.get(&key(w)) else {
-                return !w.is_closed();
-            };
+            let info = map.get(&key(w));
             let leaves = if w.is_closed() {
                 Some(RetireReason::Broken)
-            } else if info.stale && (gate.unconditional || gate.logins_ok_since.is_some()) {
+            } else if let Some(info) = info
+                && info.stale
+                && (gate.unconditional || gate.logins_ok_since.is_some())
+            {
                 Some(RetireReason::AddressChanged)
-            } else {
+            } else if let Some(info) = info {
                 match decide(&info.plan, &gate, horizon) {
                     Decision::Retire(reason)
                         if gate.unconditional
@@ -249,6 +250,8 @@ fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon
                     }
                     Decision::Retire(_) | Decision::Overdue(_) | Decision::Keep => None,
                 }
+            } else {
+                None
             };
             match leaves {
                 Some(reason) => {

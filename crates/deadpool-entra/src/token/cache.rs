@@ -429,7 +429,9 @@ impl TokenCache {
                 // Shut down or dropped: the fetch (and what it holds) goes now.
                 () = wait_shutdown(&mut shutdown) => {
                     if let Some(cache) = weak.upgrade() {
-                        lock(&cache.flight).inflight = None;
+                        let mut flight = lock(&cache.flight);
+                        flight.inflight = None;
+                        flight.refusing = None;
                     }
                     return;
                 }
@@ -442,17 +444,6 @@ impl TokenCache {
             let outcome = cache.settle(result, name.clone());
             let counted = RefreshOutcome::of(&outcome, before.as_ref());
             cache.metrics.fetched(&name, &took, counted, cache.password);
-            {
-                // The hold after a refused token is this fetch's, not its waiters' (they
-                // may all have been cancelled).
-                let mut flight = lock(&cache.flight);
-                let refusing = flight.refusing.take();
-                if let (Some(g), Ok(t)) = (refusing, &outcome)
-                    && t.generation == g
-                {
-                    cache.hold_refused(&mut flight, t, Instant::now());
-                }
-            }
             let _ = tx.send(Some(outcome));
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
@@ -522,6 +513,12 @@ impl TokenCache {
             let mut flight = lock(&self.flight);
             flight.inflight = None;
             flight.failure = None;
+            // The hold after a refused token is this fetch's, not its waiters' (they may
+            // all have been cancelled); recorded under the lock that ends the flight, so
+            // that no fresh fetch starts between the two.
+            if flight.refusing.take() == Some(o.generation) {
+                self.hold_refused(&mut flight, o, now);
+            }
             drop(flight);
             *lock(&self.last_failure) = None;
             *lock(&self.failing_since) = None;
@@ -529,6 +526,7 @@ impl TokenCache {
         }
         let mut flight = lock(&self.flight);
         flight.inflight = None;
+        flight.refusing = None;
         flight.failure = None;
         *lock(&self.last_failure) = None;
         *lock(&self.failing_since) = None;
@@ -587,6 +585,7 @@ impl TokenCache {
             .fetch_add(1, Ordering::Relaxed);
         let mut flight = lock(&self.flight);
         flight.inflight = None;
+        flight.refusing = None;
         let attempt = flight
             .failure
             .as_ref()

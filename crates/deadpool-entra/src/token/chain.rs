@@ -231,13 +231,18 @@ impl ChainSource {
         let mi_shown = ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"]
             .iter()
             .any(|k| get(k).is_some());
-        if id.is_some() {
-            // A named identity is configured: the chain stops at any failure of it, so
-            // that a developer tool's principal never stands in for it.
+        if id.is_some() && mi_shown {
+            // A named identity where the environment shows a managed identity (App
+            // Service, Functions, Container Apps): the chain stops at any failure of it,
+            // so that a developer tool's principal never stands in for it. Where none is
+            // shown (a developer machine with a client id left in its environment, or a
+            // VM, where `AZURE_AUTH_METHOD=managed_identity` selects IMDS alone), the link
+            // is an ordinary one, as in Azure's other SDKs, where an identity endpoint
+            // that cannot be reached makes the credential unavailable.
             links.push(Link::configured("ManagedIdentityCredential", move || {
                 managed_identity_credential(id.clone())
             }));
-        } else if mi_shown {
+        } else if mi_shown || id.is_some() {
             links.push(Link::new("ManagedIdentityCredential", move || {
                 managed_identity_credential(id.clone())
             }));

@@ -175,3 +175,55 @@ async fn while_a_link_is_asked_the_source_is_named_for_it() {
     assert_eq!(source.name(), "ChainSource (at WorkloadIdentityCredential)");
     asking.abort();
 }
+
+/// Whether the chain stops at a named managed identity depends on whether the
+/// environment shows one: on App Service (`IDENTITY_ENDPOINT`) it stops there; on a
+/// developer machine with a client id left in its environment it goes on to `az`.
+#[test]
+fn a_named_managed_identity_stops_the_chain_only_where_the_environment_shows_one() {
+    let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let mi = |c: &ChainSource| {
+        c.links
+            .iter()
+            .find(|l| l.name == "ManagedIdentityCredential")
+            .map(|l| (l.configured, l.credential.is_ok()))
+    };
+    let id = "00000000-0000-4000-8000-000000000001";
+    let app_service = ChainSource::from_env_vars(
+        vars(&[
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+            ("IDENTITY_HEADER", "h"),
+            ("AZURE_POSTGRESQL_CLIENTID", id),
+        ]),
+        None,
+    );
+    assert_eq!(mi(&app_service), Some((true, true)));
+    let laptop = ChainSource::from_env_vars(vars(&[("AZURE_POSTGRESQL_CLIENTID", id)]), None);
+    assert_eq!(mi(&laptop), Some((false, true)), "tried, then az");
+    let shown = ChainSource::from_env_vars(vars(&[("IDENTITY_ENDPOINT", "http://x/")]), None);
+    assert_eq!(
+        mi(&shown),
+        Some((false, true)),
+        "system-assigned: an ordinary link"
+    );
+    let none = ChainSource::from_env_vars(vars(&[]), None);
+    assert_eq!(mi(&none), Some((false, false)), "unavailable");
+    // Service Connector's service principal: the client id is not a managed identity's.
+    let sp = ChainSource::from_env_vars(
+        vars(&[
+            ("AZURE_POSTGRESQL_TENANTID", "t"),
+            ("AZURE_POSTGRESQL_CLIENTID", id),
+            ("AZURE_POSTGRESQL_CLIENTSECRET", "s"),
+        ]),
+        None,
+    );
+    assert_eq!(mi(&sp), Some((false, false)));
+    assert!(
+        sp.links[0].configured,
+        "the service principal stops the chain"
+    );
+}

@@ -90,3 +90,14 @@ async fn a_static_password_is_held_once_and_shared_by_its_tokens() {
     assert!(Arc::ptr_eq(&a.secret_arc(), &p.password));
     assert_eq!(format!("{p:?}"), "StaticPassword(<redacted>)");
 }
+
+/// An identity endpoint's `expires_on` at either end of what it can express (year 9999,
+/// before 1970) maps to a wall-clock time without a panic.
+#[test]
+fn any_expiry_an_endpoint_can_send_maps_without_a_panic() {
+    use azure_core::time::OffsetDateTime;
+    let last = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap();
+    assert!(to_system_time(last) > std::time::SystemTime::now());
+    let before = OffsetDateTime::from_unix_timestamp(-86_400).unwrap();
+    assert_eq!(to_system_time(before), std::time::UNIX_EPOCH);
+}
