@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{AuthMethod, ChannelBinding, Config, SslMode};
-use crate::{ConfigError, tls::is_loopback, token::cache::MIN_RETRY_DELAY};
+use crate::{ConfigError, tls::is_loopback, token::backoff::MIN_RETRY_DELAY};
 
 /// The checks of [`Config::validate`]; `password_mode` is decided by the builder (an
 /// explicit token source overrides the configured method).

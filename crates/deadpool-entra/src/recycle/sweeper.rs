@@ -22,7 +22,7 @@ use super::{
     spares::{self, Need},
     table::{Survey, key},
 };
-use crate::{connect::EntraConnect, pool::Shared, token::cache::backoff};
+use crate::{connect::EntraConnect, pool::Shared, token::backoff::backoff};
 
 /// The sweeper's interval: the policy's, but never more than a quarter of the shortest
 /// token lifetime seen (and never below 10 ms).

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use crate::token::backoff::{backoff, backoff_ceiling};
 use crate::{BoxFuture, Token, TokenSource, TokenSourceError};
 
 const SECRET: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOi.SECRET-PAYLOAD-4711.signature";

@@ -1,6 +1,7 @@
 //! Tokens, where they come from ([`TokenSource`]), and the per-pool cache that keeps one
 //! valid token ready and refreshes it ahead of expiry.
 
+pub(crate) mod backoff;
 pub(crate) mod cache;
 mod certificate;
 mod chain;
