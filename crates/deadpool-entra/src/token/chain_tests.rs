@@ -226,4 +226,29 @@ fn a_named_managed_identity_stops_the_chain_only_where_the_environment_shows_one
         sp.links[0].configured,
         "the service principal stops the chain"
     );
+    assert!(sp.links[0].credential.is_ok(), "a ClientSecretCredential");
+    // Only a secret makes Service Connector's variables a service principal.
+    assert!(!laptop.links[0].configured && laptop.links[0].credential.is_err());
+    // The Azure SDKs' own variables: a secret, or a certificate file (configured even
+    // when the file cannot be read: the chain stops there and says why).
+    let env_sp = ChainSource::from_env_vars(
+        vars(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", id),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ]),
+        None,
+    );
+    assert!(env_sp.links[0].configured && env_sp.links[0].credential.is_ok());
+    let cert = ChainSource::from_env_vars(
+        vars(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", id),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/cert.pem"),
+        ]),
+        None,
+    );
+    assert!(cert.links[0].configured);
+    // A tenant makes AZURE_CLIENT_ID a service principal's, not a managed identity's.
+    assert_eq!(mi(&cert), Some((false, false)));
 }
