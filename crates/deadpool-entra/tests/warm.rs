@@ -194,6 +194,40 @@ async fn a_full_pool_retires_no_faster_than_spares_replace() {
     pool.close();
 }
 
+/// A lazy pool of at most 4 with a floor of 2, sweeping every 200 ms.
+async fn lazy_pool_with_a_floor_of_2(
+    emu: &Arc<Emulator>,
+    user: String,
+    src: deadpool_entra::FnSource,
+) -> Pool {
+    builder(emu)
+        .token_source(src)
+        .user(user)
+        .max_size(4)
+        .min_connections(2)
+        .lazy(true)
+        .recycle_policy(RecyclePolicy {
+            sweep_interval: Duration::from_millis(200),
+            ..RecyclePolicy::default()
+        })
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Sessions (pooled and spares) once there are `n`, or at the end of `within`.
+async fn sessions_within(pool: &Pool, n: usize, within: Duration) -> usize {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = pool.stats();
+        let sessions = s.pool.size + s.pool.spares;
+        if sessions >= n || tokio::time::Instant::now() >= until {
+            return sessions;
+        }
+    }
+}
+
 /// A lazy pool whose first token fetch fails (the identity endpoint is not up yet)
 /// still reaches its floor once the endpoint answers, without a checkout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,28 +251,8 @@ async fn a_lazy_pool_reaches_its_floor_once_the_first_token_can_be_fetched() {
         };
         async move { r }
     });
-    let pool = builder(&emu)
-        .token_source(src)
-        .user(mi)
-        .max_size(4)
-        .min_connections(2)
-        .lazy(true)
-        .recycle_policy(RecyclePolicy {
-            sweep_interval: Duration::from_millis(200),
-            ..RecyclePolicy::default()
-        })
-        .build()
-        .await
-        .unwrap();
-    let mut sessions = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let s = pool.stats();
-        sessions = s.pool.size + s.pool.spares;
-        if sessions >= 2 {
-            break;
-        }
-    }
+    let pool = lazy_pool_with_a_floor_of_2(&emu, mi, src).await;
+    let sessions = sessions_within(&pool, 2, Duration::from_secs(10)).await;
     assert!(sessions >= 2, "{:?}", pool.stats());
     assert!(calls.load(Ordering::SeqCst) >= 2);
     pool.close();
@@ -279,28 +293,8 @@ async fn a_lazy_pool_reaches_its_floor_without_a_checkout() {
     let emu = emulator().await;
     let mi = emu.default_identity().name.clone();
     let (src, _) = source(&emu, &mi, Duration::from_secs(3600));
-    let pool = builder(&emu)
-        .token_source(src)
-        .user(mi)
-        .max_size(4)
-        .min_connections(2)
-        .lazy(true)
-        .recycle_policy(RecyclePolicy {
-            sweep_interval: Duration::from_millis(200),
-            ..RecyclePolicy::default()
-        })
-        .build()
-        .await
-        .unwrap();
-    let mut sessions = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let s = pool.stats();
-        sessions = s.pool.size + s.pool.spares;
-        if sessions >= 2 {
-            break;
-        }
-    }
+    let pool = lazy_pool_with_a_floor_of_2(&emu, mi, src).await;
+    let sessions = sessions_within(&pool, 2, Duration::from_secs(5)).await;
     assert!(sessions >= 2, "{:?}", pool.stats());
     pool.close();
 }
