@@ -243,7 +243,7 @@ mod enabled {
         pub(super) timeouts: Counter,
         /// `[ok, failed][checkout, background, probe]`.
         pub(super) logins: [[Counter; 3]; 2],
-        /// `[token_age, max_lifetime, broken]`.
+        /// `[token_age, max_lifetime, broken, address_changed]`.
         pub(super) retired: [Counter; 4],
         pub(super) spares_used: Counter,
         pub(super) idle: Gauge,
