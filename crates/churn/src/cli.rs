@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::fault::FaultSpec;
@@ -13,6 +13,10 @@ use crate::fault::FaultSpec;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "churn", version, about, long_about = None)]
 pub struct Args {
+    /// `churn matrix`: a grid of runs instead of one run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where the load goes: an in-process emulator (default) or the server the
     /// environment describes (the library's variables, `PGHOST`, `AZURE_POSTGRESQL_*`, ...).
     #[arg(long, value_enum, default_value_t = Target::Emulator)]
@@ -143,6 +147,52 @@ pub struct Args {
     pub retire_without_replacement: bool,
 }
 
+/// What `churn` runs instead of one run.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ours against `baseline` over a grid of tasks and pool sizes, each cell in both
+    /// orders, with `per-connect` (a warm plain deadpool-postgres pool) as a control;
+    /// prints one table of ratios and writes JSON. On the emulator target, with tokens
+    /// that do not rotate in the run: the warm path's cost under contention.
+    Matrix(MatrixArgs),
+}
+
+/// Options of `churn matrix` (the other options are `churn`'s, given before `matrix`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MatrixArgs {
+    /// Concurrent tasks, one column of cells each.
+    #[arg(long = "tasks", value_delimiter = ',', default_values_t = [32, 128, 512, 2048])]
+    pub tasks: Vec<usize>,
+
+    /// Pool sizes (the same for every pool), one row of cells each.
+    #[arg(long = "sizes", value_delimiter = ',', default_values_t = [8, 32, 64])]
+    pub sizes: Vec<usize>,
+
+    /// Measured time of each pool in each order of each cell.
+    #[arg(long, value_parser = parse_duration, default_value = "6s")]
+    pub per_pool: Duration,
+
+    /// Round length.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub round: Duration,
+
+    /// Token lifetime the emulator issues (1 hour: no rotation in the run).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub token_lifetime: Duration,
+
+    /// Run a cell again (once) when its control strays more than this from 1.0.
+    #[arg(long, default_value_t = 0.01)]
+    pub control_tolerance: f64,
+
+    /// Write the matrix as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Print the table as Markdown (for docs/benchmarks.md).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
 impl Args {
     /// Whether a network fault was asked for: the run then needs a private network
     /// namespace and the emulator's Azure network.
@@ -160,6 +210,9 @@ impl Args {
 
     /// The pools to test, in round order.
     pub fn pool_list(&self) -> Vec<PoolKind> {
+        if let Some(Command::Matrix(_)) = self.command {
+            return crate::matrix::POOLS.to_vec();
+        }
         if self.compare || self.pools.is_empty() {
             if self.compare {
                 return vec![
@@ -227,6 +280,9 @@ pub enum QueryKind {
     PointRead,
     /// An update and an insert in one transaction.
     WriteTxn,
+    /// No query: check out and return at once, so that the pool's own checkout cost is
+    /// all the client does (no server work per request).
+    None,
 }
 
 /// Parses `30s`, `250ms`, `1m`, `1h` (humantime), also a bare number of seconds.
@@ -259,5 +315,26 @@ mod tests {
         assert_eq!(a.pool_list().len(), 4);
         let a = Args::parse_from(["churn", "--pool", "baseline", "--pool", "ours"]);
         assert_eq!(a.pool_list(), vec![PoolKind::Baseline, PoolKind::Ours]);
+    }
+
+    #[test]
+    fn matrix_takes_lists_and_keeps_churns_options() {
+        let a = Args::parse_from([
+            "churn", "--query", "none", "matrix", "--tasks", "32,512", "--sizes", "8",
+        ]);
+        let Some(Command::Matrix(m)) = &a.command else {
+            panic!("no matrix: {a:?}");
+        };
+        assert_eq!(m.tasks, vec![32, 512]);
+        assert_eq!(m.sizes, vec![8]);
+        assert_eq!(m.token_lifetime, Duration::from_secs(3600));
+        assert_eq!(a.query, QueryKind::None);
+        assert!(a.pool_list().contains(&PoolKind::Ours));
+        let d = Args::parse_from(["churn", "matrix"]);
+        let Some(Command::Matrix(m)) = &d.command else {
+            panic!("no matrix");
+        };
+        assert_eq!(m.tasks, vec![32, 128, 512, 2048]);
+        assert_eq!(m.sizes, vec![8, 32, 64]);
     }
 }

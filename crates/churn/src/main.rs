@@ -10,6 +10,7 @@
 mod chart;
 mod cli;
 mod fault;
+mod matrix;
 mod metrics;
 mod pools;
 mod relay;
@@ -89,6 +90,9 @@ fn main() -> ExitCode {
 }
 
 async fn app(args: Args) -> Result<(), String> {
+    if let Some(cli::Command::Matrix(m)) = &args.command {
+        return matrix::run(&args, m).await;
+    }
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -66,6 +66,7 @@ pub async fn run_query(
             tx.execute(&ins, &[&id]).await?;
             tx.commit().await?;
         }
+        QueryKind::None => {}
     }
     Ok(())
 }
