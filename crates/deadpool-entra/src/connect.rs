@@ -4,7 +4,7 @@
 //! (never with the refused one again).
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::Cell,
     net::IpAddr,
     sync::{Arc, atomic::Ordering},
 };
@@ -52,11 +52,14 @@ pub(crate) enum Origin {
 /// Per-`Pool::get` context. deadpool runs `create` and `post_create` inside the task that
 /// called `get`, so a task-local carries facts across the `Connect` boundary, whose
 /// signature cannot.
+///
+/// Small on purpose (the rare login record and stashed error are boxed): every checkout
+/// carries it, and the task-local moves it in and out of its slot on every poll.
 #[derive(Default)]
 pub(crate) struct GetContext {
-    pub(crate) login: Cell<Option<LoginRecord>>,
+    login: Cell<Option<Box<LoginRecord>>>,
     /// A typed error that `Connect` had to squeeze into a `tokio_postgres::Error`.
-    pub(crate) error: RefCell<Option<Error>>,
+    error: Cell<Option<Box<Error>>>,
     /// Set by the caller: log in even while logins fail or no token is valid (the caller
     /// has waited long enough for an idle session).
     pub(crate) login_now: Cell<bool>,
@@ -67,12 +70,38 @@ pub(crate) struct GetContext {
     pub(crate) origin: Cell<Origin>,
 }
 
+impl GetContext {
+    /// A context for a checkout by `origin`.
+    pub(crate) fn new(origin: Origin, login_now: bool) -> Self {
+        Self {
+            login_now: Cell::new(login_now),
+            origin: Cell::new(origin),
+            ..Self::default()
+        }
+    }
+
+    /// Records the login that made the connection, for `post_create`.
+    pub(crate) fn record_login(&self, record: LoginRecord) {
+        self.login.set(Some(Box::new(record)));
+    }
+
+    /// The login recorded since the last call.
+    pub(crate) fn take_login(&self) -> Option<LoginRecord> {
+        self.login.take().map(|r| *r)
+    }
+
+    /// The typed error stashed since the last call.
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        self.error.take().map(|e| *e)
+    }
+}
+
 tokio::task_local! {
     pub(crate) static GET_CONTEXT: GetContext;
 }
 
 pub(crate) fn stash(e: Error) {
-    let _ = GET_CONTEXT.try_with(|c| *c.error.borrow_mut() = Some(e));
+    let _ = GET_CONTEXT.try_with(|c| c.error.set(Some(Box::new(e))));
 }
 
 /// A `tokio_postgres::Error` stands in for a typed error stashed in [`GET_CONTEXT`];
@@ -142,7 +171,7 @@ fn take_spare(shared: &Shared) -> Option<(PgClient, JoinHandle<()>)> {
     }
     let now = Instant::now();
     let spare = shared.spares.take(&shared.gate(now), now)?;
-    let _ = GET_CONTEXT.try_with(|c| c.login.set(Some(spare.record)));
+    let _ = GET_CONTEXT.try_with(|c| c.record_login(spare.record));
     shared.counters.spares_used.fetch_add(1, Ordering::Relaxed);
     shared.counters.metrics.spare_used();
     tracing::debug!(target: "deadpool_entra", "spare connection handed to a checkout");
@@ -355,12 +384,12 @@ async fn login(
                 c.logins_on_outgoing_token.fetch_add(1, Ordering::Relaxed);
             }
             let _ = GET_CONTEXT.try_with(|c| {
-                c.login.set(Some(LoginRecord {
+                c.record_login(LoginRecord {
                     token_deadline: token.deadline,
                     created: Instant::now(),
                     addr,
                     epoch,
-                }))
+                })
             });
             tracing::debug!(target: "deadpool_entra", user = %user, token_generation = token.generation, "login ok");
         }

@@ -195,56 +195,80 @@ impl Pool {
         timeouts: &Timeouts,
         origin: Origin,
     ) -> Result<deadpool_postgres::Client, Error> {
-        if self.inner.is_closed() {
-            return Err(Error::Closed);
-        }
         // No token check here: an idle session serves without one (the server checked its
         // token at login). A checkout that needs a login gets the typed token error from
-        // our `Connect`, through the context below.
+        // our `Connect`, through the context of `attempt`.
         //
-        // While logins fail or no token is valid, `Connect` declines to log in as long as
-        // the pool has sessions, and a login that fails then is not the request's end: the
-        // checkout waits for a session to come back (polling, since deadpool has no return
-        // hook), up to the wait timeout, and then tries one real login, whose error (or
-        // connection) it returns.
-        let started = Instant::now();
+        // The warm path is one attempt whose connection goes out as it is. Everything else
+        // (waiting for a session, liveness checks, mapping errors) is `get_patiently`,
+        // boxed, so that a checkout's future stays the size of deadpool's own plus a few
+        // words: at high concurrency its size is what a checkout costs.
         let took = Stopwatch::start();
+        let started = Instant::now();
+        let patience = patience(timeouts);
+        let first = self.attempt(timeouts, origin, patience.is_zero()).await;
+        match first.result {
+            // After a session died of a network error, older sessions prove alive first
+            // (one atomic load otherwise).
+            Ok(client) if !self.shared.net.checks_pending() => {
+                Ok(self.checked_out(client, origin, &took))
+            }
+            _ => Box::pin(self.get_patiently(timeouts, origin, started, took, first)).await,
+        }
+    }
+
+    /// One `deadpool` checkout, inside the context our `Connect` and hooks read.
+    async fn attempt(&self, timeouts: &Timeouts, origin: Origin, login_now: bool) -> Attempt {
+        GET_CONTEXT
+            .scope(GetContext::new(origin, login_now), async {
+                let result = self.inner.timeout_get(timeouts).await;
+                let (stashed, declined) = GET_CONTEXT.with(|c| (c.take_error(), c.declined.get()));
+                Attempt {
+                    result,
+                    stashed,
+                    declined,
+                    login_now,
+                }
+            })
+            .await
+    }
+
+    /// The rest of a checkout whose first attempt did not hand a connection out as it is.
+    ///
+    /// While logins fail or no token is valid, `Connect` declines to log in as long as
+    /// the pool has sessions, and a login that fails then is not the request's end: the
+    /// checkout waits for a session to come back (polling, since deadpool has no return
+    /// hook), up to the wait timeout, and then tries one real login, whose error (or
+    /// connection) it returns.
+    async fn get_patiently(
+        &self,
+        timeouts: &Timeouts,
+        origin: Origin,
+        started: Instant,
+        took: Stopwatch,
+        first: Attempt,
+    ) -> Result<deadpool_postgres::Client, Error> {
+        let mut last = first;
         let mut pause = Duration::from_millis(1);
         // Without a wait timeout, wait for a session as long as a login may take.
-        let patience = timeouts
-            .wait
-            .or(timeouts.create)
-            .unwrap_or(Duration::from_secs(30));
+        let patience = patience(timeouts);
         loop {
-            let waited = started.elapsed();
-            let login_now = waited >= patience;
-            let t = Timeouts {
-                wait: timeouts.wait.map(|w| w.saturating_sub(waited)),
-                ..*timeouts
-            };
-            let context = GetContext {
-                login_now: std::cell::Cell::new(login_now),
-                origin: std::cell::Cell::new(origin),
-                ..GetContext::default()
-            };
-            let (result, stashed, declined) = GET_CONTEXT
-                .scope(context, async {
-                    let r = self.inner.timeout_get(&t).await;
-                    let (stashed, declined) =
-                        GET_CONTEXT.with(|c| (c.error.borrow_mut().take(), c.declined.get()));
-                    (r, stashed, declined)
-                })
-                .await;
-            // After a session died of a network error, older sessions prove alive first
-            // (one atomic comparison otherwise).
-            let result = match result {
-                Ok(client) if self.shared.net.checks_pending() => match self.vet(client).await {
-                    Some(c) => Ok(c),
-                    None => continue,
-                },
-                r => r,
-            };
+            let Attempt {
+                result,
+                stashed,
+                declined,
+                login_now,
+            } = last;
             match result {
+                Ok(client) => {
+                    if !self.shared.net.checks_pending() {
+                        return Ok(self.checked_out(client, origin, &took));
+                    }
+                    if let Some(client) = self.vet(client).await {
+                        return Ok(self.checked_out(client, origin, &took));
+                    }
+                    // It was dead: take another at once.
+                }
                 // A login that failed while other sessions exist (the first one to meet a
                 // fault), or during an outage (a partition): wait for a session or a
                 // login that gets through too, rather than fail the request.
@@ -260,20 +284,34 @@ impl Pool {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
-                r => {
-                    let r = r.map_err(|e| self.map_error(e, stashed));
-                    if origin == Origin::Checkout {
-                        let m = &self.shared.counters.metrics;
-                        match &r {
-                            Ok(_) => m.checkout(&took),
-                            Err(Error::Timeout(_)) => m.timeout(),
-                            Err(_) => {}
-                        }
+                Err(e) => {
+                    let e = self.map_error(e, stashed);
+                    if origin == Origin::Checkout && matches!(e, Error::Timeout(_)) {
+                        self.shared.counters.metrics.timeout();
                     }
-                    return r;
+                    return Err(e);
                 }
             }
+            let waited = started.elapsed();
+            let t = Timeouts {
+                wait: timeouts.wait.map(|w| w.saturating_sub(waited)),
+                ..*timeouts
+            };
+            last = self.attempt(&t, origin, waited >= patience).await;
         }
+    }
+
+    /// Counts a checkout that hands `client` out.
+    fn checked_out(
+        &self,
+        client: deadpool_postgres::Client,
+        origin: Origin,
+        took: &Stopwatch,
+    ) -> deadpool_postgres::Client {
+        if origin == Origin::Checkout {
+            self.shared.counters.metrics.checkout(took);
+        }
+        client
     }
 
     /// A session that logged in before a sibling died of a network error answers an
@@ -463,4 +501,24 @@ impl Pool {
         }
         &self.shared.initial_name
     }
+}
+
+/// What one `deadpool` checkout gave, and what our `Connect` said about it.
+struct Attempt {
+    result: Result<deadpool_postgres::Client, PoolError>,
+    /// The typed error behind a stand-in `tokio_postgres::Error`.
+    stashed: Option<Error>,
+    /// `Connect` declined to log in (the caller should wait for a session).
+    declined: bool,
+    /// The attempt was told to log in even while logins fail.
+    login_now: bool,
+}
+
+/// How long a checkout waits for a session before it tries a real login: its wait
+/// timeout, or without one as long as a login may take.
+fn patience(timeouts: &Timeouts) -> Duration {
+    timeouts
+        .wait
+        .or(timeouts.create)
+        .unwrap_or(Duration::from_secs(30))
 }

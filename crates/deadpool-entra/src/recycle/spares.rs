@@ -340,17 +340,14 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
         tokio::spawn(async move {
             let _in_flight = InFlight(shared.clone());
             let limit = shared.create_timeout.unwrap_or(Duration::from_secs(30));
-            let context = GetContext {
-                origin: std::cell::Cell::new(Origin::Background),
-                ..GetContext::default()
-            };
+            let context = GetContext::new(Origin::Background, false);
             let attempt = LoginAttempt::start(&shared.logins, shared.create_timeout);
             let (result, record) = GET_CONTEXT
                 .scope(context, async {
                     let r =
                         tokio::time::timeout(limit, connect_with_token(&shared, &shared.pg_config))
                             .await;
-                    (r, GET_CONTEXT.with(|c| c.login.take()))
+                    (r, GET_CONTEXT.with(GetContext::take_login))
                 })
                 .await;
             attempt.settle(match &result {

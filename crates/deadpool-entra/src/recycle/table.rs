@@ -17,7 +17,10 @@ use super::{
     first_due::FirstDue,
     gate::{Decision, decide},
 };
-use crate::{connect::GET_CONTEXT, pool::Shared};
+use crate::{
+    connect::{GET_CONTEXT, GetContext},
+    pool::Shared,
+};
 
 pub(crate) struct ConnInfo {
     pub(crate) alive: Weak<StatementCache>,
@@ -217,7 +220,7 @@ impl ConnTable {
 /// Our `post_create` hook: stores the connection's retirement plan.
 pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
     let now = Instant::now();
-    let record = GET_CONTEXT.try_with(|c| c.login.take()).ok().flatten();
+    let record = GET_CONTEXT.try_with(GetContext::take_login).ok().flatten();
     let (addr, epoch) = record.map_or((None, shared.net.epoch()), |r| (r.addr, r.epoch));
     let (created, deadline) = match record {
         Some(r) => (r.created, r.token_deadline),
