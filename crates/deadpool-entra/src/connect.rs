@@ -68,14 +68,20 @@ pub(crate) struct GetContext {
     pub(crate) declined: Cell<bool>,
     /// Who asked.
     pub(crate) origin: Cell<Origin>,
+    /// When the checkout (or this attempt of it) began: the `pre_recycle` hook judges
+    /// whether a connection is due at this time rather than read the clock again (a
+    /// connection that falls due while the checkout waits for it serves this one request
+    /// and retires at the next checkout).
+    pub(crate) began: Option<Instant>,
 }
 
 impl GetContext {
-    /// A context for a checkout by `origin`.
-    pub(crate) fn new(origin: Origin, login_now: bool) -> Self {
+    /// A context for a checkout by `origin` that began at `began`.
+    pub(crate) fn new(origin: Origin, login_now: bool, began: Option<Instant>) -> Self {
         Self {
             login_now: Cell::new(login_now),
             origin: Cell::new(origin),
+            began,
             ..Self::default()
         }
     }

@@ -155,23 +155,21 @@ impl Pool {
 
     /// Checks out a connection: an idle one that is not due for retirement, or a new
     /// login with the cached token.
-    pub async fn get(&self) -> Result<deadpool_postgres::Client, Error> {
-        self.get_with(&self.inner.timeouts()).await
+    // A function returning the checkout's future rather than an `async fn` around it:
+    // each `async fn` layer would move the whole future, deadpool's own and more, once
+    // more per checkout.
+    pub fn get(
+        &self,
+    ) -> impl Future<Output = Result<deadpool_postgres::Client, Error>> + Send + '_ {
+        self.get_as(self.inner.timeouts(), Origin::Checkout)
     }
 
     /// [`Pool::get`] with other timeouts.
-    pub async fn timeout_get(
+    pub fn timeout_get(
         &self,
         timeouts: &Timeouts,
-    ) -> Result<deadpool_postgres::Client, Error> {
-        self.get_with(timeouts).await
-    }
-
-    pub(crate) async fn get_with(
-        &self,
-        timeouts: &Timeouts,
-    ) -> Result<deadpool_postgres::Client, Error> {
-        self.get_as(timeouts, Origin::Checkout).await
+    ) -> impl Future<Output = Result<deadpool_postgres::Client, Error>> + Send + '_ {
+        self.get_as(*timeouts, Origin::Checkout)
     }
 
     /// Logs in `n` connections and leaves them idle (at most
@@ -182,7 +180,7 @@ impl Pool {
         let timeouts = self.inner.timeouts();
         // Held until all are there, so that each checkout creates one.
         let held: Vec<_> = futures_util::stream::iter(0..n)
-            .map(|_| self.get_as(&timeouts, Origin::Background))
+            .map(|_| self.get_as(timeouts, Origin::Background))
             .buffer_unordered(recycle::spares::MAX_BACKGROUND_LOGINS + 2)
             .try_collect()
             .await?;
@@ -192,45 +190,51 @@ impl Pool {
 
     async fn get_as(
         &self,
-        timeouts: &Timeouts,
+        timeouts: Timeouts,
         origin: Origin,
     ) -> Result<deadpool_postgres::Client, Error> {
         // No token check here: an idle session serves without one (the server checked its
         // token at login). A checkout that needs a login gets the typed token error from
-        // our `Connect`, through the context of `attempt`.
+        // our `Connect`, through the checkout's context.
         //
-        // The warm path is one attempt whose connection goes out as it is. Everything else
-        // (waiting for a session, liveness checks, mapping errors) is `get_patiently`,
-        // boxed, so that a checkout's future stays the size of deadpool's own plus a few
-        // words: at high concurrency its size is what a checkout costs.
+        // The warm path is one attempt whose connection goes out as it is: one clock read
+        // and one atomic load more than deadpool's own checkout (the clock read serves the
+        // `pre_recycle` hook too). Everything else (waiting for a session, liveness checks,
+        // mapping errors) is `get_patiently`, boxed, so that the checkout's future stays
+        // the size of deadpool's own plus a few words: at high concurrency its size is
+        // what a checkout costs.
         let took = Stopwatch::start();
         let started = Instant::now();
-        let patience = patience(timeouts);
-        let first = self.attempt(timeouts, origin, patience.is_zero()).await;
-        match first.result {
-            // After a session died of a network error, older sessions prove alive first
-            // (one atomic load otherwise).
+        let login_now = patience(&timeouts).is_zero();
+        let mut scoped = std::pin::pin!(GET_CONTEXT.scope(
+            GetContext::new(origin, login_now, Some(started)),
+            self.inner.timeout_get(&timeouts),
+        ));
+        match scoped.as_mut().await {
+            // After a session died of a network error, older sessions prove alive first.
             Ok(client) if !self.shared.net.checks_pending() => {
                 Ok(self.checked_out(client, origin, &took))
             }
-            _ => Box::pin(self.get_patiently(timeouts, origin, started, took, first)).await,
+            result => {
+                let first = Attempt::new(result, scoped.take_value(), login_now);
+                Box::pin(self.get_patiently(timeouts, origin, started, took, first)).await
+            }
         }
     }
 
     /// One `deadpool` checkout, inside the context our `Connect` and hooks read.
-    async fn attempt(&self, timeouts: &Timeouts, origin: Origin, login_now: bool) -> Attempt {
-        GET_CONTEXT
-            .scope(GetContext::new(origin, login_now), async {
-                let result = self.inner.timeout_get(timeouts).await;
-                let (stashed, declined) = GET_CONTEXT.with(|c| (c.take_error(), c.declined.get()));
-                Attempt {
-                    result,
-                    stashed,
-                    declined,
-                    login_now,
-                }
-            })
-            .await
+    async fn attempt(
+        &self,
+        timeouts: &Timeouts,
+        origin: Origin,
+        login_now: bool,
+        began: Instant,
+    ) -> Attempt {
+        let context = GetContext::new(origin, login_now, Some(began));
+        let mut scoped =
+            std::pin::pin!(GET_CONTEXT.scope(context, self.inner.timeout_get(timeouts)));
+        let result = scoped.as_mut().await;
+        Attempt::new(result, scoped.take_value(), login_now)
     }
 
     /// The rest of a checkout whose first attempt did not hand a connection out as it is.
@@ -242,7 +246,7 @@ impl Pool {
     /// connection) it returns.
     async fn get_patiently(
         &self,
-        timeouts: &Timeouts,
+        timeouts: Timeouts,
         origin: Origin,
         started: Instant,
         took: Stopwatch,
@@ -251,7 +255,7 @@ impl Pool {
         let mut last = first;
         let mut pause = Duration::from_millis(1);
         // Without a wait timeout, wait for a session as long as a login may take.
-        let patience = patience(timeouts);
+        let patience = patience(&timeouts);
         loop {
             let Attempt {
                 result,
@@ -292,12 +296,13 @@ impl Pool {
                     return Err(e);
                 }
             }
-            let waited = started.elapsed();
+            let now = Instant::now();
+            let waited = now.saturating_duration_since(started);
             let t = Timeouts {
                 wait: timeouts.wait.map(|w| w.saturating_sub(waited)),
-                ..*timeouts
+                ..timeouts
             };
-            last = self.attempt(&t, origin, waited >= patience).await;
+            last = self.attempt(&t, origin, waited >= patience, now).await;
         }
     }
 
@@ -512,6 +517,24 @@ struct Attempt {
     declined: bool,
     /// The attempt was told to log in even while logins fail.
     login_now: bool,
+}
+
+impl Attempt {
+    /// `result`, with what `Connect` left in the attempt's `context`.
+    fn new(
+        result: Result<deadpool_postgres::Client, PoolError>,
+        context: Option<GetContext>,
+        login_now: bool,
+    ) -> Self {
+        let (stashed, declined) =
+            context.map_or((None, false), |c| (c.take_error(), c.declined.get()));
+        Attempt {
+            result,
+            stashed,
+            declined,
+            login_now,
+        }
+    }
 }
 
 /// How long a checkout waits for a session before it tries a real login: its wait

@@ -340,7 +340,7 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
         tokio::spawn(async move {
             let _in_flight = InFlight(shared.clone());
             let limit = shared.create_timeout.unwrap_or(Duration::from_secs(30));
-            let context = GetContext::new(Origin::Background, false);
+            let context = GetContext::new(Origin::Background, false, None);
             let attempt = LoginAttempt::start(&shared.logins, shared.create_timeout);
             let (result, record) = GET_CONTEXT
                 .scope(context, async {

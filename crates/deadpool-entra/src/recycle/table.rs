@@ -258,7 +258,13 @@ pub(crate) fn pre_recycle(shared: &Shared, w: &ClientWrapper) -> Result<(), Hook
         tracing::debug!(target: "deadpool_entra", reason = "broken", "connection retired");
         return Err(HookError::message("connection closed"));
     }
-    let now = Instant::now();
+    // The checkout's start, which it read anyway (one clock read per checkout); the
+    // clock when the inner pool is used directly.
+    let now = GET_CONTEXT
+        .try_with(|c| c.began)
+        .ok()
+        .flatten()
+        .unwrap_or_else(Instant::now);
     let plan = match shared.conns.scheduled_by(w, now) {
         None => return Ok(()),
         Some(Due::Stale) => {
