@@ -141,6 +141,13 @@ pub struct Args {
     #[arg(long, env = "CHURN_BASELINE_PASSWORD", hide_env_values = true)]
     pub baseline_password: Option<String>,
 
+    /// `per-connect` retires each connection after this long (± 10 %): a naive pool that
+    /// logs in as often as ours does under rotation (ours: once per token generation, half
+    /// the token's life with the default timings), to measure what new sessions cost the
+    /// server apart from tokens.
+    #[arg(long, value_parser = parse_duration)]
+    pub per_connect_lifetime: Option<Duration>,
+
     /// Our pool retires connections on schedule even when no replacement can log in
     /// (`RecyclePolicy::retire_without_replacement`), to measure what that costs.
     #[arg(long)]

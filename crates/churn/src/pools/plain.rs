@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use deadpool_postgres::{Connect, Manager, ManagerConfig, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Connect, Hook, HookError, Manager, ManagerConfig, RecyclingMethod, Runtime,
+};
 use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
 
@@ -86,6 +88,7 @@ pub fn build_pool(
     password: Password,
     logins: Arc<LoginCounters>,
     application_name: &str,
+    lifetime: Option<Duration>,
 ) -> Result<deadpool_postgres::Pool, String> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&s.host)
@@ -107,13 +110,29 @@ pub fn build_pool(
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    deadpool_postgres::Pool::builder(mgr)
+    let mut builder = deadpool_postgres::Pool::builder(mgr)
         .max_size(s.max_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(s.wait_timeout))
-        .create_timeout(Some(Duration::from_secs(15)))
+        .create_timeout(Some(Duration::from_secs(15)));
+    if let Some(life) = lifetime {
+        builder = builder.pre_recycle(Hook::sync_fn(move |w, m| {
+            if m.age() >= own_lifetime(life, Arc::as_ptr(&w.statement_cache) as usize) {
+                return Err(HookError::message("lifetime reached"));
+            }
+            Ok(())
+        }));
+    }
+    builder
         .build()
         .map_err(|e| format!("building the pool: {e}"))
+}
+
+/// A connection's own lifetime: `life` ± 10 %, fixed per connection (from `key`, its
+/// statement cache's address), so that connections made together do not leave together.
+fn own_lifetime(life: Duration, key: usize) -> Duration {
+    let spread = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+    life.mul_f64(0.9 + 0.2 * spread as f64 / 1024.0)
 }
 
 /// The baseline or the per-connect pool.
@@ -134,6 +153,7 @@ impl PlainPool {
             Password::Static(password.to_string()),
             logins.clone(),
             "churn-baseline",
+            None,
         )?;
         Ok(PlainPool {
             kind: PoolKind::Baseline,
@@ -143,11 +163,14 @@ impl PlainPool {
         })
     }
 
-    /// `deadpool-postgres` fetching a token for every login.
+    /// `deadpool-postgres` fetching a token for every login; with `lifetime`, each
+    /// connection leaves after it (± 10 %), so that the pool logs in as often as one that
+    /// retires connections on token rotation.
     pub fn per_connect(
         s: &ServerSettings,
         user: &str,
         mi: Arc<MiEndpoint>,
+        lifetime: Option<Duration>,
     ) -> Result<PlainPool, String> {
         let logins = Arc::new(LoginCounters::default());
         let pool = build_pool(
@@ -156,6 +179,7 @@ impl PlainPool {
             Password::PerConnect(mi.clone()),
             logins.clone(),
             "churn-per-connect",
+            lifetime,
         )?;
         Ok(PlainPool {
             kind: PoolKind::PerConnect,
@@ -203,5 +227,29 @@ impl PoolUnderTest for PlainPool {
 
     fn close(&self) {
         self.pool.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_lifetimes_spread_within_ten_percent() {
+        let life = Duration::from_secs(15);
+        let lives: Vec<Duration> = (0..200)
+            .map(|i| own_lifetime(life, 0x5600_0000 + i * 0x240))
+            .collect();
+        assert!(
+            lives
+                .iter()
+                .all(|l| *l >= life.mul_f64(0.9) && *l <= life.mul_f64(1.1))
+        );
+        let shortest = lives.iter().min().expect("lives");
+        let longest = lives.iter().max().expect("lives");
+        assert!(
+            *longest - *shortest > Duration::from_secs(2),
+            "{shortest:?}..{longest:?}"
+        );
     }
 }

@@ -43,6 +43,7 @@ impl RebuildPool {
             Password::Static(token.secret.clone()),
             logins.clone(),
             "churn-rebuild",
+            None,
         )?;
         let shared = Arc::new(Shared {
             current: RwLock::new(pool),
@@ -78,6 +79,7 @@ async fn rebuild_loop(
                     Password::Static(token.secret.clone()),
                     shared.logins.clone(),
                     "churn-rebuild",
+                    None,
                 ) {
                     Ok(new) => {
                         let old = {

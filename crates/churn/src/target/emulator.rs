@@ -332,9 +332,12 @@ impl EmulatorServer {
                 PoolKind::Baseline => {
                     Arc::new(PlainPool::baseline(&settings, BASELINE_ROLE, password)?)
                 }
-                PoolKind::PerConnect => {
-                    Arc::new(PlainPool::per_connect(&settings, &mi_user, new_mi(emu)?)?)
-                }
+                PoolKind::PerConnect => Arc::new(PlainPool::per_connect(
+                    &settings,
+                    &mi_user,
+                    new_mi(emu)?,
+                    args.per_connect_lifetime,
+                )?),
                 PoolKind::Rebuild => {
                     Arc::new(RebuildPool::start(&settings, &mi_user, new_mi(emu)?).await?)
                 }

@@ -80,7 +80,12 @@ pub(super) async fn setup(args: &Args, kinds: &[PoolKind]) -> Result<Setup, Stri
                 let mi = Arc::new(MiEndpoint::new(&e, &h)?);
                 let u = user.clone().ok_or("set PGUSER or AZURE_POSTGRESQL_USER")?;
                 if *k == PoolKind::PerConnect {
-                    Arc::new(PlainPool::per_connect(&settings, &u, mi)?)
+                    Arc::new(PlainPool::per_connect(
+                        &settings,
+                        &u,
+                        mi,
+                        args.per_connect_lifetime,
+                    )?)
                 } else {
                     Arc::new(RebuildPool::start(&settings, &u, mi).await?)
                 }
