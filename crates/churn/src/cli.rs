@@ -175,8 +175,9 @@ pub struct MatrixArgs {
     #[arg(long = "sizes", value_delimiter = ',', default_values_t = [8, 32, 64])]
     pub sizes: Vec<usize>,
 
-    /// Measured time of each pool in each order of each cell.
-    #[arg(long, value_parser = parse_duration, default_value = "6s")]
+    /// Measured time of each pool in each order of each cell (4 s: the default matrix
+    /// takes about 10 minutes, cells run again included).
+    #[arg(long, value_parser = parse_duration, default_value = "4s")]
     pub per_pool: Duration,
 
     /// Round length.
