@@ -271,6 +271,36 @@ fn strays(control: f64, tolerance: f64) -> bool {
     !within
 }
 
+/// One cell's figures as the tables show them.
+struct Row {
+    tasks: usize,
+    size: usize,
+    /// Ours, baseline first / reverse / both.
+    ours: [f64; 3],
+    ours_p99: f64,
+    /// The control, the same.
+    control: [f64; 3],
+    control_p99: f64,
+    baseline_rps: f64,
+    note: String,
+}
+
+impl Row {
+    fn of(c: &Cell) -> Row {
+        let [a, b] = c.runs.last().expect("a cell runs at least once");
+        Row {
+            tasks: c.tasks,
+            size: c.max_size,
+            ours: [a.ours, b.ours, c.ours],
+            ours_p99: c.ours_p99,
+            control: [a.control, b.control, c.control],
+            control_p99: c.control_p99,
+            baseline_rps: mean(a.baseline_rps, b.baseline_rps),
+            note: note(c),
+        }
+    }
+}
+
 /// The table, one line per cell.
 pub fn table(r: &MatrixResult) -> String {
     let mut s = String::new();
@@ -300,23 +330,22 @@ pub fn table(r: &MatrixResult) -> String {
         "ctl p99",
         "base rps"
     );
-    for c in &r.cells {
-        let [a, b] = c.runs.last().expect("a cell runs at least once");
+    for w in r.cells.iter().map(Row::of) {
         let _ = writeln!(
             s,
             "{:>6} {:>5} | {:>7.3} {:>7.3} {:>7.3} {:>7.3} | {:>7.3} {:>7.3} {:>7.3} {:>7.3} | {:>9.0} | {}",
-            c.tasks,
-            c.max_size,
-            a.ours,
-            b.ours,
-            c.ours,
-            c.ours_p99,
-            a.control,
-            b.control,
-            c.control,
-            c.control_p99,
-            mean(a.baseline_rps, b.baseline_rps),
-            note(c)
+            w.tasks,
+            w.size,
+            w.ours[0],
+            w.ours[1],
+            w.ours[2],
+            w.ours_p99,
+            w.control[0],
+            w.control[1],
+            w.control[2],
+            w.control_p99,
+            w.baseline_rps,
+            w.note
         );
     }
     s
@@ -327,27 +356,26 @@ pub fn markdown(r: &MatrixResult) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| tasks | pool | ours ÷ baseline, baseline first | reverse | **both** | checkout p99 × baseline | control ÷ baseline, both | control p99 × | baseline req/s | note |"
+        "| tasks | pool | ours ÷ baseline, baseline first | reverse order | **both** | checkout p99 × baseline | control ÷ baseline, both | control p99 × | baseline req/s | note |"
     );
     let _ = writeln!(
         s,
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
-    for c in &r.cells {
-        let [a, b] = c.runs.last().expect("a cell runs at least once");
+    for w in r.cells.iter().map(Row::of) {
         let _ = writeln!(
             s,
             "| {} | {} | {:.3} | {:.3} | **{:.3}** | {:.3} | {:.3} | {:.3} | {:.0} | {} |",
-            c.tasks,
-            c.max_size,
-            a.ours,
-            b.ours,
-            c.ours,
-            c.ours_p99,
-            c.control,
-            c.control_p99,
-            mean(a.baseline_rps, b.baseline_rps),
-            note(c)
+            w.tasks,
+            w.size,
+            w.ours[0],
+            w.ours[1],
+            w.ours[2],
+            w.ours_p99,
+            w.control[2],
+            w.control_p99,
+            w.baseline_rps,
+            w.note
         );
     }
     s
@@ -397,6 +425,34 @@ mod tests {
         assert!((c.control - 1.002).abs() < 1e-9, "{}", c.control);
         assert!(!c.control_strays);
         assert_eq!(note(&c), "repeated: the control strayed");
+    }
+
+    #[test]
+    fn both_tables_show_a_cell_from_its_last_run() {
+        let runs = vec![[order(0.98, 1.00), order(1.00, 1.004)]];
+        let r = MatrixResult {
+            churn_version: String::new(),
+            command: String::new(),
+            started_unix: 0,
+            elapsed_secs: 1.0,
+            machine: Machine::default(),
+            settings: serde_json::Value::Null,
+            cells: vec![cell_of(512, 32, runs, 0.01)],
+        };
+        let md = markdown(&r);
+        assert!(
+            md.contains(
+                "| 512 | 32 | 0.980 | 1.000 | **0.990** | 1.000 | 1.002 | 1.000 | 1000 |  |"
+            ),
+            "{md}"
+        );
+        let text = table(&r);
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with("512")
+                && l.contains("0.990")
+                && l.contains("1.002")),
+            "{text}"
+        );
     }
 
     #[test]
