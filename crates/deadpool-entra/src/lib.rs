@@ -19,6 +19,7 @@ mod recycle;
 #[cfg(feature = "serde")]
 mod serde_util;
 mod stats;
+mod sync;
 mod tls;
 mod token;
 

@@ -134,7 +134,7 @@ impl NetWatch {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The addresses a login should try, in order (`None`: let tokio-postgres resolve,

@@ -197,7 +197,7 @@ impl LoginHealth {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, LoginState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// A login succeeded at `now`.

@@ -31,7 +31,7 @@ use crate::{
     connect::{GET_CONTEXT, GetContext, LoginRecord, Origin, connect_with_token},
     pool::Shared,
     recycle::gate::{LoginAttempt, LoginOutcome},
-    token::cache::lock,
+    sync::lock,
 };
 
 /// At most this many background logins run at once: a rotation of a hundred connections

@@ -62,11 +62,11 @@ pub(crate) fn key(w: &ClientWrapper) -> usize {
 
 impl ConnTable {
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, HashMap<usize, ConnInfo>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
+        crate::sync::write(&self.map)
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, HashMap<usize, ConnInfo>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.map)
     }
 
     fn insert(

@@ -32,6 +32,7 @@ use super::{
     metrics::{RefreshOutcome, TokenMetrics},
     secret::Secret,
 };
+use crate::sync::lock;
 use crate::{
     RecyclePolicy, RefreshPolicy, TokenError,
     metrics::Stopwatch,
@@ -749,10 +750,6 @@ fn no_answer(limit: Duration) -> crate::TokenSourceError {
          instance metadata service at 169.254.169.254) and that `az account get-access-token` \
          answers when run by hand",
     )
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The longest the pool waits, after the source returned a refused token again, before it

@@ -56,7 +56,7 @@ impl Link {
 
     fn current(&self) -> Result<Arc<dyn TokenCredential>, &str> {
         match &self.credential {
-            Ok(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            Ok(m) => Ok(crate::sync::lock(m).clone()),
             Err(reason) => Err(reason),
         }
     }

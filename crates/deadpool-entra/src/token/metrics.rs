@@ -86,7 +86,7 @@ impl TokenMetrics {
     /// seen [`MAX_SOURCES`] names.
     #[cfg(feature = "metrics")]
     fn handles(&self, source: &str) -> Arc<enabled::Handles> {
-        let mut by = super::cache::lock(&self.by_source);
+        let mut by = crate::sync::lock(&self.by_source);
         let known = |name: &str| by.iter().position(|(n, _)| n == name);
         let label = match known(source) {
             Some(i) => return by[i].1.clone(),

@@ -78,10 +78,7 @@ impl CredentialSource {
     }
 
     fn current(&self) -> Arc<dyn TokenCredential> {
-        self.credential
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.credential).clone()
     }
 }
 
@@ -96,7 +93,7 @@ pub(super) async fn fetch_from_new_instance(
     let fresh =
         factory().map_err(|e| TokenSourceError::new(format!("cannot create {name}: {e}")))?;
     let token = fetch_from(&*fresh, scope, name).await?;
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+    *crate::sync::lock(slot) = fresh;
     Ok(token)
 }
 
