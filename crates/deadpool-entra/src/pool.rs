@@ -198,8 +198,8 @@ impl Pool {
         // our `Connect`, through the checkout's context.
         //
         // The warm path is one attempt whose connection goes out as it is: one clock read
-        // and one atomic load more than deadpool's own checkout (the clock read serves the
-        // `pre_recycle` hook too). Everything else (waiting for a session, liveness checks,
+        // and two atomic loads more than deadpool's own checkout (the clock read serves the
+        // `pre_recycle` hook too, whose load is the table's earliest due time). Everything else (waiting for a session, liveness checks,
         // mapping errors) is `get_patiently`, boxed, so that the checkout's future stays
         // the size of deadpool's own plus a few words: at high concurrency its size is
         // what a checkout costs.
