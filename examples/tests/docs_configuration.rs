@@ -30,12 +30,12 @@ fn the_json_example_deserializes_into_config() {
     assert_eq!(cfg.ssl_mode, SslMode::VerifyFull);
     assert_eq!(cfg.max_size, Some(16));
     assert_eq!(cfg.wait_timeout, Some(Duration::from_secs(5)));
-    assert_eq!(cfg.recycle.token_margin, Duration::from_secs(120));
-    assert_eq!(cfg.recycle.max_lifetime, Some(Duration::from_secs(20 * 60)));
+    assert_eq!(cfg.retire.token_margin, Duration::from_secs(120));
+    assert_eq!(cfg.retire.max_lifetime, Some(Duration::from_secs(20 * 60)));
     assert_eq!(cfg.refresh.max_backoff, Duration::from_secs(60));
     // Fields the example leaves out keep their documented defaults.
-    assert!(cfg.recycle.by_token_age);
-    assert_eq!(cfg.recycle.token_spread, Duration::from_secs(300));
+    assert!(cfg.retire.by_token_age);
+    assert_eq!(cfg.retire.token_spread, Duration::from_secs(300));
     assert_eq!(cfg.refresh.refresh_before_expiry, Duration::from_secs(270));
     assert_eq!(cfg.create_timeout, Some(Duration::from_secs(10)));
 }

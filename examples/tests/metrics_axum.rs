@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use deadpool_entra::{Config, RecyclePolicy};
+use deadpool_entra::{Config, RetirePolicy};
 use deadpool_entra_examples::{notes, notes_axum};
 use entra_emulator::Emulator;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -64,9 +64,9 @@ async fn metrics_move_across_a_token_rotation() {
             .token_source(common::managed_identity_over_http(&emulator))
             .pool_name("notes")
             .max_size(4)
-            .recycle_policy(RecyclePolicy {
+            .retire_policy(RetirePolicy {
                 sweep_interval: Duration::from_millis(200),
-                ..RecyclePolicy::default()
+                ..RetirePolicy::default()
             })
             .build()
             .await

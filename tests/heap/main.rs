@@ -9,7 +9,7 @@ use std::alloc::System;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use deadpool_entra::RecyclePolicy;
+use deadpool_entra::RetirePolicy;
 use deadpool_entra_tests::{
     build_pool_of_4, builder_for, cli_credential_unrecorded, emulator_builder, run_load,
     short_token_policies,
@@ -95,7 +95,7 @@ async fn live_heap_stays_flat_across_thousands_of_logins() {
         .expect("the emulator starts (needs initdb/postgres binaries)");
     let pool = build_pool_of_4(
         short_token_policies(builder_for(&emu, cli_credential_unrecorded(&emu)), LIFETIME)
-            .recycle_policy(RecyclePolicy {
+            .retire_policy(RetirePolicy {
                 max_lifetime: Some(Duration::from_millis(100)),
                 sweep_interval: Duration::from_millis(100),
                 ..Default::default()

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool_entra::{Pool, PoolBuilder, RecyclePolicy, RefreshPolicy, Stats};
+use deadpool_entra::{Pool, PoolBuilder, RetirePolicy, RefreshPolicy, Stats};
 use entra_emulator::Emulator;
 
 pub use credentials::{Recording, cli_credential, cli_credential_unrecorded};
@@ -88,7 +88,7 @@ pub fn short_token_policies(b: PoolBuilder, lifetime: Duration) -> PoolBuilder {
         max_backoff: Duration::from_secs(1),
         ..Default::default()
     })
-    .recycle_policy(RecyclePolicy {
+    .retire_policy(RetirePolicy {
         sweep_interval: Duration::from_millis(100),
         ..Default::default()
     })

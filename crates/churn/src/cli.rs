@@ -149,7 +149,7 @@ pub struct Args {
     pub per_connect_lifetime: Option<Duration>,
 
     /// Our pool retires connections on schedule even when no replacement can log in
-    /// (`RecyclePolicy::retire_without_replacement`), to measure what that costs.
+    /// (`RetirePolicy::retire_without_replacement`), to measure what that costs.
     #[arg(long)]
     pub retire_without_replacement: bool,
 }

@@ -14,14 +14,14 @@ use tokio::{sync::watch, time::Instant};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RecyclePolicy, RefreshPolicy,
+    ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RetirePolicy, RefreshPolicy,
     SslMode, StaticPassword, TimeoutKind, TokenSource, UserAssignedId,
     cloud::ScopeFrom,
     config::{AuthMethod, ChannelBinding, validate},
     connect::{EntraConnect, Tls, no_user_error},
     pool::Shared,
     provider::TokenProvider,
-    recycle::{self, ConnTable, gate::LoginHealth},
+    retire::{self, ConnTable, gate::LoginHealth},
     stats::PoolCounters,
     token::claims::user_from_token,
 };
@@ -214,8 +214,8 @@ impl PoolBuilder {
         self
     }
     /// Retirement policy.
-    pub fn recycle_policy(mut self, p: RecyclePolicy) -> Self {
-        self.config.recycle = p;
+    pub fn retire_policy(mut self, p: RetirePolicy) -> Self {
+        self.config.retire = p;
         self
     }
     /// Refresh policy.
@@ -315,12 +315,12 @@ impl PoolBuilder {
         let shared = Arc::new(Shared {
             cache: cache.clone(),
             conns: ConnTable::default(),
-            spread: recycle::SpreadSequence::new(),
+            spread: retire::SpreadSequence::new(),
             counters: PoolCounters {
                 metrics: crate::metrics::PoolMetrics::new(&pool_name),
                 ..PoolCounters::default()
             },
-            recycle: cfg.recycle.clone(),
+            retire: cfg.retire.clone(),
             create_timeout: cfg.create_timeout,
             tls,
             endpoint: crate::config::endpoint_text(&cfg),
@@ -366,12 +366,12 @@ impl PoolBuilder {
         }
         let s = shared.clone();
         builder = builder.post_create(Hook::sync_fn(move |w, _| {
-            recycle::table::post_create(&s, w);
+            retire::table::post_create(&s, w);
             Ok(())
         }));
         let s = shared.clone();
         builder = builder.pre_recycle(Hook::sync_fn(move |w, _| {
-            recycle::table::pre_recycle(&s, w)
+            retire::table::pre_recycle(&s, w)
         }));
         for h in self.post_create {
             builder = builder.post_create(h);
@@ -392,7 +392,7 @@ impl PoolBuilder {
             inner.resize(cfg.min_connections);
         }
         provider.start_refresher();
-        recycle::sweeper::spawn_sweeper(&shared, &inner);
+        retire::sweeper::spawn_sweeper(&shared, &inner);
         tracing::debug!(
             target: "deadpool_entra",
             endpoint = %shared.endpoint,

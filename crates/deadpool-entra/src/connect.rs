@@ -20,7 +20,7 @@ use crate::{
     metrics::{LoginOrigin, Stopwatch},
     network::{NetWatch, network_cause},
     pool::Shared,
-    recycle::gate::{LoginAttempt, LoginOutcome},
+    retire::gate::{LoginAttempt, LoginOutcome},
     token::{
         BoxFuture,
         cache::{CachedToken, Forced},
@@ -588,7 +588,7 @@ mod tests {
     #[test]
     fn a_server_that_is_not_ready_is_waited_out_like_an_unreachable_one() {
         use super::failure_outcome;
-        use crate::recycle::gate::LoginOutcome;
+        use crate::retire::gate::LoginOutcome;
         assert_eq!(failure_outcome(true, None), LoginOutcome::Unreachable);
         assert_eq!(
             failure_outcome(false, Some("57P03")),

@@ -15,7 +15,7 @@ mod network;
 mod otel;
 mod pool;
 mod provider;
-mod recycle;
+mod retire;
 #[cfg(feature = "serde")]
 mod serde_util;
 mod stats;
@@ -45,7 +45,7 @@ pub use error::{
 pub use error_kind::ErrorKind;
 pub use pool::Pool;
 pub use provider::TokenProvider;
-pub use recycle::RecyclePolicy;
+pub use retire::RetirePolicy;
 pub use stats::{
     ConnectionInfo, Degraded, HealthReport, NetworkStats, PoolStatus, Stats, TokenStats,
 };

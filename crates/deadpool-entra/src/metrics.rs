@@ -147,10 +147,10 @@ impl PoolMetrics {
 
     /// `n` connections retired for `reason`.
     #[inline]
-    pub(crate) fn retired(&self, reason: crate::recycle::RetireReason, n: u64) {
+    pub(crate) fn retired(&self, reason: crate::retire::RetireReason, n: u64) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
-            use crate::recycle::RetireReason::*;
+            use crate::retire::RetireReason::*;
             let i = match reason {
                 TokenAge => 0,
                 MaxLifetime => 1,

@@ -14,12 +14,12 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     Config, ConfigError, ConnectionInfo, Degraded, Error, HealthReport, NetworkStats, PoolBuilder,
-    PoolStatus, RecyclePolicy, Stats, TimeoutKind, TokenStats,
+    PoolStatus, RetirePolicy, Stats, TimeoutKind, TokenStats,
     connect::{GET_CONTEXT, GetContext, Origin, Tls},
     error::classify_pg,
     metrics::Stopwatch,
     network::{DeadCause, LIVENESS_TIMEOUT},
-    recycle::{
+    retire::{
         self, ConnTable, RetireReason,
         gate::{Gate, LoginHealth},
     },
@@ -31,9 +31,9 @@ use crate::{
 pub(crate) struct Shared {
     pub(crate) cache: Arc<TokenCache>,
     pub(crate) conns: ConnTable,
-    pub(crate) spread: recycle::SpreadSequence,
+    pub(crate) spread: retire::SpreadSequence,
     pub(crate) counters: PoolCounters,
-    pub(crate) recycle: RecyclePolicy,
+    pub(crate) retire: RetirePolicy,
     pub(crate) create_timeout: Option<Duration>,
     pub(crate) tls: Tls,
     pub(crate) endpoint: String,
@@ -49,7 +49,7 @@ pub(crate) struct Shared {
     /// a spare is ready).
     pub(crate) sweep_now: Arc<tokio::sync::Notify>,
     /// Connections logged in by the background, for checkouts to take.
-    pub(crate) spares: recycle::spares::Spares,
+    pub(crate) spares: retire::spares::Spares,
     /// Whether the token cache is this pool's own (not a shared [`crate::TokenProvider`]'s):
     /// `close()` stops its refresher then.
     pub(crate) owns_cache: bool,
@@ -77,8 +77,8 @@ impl Shared {
     }
 
     /// What the pool's sessions (connections and spares) are doing at `now`, given `gate`.
-    pub(crate) fn survey(&self, gate: &Gate, now: Instant) -> recycle::table::Survey {
-        let mut s = recycle::table::Survey::default();
+    pub(crate) fn survey(&self, gate: &Gate, now: Instant) -> retire::table::Survey {
+        let mut s = retire::table::Survey::default();
         self.conns.survey_into(&mut s, gate, now);
         self.spares.survey_into(&mut s, gate, now);
         s
@@ -87,8 +87,8 @@ impl Shared {
     /// Whether a replacement could log in, as seen at `now`.
     pub(crate) fn gate(&self, now: Instant) -> Gate {
         Gate {
-            unconditional: self.recycle.retire_without_replacement,
-            token: self.cache.ready_token(now, &self.recycle),
+            unconditional: self.retire.retire_without_replacement,
+            token: self.cache.ready_token(now, &self.retire),
             recent: self.cache.recent_tokens(),
             logins_ok_since: self.logins.ok_since(),
         }
@@ -173,7 +173,7 @@ impl Pool {
     }
 
     /// Logs in `n` connections and leaves them idle (at most
-    /// [`recycle::spares::MAX_BACKGROUND_LOGINS`] + 2 logins at once); the first error
+    /// [`retire::spares::MAX_BACKGROUND_LOGINS`] + 2 logins at once); the first error
     /// ends it.
     pub(crate) async fn prewarm(&self, n: usize) -> Result<(), Error> {
         use futures_util::{StreamExt, TryStreamExt};
@@ -181,7 +181,7 @@ impl Pool {
         // Held until all are there, so that each checkout creates one.
         let held: Vec<_> = futures_util::stream::iter(0..n)
             .map(|_| self.get_as(timeouts, Origin::Background))
-            .buffer_unordered(recycle::spares::MAX_BACKGROUND_LOGINS + 2)
+            .buffer_unordered(retire::spares::MAX_BACKGROUND_LOGINS + 2)
             .try_collect()
             .await?;
         tracing::debug!(target: "deadpool_entra", connections = held.len(), "prewarmed");
@@ -346,7 +346,7 @@ impl Pool {
         if !doomed.is_empty() {
             let removed = self
                 .inner
-                .retain(|w, _| !doomed.contains(&recycle::table::key(w)))
+                .retain(|w, _| !doomed.contains(&retire::table::key(w)))
                 .removed;
             let n = removed.len() as u64;
             for w in &removed {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
-use crate::{metrics::PoolMetrics, recycle::RetireReason, token::cache::TokenCache};
+use crate::{metrics::PoolMetrics, retire::RetireReason, token::cache::TokenCache};
 
 #[derive(Default)]
 pub(crate) struct PoolCounters {

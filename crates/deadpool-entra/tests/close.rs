@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use deadpool_entra::{Pool, RecyclePolicy};
+use deadpool_entra::{Pool, RetirePolicy};
 use entra_emulator::Emulator;
 
 mod common;
@@ -52,9 +52,9 @@ async fn pool(emu: &Arc<Emulator>, app: &str) -> (Pool, Arc<std::sync::atomic::A
         .application_name(app)
         .max_size(4)
         .min_connections(3)
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             sweep_interval: Duration::from_millis(20),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .build()
         .await

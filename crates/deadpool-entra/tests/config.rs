@@ -189,7 +189,7 @@ fn bad_input_names_the_field() {
     for jitter in [f64::NAN, -0.1, 1.5] {
         let cfg = deadpool_entra::Config {
             host: Some("h.example.com".into()),
-            recycle: deadpool_entra::RecyclePolicy {
+            retire: deadpool_entra::RetirePolicy {
                 max_lifetime_jitter: jitter,
                 ..Default::default()
             },
@@ -197,7 +197,7 @@ fn bad_input_names_the_field() {
         };
         assert_eq!(
             field_of(cfg.validate().map(|()| cfg.clone())),
-            "recycle.max_lifetime_jitter"
+            "retire.max_lifetime_jitter"
         );
     }
     // A retry delay that would make a busy loop, or a cap below the floor.
@@ -372,7 +372,7 @@ fn config_deserializes_with_humantime_durations() {
         r#"{
             "host": "db.example.com", "dbname": "app", "ssl_mode": "verify-ca",
             "wait_timeout": "2s", "create_timeout": 3, "max_size": 8,
-            "recycle": { "max_lifetime": "10m", "token_margin": "30s" },
+            "retire": { "max_lifetime": "10m", "token_margin": "30s" },
             "refresh": { "refresh_before_expiry": "4m" }
         }"#,
     )
@@ -381,10 +381,10 @@ fn config_deserializes_with_humantime_durations() {
     assert_eq!(c.wait_timeout, Some(Duration::from_secs(2)));
     assert_eq!(c.create_timeout, Some(Duration::from_secs(3)));
     assert_eq!(c.max_size, Some(8));
-    assert_eq!(c.recycle.max_lifetime, Some(Duration::from_secs(600)));
-    assert_eq!(c.recycle.token_margin, Duration::from_secs(30));
+    assert_eq!(c.retire.max_lifetime, Some(Duration::from_secs(600)));
+    assert_eq!(c.retire.token_margin, Duration::from_secs(30));
     assert_eq!(
-        c.recycle.token_spread,
+        c.retire.token_spread,
         Duration::from_secs(300),
         "defaults fill the rest"
     );
@@ -407,7 +407,7 @@ fn absurd_durations_in_a_configuration_file_are_errors() {
         assert!(e.to_string().contains("invalid duration"), "{json}: {e}");
     }
     for value in ["1e30", "-1", "\"NaN\""] {
-        let json = format!(r#"{{"host": "h", "recycle": {{"sweep_interval": {value}}}}}"#);
+        let json = format!(r#"{{"host": "h", "retire": {{"sweep_interval": {value}}}}}"#);
         let e = serde_json::from_str::<Config>(&json).expect_err(&json);
         assert!(e.to_string().contains("invalid duration"), "{json}: {e}");
     }

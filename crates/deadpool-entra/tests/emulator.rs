@@ -10,7 +10,7 @@ use std::{
 };
 
 use deadpool_entra::{
-    Error, ErrorKind, FnSource, GenericClient, LoginErrorKind, Pool, RecyclePolicy, Token,
+    Error, ErrorKind, FnSource, GenericClient, LoginErrorKind, Pool, RetirePolicy, Token,
 };
 use entra_emulator::Emulator;
 
@@ -86,9 +86,9 @@ async fn connections_retire_before_their_token_expires_and_are_replaced() {
         .token_source(src)
         .user(mi)
         .max_size(4)
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             sweep_interval: Duration::from_millis(200),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .build()
         .await
@@ -336,12 +336,12 @@ async fn absurd_durations_and_lifetimes_neither_panic_nor_stall() {
             max_backoff: huge,
             fetch_timeout: Some(huge),
         })
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             token_margin: huge,
             token_spread: huge,
             max_lifetime: Some(huge),
             sweep_interval: huge,
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .build()
         .await

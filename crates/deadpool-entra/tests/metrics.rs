@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashSet, sync::OnceLock, time::Duration};
 
 use common::{HOUR, builder, emulator, source};
-use deadpool_entra::RecyclePolicy;
+use deadpool_entra::RetirePolicy;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 const POOL_NAME: &str = "db.client.connection.pool.name";
@@ -49,10 +49,10 @@ fn gauges() -> Vec<(String, String, f64)> {
         .collect()
 }
 
-fn fast_sweeps() -> RecyclePolicy {
-    RecyclePolicy {
+fn fast_sweeps() -> RetirePolicy {
+    RetirePolicy {
         sweep_interval: Duration::from_millis(50),
-        ..RecyclePolicy::default()
+        ..RetirePolicy::default()
     }
 }
 
@@ -74,7 +74,7 @@ async fn two_pools_for_two_databases_on_one_server_write_two_series() {
             .token_source(src)
             .user(mi.clone())
             .min_connections(1)
-            .recycle_policy(fast_sweeps())
+            .retire_policy(fast_sweeps())
             .build()
             .await
             .unwrap();
@@ -119,7 +119,7 @@ async fn a_closed_pool_reports_no_connections() {
         .user(mi)
         .pool_name("closing")
         .min_connections(2)
-        .recycle_policy(fast_sweeps())
+        .retire_policy(fast_sweeps())
         .build()
         .await
         .unwrap();

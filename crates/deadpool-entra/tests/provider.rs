@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deadpool_entra::{Pool, RecyclePolicy, RefreshPolicy, TokenProvider};
+use deadpool_entra::{Pool, RetirePolicy, RefreshPolicy, TokenProvider};
 use entra_emulator::OSSRDBMS_SCOPE;
 
 mod common;
@@ -19,16 +19,16 @@ async fn a_writer_and_a_replica_pool_make_one_identity_call_per_refresh_together
     let mi = emu.default_identity().name.clone();
     let (src, calls) = source(&emu, &mi, LIFETIME);
     let tokens = TokenProvider::new(src, OSSRDBMS_SCOPE, RefreshPolicy::default());
-    let policy = RecyclePolicy {
+    let policy = RetirePolicy {
         sweep_interval: Duration::from_millis(200),
-        ..RecyclePolicy::default()
+        ..RetirePolicy::default()
     };
     let build = |port: u16| {
         builder(&emu)
             .port(port)
             .user(mi.clone())
             .max_size(4)
-            .recycle_policy(policy.clone())
+            .retire_policy(policy.clone())
             .token_provider(&tokens)
             .build()
     };

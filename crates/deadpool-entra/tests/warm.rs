@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_entra::{Pool, RecyclePolicy, Stats};
+use deadpool_entra::{Pool, RetirePolicy, Stats};
 use entra_emulator::Emulator;
 
 mod common;
@@ -22,9 +22,9 @@ async fn pool(emu: &Arc<Emulator>, max_size: usize, min_connections: usize) -> P
         .user(mi)
         .max_size(max_size)
         .min_connections(min_connections)
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             sweep_interval: Duration::from_millis(200),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .build()
         .await
@@ -165,12 +165,12 @@ async fn a_full_pool_retires_no_faster_than_spares_replace() {
         .user(mi)
         .max_size(4)
         .min_connections(4)
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             // A sweep's horizon (1 s) covers the whole spread: the connections are due
             // in the same sweep.
             token_spread: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(1),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .build()
         .await
@@ -206,9 +206,9 @@ async fn lazy_pool_with_a_floor_of_2(
         .max_size(4)
         .min_connections(2)
         .lazy(true)
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             sweep_interval: Duration::from_millis(200),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .build()
         .await
@@ -325,9 +325,9 @@ async fn spares_past_their_tokens_expiry_count_as_degraded_sessions() {
         .user(mi)
         .max_size(4)
         .min_connections(2)
-        .recycle_policy(RecyclePolicy {
+        .retire_policy(RetirePolicy {
             sweep_interval: Duration::from_millis(200),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         })
         .refresh_policy(deadpool_entra::RefreshPolicy {
             max_backoff: Duration::from_secs(1),

@@ -63,9 +63,9 @@ fn with_ours_settings(
         .max_size(args.max_size)
         .min_connections(args.min_connections)
         .wait_timeout(Some(args.wait_timeout))
-        .recycle_policy(deadpool_entra::RecyclePolicy {
+        .retire_policy(deadpool_entra::RetirePolicy {
             retire_without_replacement: args.retire_without_replacement,
-            ..recycle_timings(args)
+            ..retire_timings(args)
         })
         .lazy(args.cold);
     match azure_scale(args) {
@@ -82,10 +82,10 @@ fn azure_scale(args: &Args) -> Option<f64> {
 }
 
 /// The default recycle timings, scaled by [`azure_scale`].
-fn recycle_timings(args: &Args) -> deadpool_entra::RecyclePolicy {
-    let d = deadpool_entra::RecyclePolicy::default();
+fn retire_timings(args: &Args) -> deadpool_entra::RetirePolicy {
+    let d = deadpool_entra::RetirePolicy::default();
     match azure_scale(args) {
-        Some(k) => deadpool_entra::RecyclePolicy {
+        Some(k) => deadpool_entra::RetirePolicy {
             token_margin: d.token_margin.mul_f64(k),
             token_spread: d.token_spread.mul_f64(k),
             sweep_interval: d.sweep_interval.mul_f64(k),

@@ -25,7 +25,7 @@ use values::{
     parse_ports, parse_secs_opt,
 };
 
-use crate::{Error, Pool, PoolBuilder, RecyclePolicy, RefreshPolicy};
+use crate::{Error, Pool, PoolBuilder, RetirePolicy, RefreshPolicy};
 
 /// Everything needed to build a [`Pool`]. Deserializable (feature `serde`; durations
 /// as `"30s"`-style strings or seconds), from the environment, or parsed from a URL or
@@ -140,7 +140,7 @@ pub struct Config {
     /// Which idle connection `get()` takes (default Fifo).
     pub queue_mode: QueueMode,
     /// Retirement policy.
-    pub recycle: RecyclePolicy,
+    pub retire: RetirePolicy,
     /// Token refresh policy.
     pub refresh: RefreshPolicy,
     /// Do not fetch the first token when the pool is built.
@@ -182,7 +182,7 @@ impl Default for Config {
             recycle_timeout: Some(Duration::from_secs(5)),
             recycling_method: RecyclingMethod::Fast,
             queue_mode: QueueMode::Fifo,
-            recycle: RecyclePolicy::default(),
+            retire: RetirePolicy::default(),
             refresh: RefreshPolicy::default(),
             lazy: false,
         }
@@ -227,7 +227,7 @@ impl fmt::Debug for Config {
             .field("recycle_timeout", &self.recycle_timeout)
             .field("recycling_method", &self.recycling_method)
             .field("queue_mode", &self.queue_mode)
-            .field("recycle", &self.recycle)
+            .field("retire", &self.retire)
             .field("refresh", &self.refresh)
             .field("lazy", &self.lazy)
             .finish()

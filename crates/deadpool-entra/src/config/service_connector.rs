@@ -333,7 +333,7 @@ fn unsupported(s: &str, norm: &str, at: usize) -> ConfigError {
         return ConfigError::new(
             "connection string",
             format!(
-                "`{k}` is Npgsql's pool setting; this pool has its own: max_size, min_connections, wait_timeout, recycle.max_lifetime (the builder, Config or serde). Remove it from the string"
+                "`{k}` is Npgsql's pool setting; this pool has its own: max_size, min_connections, wait_timeout, retire.max_lifetime (the builder, Config or serde). Remove it from the string"
             ),
         );
     }

@@ -134,10 +134,10 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             "password logins need a user (PGUSER or AZURE_POSTGRESQL_USER)",
         ));
     }
-    let jitter = cfg.recycle.max_lifetime_jitter;
+    let jitter = cfg.retire.max_lifetime_jitter;
     if !(0.0..=1.0).contains(&jitter) {
         return Err(ConfigError::new(
-            "recycle.max_lifetime_jitter",
+            "retire.max_lifetime_jitter",
             format!("{jitter} is not a fraction: use a number from 0 to 1 (default 0.2)"),
         ));
     }

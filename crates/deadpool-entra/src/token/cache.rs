@@ -34,9 +34,9 @@ use super::{
 };
 use crate::sync::lock;
 use crate::{
-    RecyclePolicy, RefreshPolicy, TokenError,
+    RetirePolicy, RefreshPolicy, TokenError,
     metrics::Stopwatch,
-    recycle::{
+    retire::{
         self,
         gate::{RECENT_TOKENS, ReadyToken, RecentTokens},
         later,
@@ -531,7 +531,7 @@ impl TokenCache {
         *lock(&self.last_failure) = None;
         *lock(&self.failing_since) = None;
         // An absurd lifetime from the source is taken as a century, not an overflow.
-        let lifetime = lifetime.map(|l| l.min(crate::recycle::LONGEST));
+        let lifetime = lifetime.map(|l| l.min(crate::retire::LONGEST));
         let deadline = lifetime.and_then(|l| now.checked_add(l));
         let expires_wall = match token.expiry {
             Expiry::At(t) => Some(t),
@@ -628,14 +628,14 @@ impl TokenCache {
 
     /// The cached token, if a replacement connection could log in with it now: valid,
     /// with more than its retirement margin left (a password always).
-    pub(crate) fn ready_token(&self, now: Instant, policy: &RecyclePolicy) -> Option<ReadyToken> {
+    pub(crate) fn ready_token(&self, now: Instant, policy: &RetirePolicy) -> Option<ReadyToken> {
         let guard = self.current.load();
         let t = guard.as_ref()?;
         if !self.valid(t, now) {
             return None;
         }
         if let (Some(d), Some(life)) = (t.deadline, t.lifetime)
-            && d.saturating_duration_since(now) <= recycle::token_margin(policy, life)
+            && d.saturating_duration_since(now) <= retire::token_margin(policy, life)
         {
             return None;
         }

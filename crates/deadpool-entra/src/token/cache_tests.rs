@@ -967,7 +967,7 @@ async fn what_the_pool_reads_from_the_cache() {
     assert_eq!(cache.shortest_lifetime(), Some(Duration::from_secs(60)));
     assert!(!format!("{first:?}").contains(SECRET), "{first:?}");
     assert!(format!("{first:?}").contains("redacted"));
-    let policy = RecyclePolicy::default();
+    let policy = RetirePolicy::default();
     // Valid, with more than its retirement margin (6 s of 60) left: ready.
     assert!(cache.ready_token(Instant::now(), &policy).is_some());
     // Within the margin (the last 6 s), still valid (the last 5 s are withheld): not

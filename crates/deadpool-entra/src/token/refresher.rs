@@ -14,7 +14,7 @@ use tokio::{
 
 use super::{Refresh, TokenCache, join, wait_shutdown};
 use crate::{
-    recycle::later,
+    retire::later,
     token::backoff::{backoff, floor, same_token_retry},
 };
 

@@ -240,7 +240,7 @@ pub(crate) fn post_create(shared: &Shared, w: &ClientWrapper) {
         }
     };
     let plan = super::plan(
-        &shared.recycle,
+        &shared.retire,
         created,
         deadline,
         shared.spread.next(),
@@ -354,14 +354,14 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::RecyclePolicy;
+    use crate::RetirePolicy;
 
     #[tokio::test(start_paused = true)]
     async fn settle_forgets_dead_connections_and_raises_the_first_due_time() {
         let table = ConnTable::default();
         let now = Instant::now();
         let expiry = now + Duration::from_secs(3600);
-        let plan = super::super::plan(&RecyclePolicy::default(), now, Some(expiry), 0.5, 0.5);
+        let plan = super::super::plan(&RetirePolicy::default(), now, Some(expiry), 0.5, 0.5);
         let due = plan.earliest.expect("retires by token age").0;
         {
             let mut map = table.write();

@@ -37,7 +37,7 @@ pub(crate) use table::ConnTable;
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(default))]
-pub struct RecyclePolicy {
+pub struct RetirePolicy {
     /// Retire before the login token expires (default `true`). `false`: sessions outlive
     /// their token, which the server allows.
     pub by_token_age: bool,
@@ -66,7 +66,7 @@ pub struct RecyclePolicy {
     pub retire_without_replacement: bool,
 }
 
-impl Default for RecyclePolicy {
+impl Default for RetirePolicy {
     fn default() -> Self {
         Self {
             by_token_age: true,
@@ -103,7 +103,7 @@ impl RetireReason {
 
 /// The retirement margin for a token whose remaining life is `remaining`: `token_margin`,
 /// or 10 % of `remaining` when that is shorter.
-pub(crate) fn token_margin(policy: &RecyclePolicy, remaining: Duration) -> Duration {
+pub(crate) fn token_margin(policy: &RetirePolicy, remaining: Duration) -> Duration {
     policy.token_margin.min(remaining / 10)
 }
 
@@ -145,7 +145,7 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
 }
 
 /// `max_lifetime_jitter` as a usable fraction: clamped to `[0, 1]`, 0 when not a number.
-fn jitter(policy: &RecyclePolicy) -> f64 {
+fn jitter(policy: &RetirePolicy) -> f64 {
     let j = policy.max_lifetime_jitter;
     if j.is_finite() {
         j.clamp(0.0, 1.0)
@@ -158,7 +158,7 @@ fn jitter(policy: &RecyclePolicy) -> f64 {
 /// `token_expiry`; `u_token` in `[0, 1)` places it in its token spread window and
 /// `u_life` in its lifetime jitter.
 pub(crate) fn plan(
-    policy: &RecyclePolicy,
+    policy: &RetirePolicy,
     created: Instant,
     token_expiry: Option<Instant>,
     u_token: f64,
@@ -238,7 +238,7 @@ impl SpreadSequence {
 /// The scheduled retirement time and reason for a new connection (`None`: never).
 #[cfg(test)]
 pub(crate) fn retire_at(
-    policy: &RecyclePolicy,
+    policy: &RetirePolicy,
     created: Instant,
     token_deadline_at_login: Option<Instant>,
     u_token: f64,
@@ -259,9 +259,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retire_times_of_one_tokens_connections_are_spread() {
-        let policy = RecyclePolicy {
+        let policy = RetirePolicy {
             max_lifetime: None,
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         };
         let created = Instant::now();
         let expiry = created + Duration::from_secs(3600);
@@ -284,9 +284,9 @@ mod tests {
     async fn connections_created_together_retire_evenly_across_the_window() {
         // 8 connections of one token (a warm-up): no 1/4 of the window holds more than
         // 3 of them (iid uniform draws put 4 or more there about one time in six).
-        let policy = RecyclePolicy {
+        let policy = RetirePolicy {
             max_lifetime: None,
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         };
         for _ in 0..200 {
             let seq = SpreadSequence::new();
@@ -309,7 +309,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn short_tokens_shrink_margin_and_spread() {
-        let policy = RecyclePolicy::default();
+        let policy = RetirePolicy::default();
         let created = Instant::now();
         let expiry = created + Duration::from_secs(30);
         let seq = SpreadSequence::new();
@@ -324,9 +324,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn max_lifetime_jitter_stays_within_bounds() {
-        let policy = RecyclePolicy {
+        let policy = RetirePolicy {
             by_token_age: false,
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         };
         let created = Instant::now();
         let max = Duration::from_secs(1800);
@@ -357,12 +357,12 @@ mod tests {
     async fn absurd_policy_values_plan_without_panicking() {
         let created = Instant::now();
         for jitter in [f64::NAN, f64::INFINITY, -3.0, 7.0] {
-            let policy = RecyclePolicy {
+            let policy = RetirePolicy {
                 max_lifetime: Some(Duration::MAX),
                 max_lifetime_jitter: jitter,
                 token_margin: Duration::MAX,
                 token_spread: Duration::MAX,
-                ..RecyclePolicy::default()
+                ..RetirePolicy::default()
             };
             for u in [f64::NAN, 0.0, 0.999] {
                 let p = plan(
@@ -384,7 +384,7 @@ mod tests {
         let created = Instant::now();
         // 30 s token: window [13.5 s, 27 s] after login, width 13.5 s.
         let p = plan(
-            &RecyclePolicy::default(),
+            &RetirePolicy::default(),
             created,
             Some(created + Duration::from_secs(30)),
             0.5,
@@ -394,10 +394,10 @@ mod tests {
         assert_eq!(e - s, Duration::from_millis(13_500));
         assert_eq!(p.recovery_spread, Duration::from_millis(6_750));
         // Lifetime only: half of min(token_spread, max_lifetime * jitter) = min(300, 12) / 2.
-        let life = RecyclePolicy {
+        let life = RetirePolicy {
             by_token_age: false,
             max_lifetime: Some(Duration::from_secs(60)),
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         };
         let p = plan(&life, created, None, 0.5, 0.5);
         assert_eq!(p.recovery_spread, Duration::from_secs(6));
@@ -405,7 +405,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn earlier_rule_wins() {
-        let policy = RecyclePolicy::default();
+        let policy = RetirePolicy::default();
         let created = Instant::now();
         let (_, reason) = retire_at(
             &policy,
@@ -423,10 +423,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reason, RetireReason::MaxLifetime);
-        let never = RecyclePolicy {
+        let never = RetirePolicy {
             by_token_age: false,
             max_lifetime: None,
-            ..RecyclePolicy::default()
+            ..RetirePolicy::default()
         };
         assert!(
             retire_at(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::recycle::{RecyclePolicy, SpreadSequence, plan};
+use crate::retire::{RetirePolicy, SpreadSequence, plan};
 
 const LIFE: Duration = Duration::from_secs(30);
 
@@ -15,10 +15,10 @@ fn secs(s: f64) -> Duration {
 
 /// A 30 s token's connections with default policy and no maximum lifetime: the window
 /// is `[E - 16.5 s, E - 3 s]` (margin 3 s, spread 13.5 s).
-fn token_policy() -> RecyclePolicy {
-    RecyclePolicy {
+fn token_policy() -> RetirePolicy {
+    RetirePolicy {
         max_lifetime: None,
-        ..RecyclePolicy::default()
+        ..RetirePolicy::default()
     }
 }
 
@@ -223,10 +223,10 @@ async fn a_gap_without_a_valid_token_moves_the_release_to_its_end() {
 
 #[tokio::test(start_paused = true)]
 async fn max_lifetime_waits_for_a_usable_token_then_spreads() {
-    let policy = RecyclePolicy {
+    let policy = RetirePolicy {
         by_token_age: false,
         max_lifetime: Some(Duration::from_secs(60)),
-        ..RecyclePolicy::default()
+        ..RetirePolicy::default()
     };
     let t0 = Instant::now();
     let seq = SpreadSequence::new();
@@ -268,7 +268,7 @@ async fn max_lifetime_waits_for_a_usable_token_then_spreads() {
 
 #[tokio::test(start_paused = true)]
 async fn retire_without_replacement_keeps_the_schedule() {
-    let policy = RecyclePolicy {
+    let policy = RetirePolicy {
         retire_without_replacement: true,
         ..token_policy()
     };
@@ -290,10 +290,10 @@ async fn retire_without_replacement_keeps_the_schedule() {
 
 #[tokio::test(start_paused = true)]
 async fn a_password_connection_retires_by_lifetime_only() {
-    let policy = RecyclePolicy {
+    let policy = RetirePolicy {
         max_lifetime: Some(Duration::from_secs(60)),
         max_lifetime_jitter: 0.0,
-        ..RecyclePolicy::default()
+        ..RetirePolicy::default()
     };
     let t0 = Instant::now();
     let p = plan(&policy, t0, None, 0.5, 0.5);

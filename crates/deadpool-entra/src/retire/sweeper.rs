@@ -27,7 +27,7 @@ use crate::{connect::EntraConnect, pool::Shared, token::backoff::backoff};
 /// The sweeper's interval: the policy's, but never more than a quarter of the shortest
 /// token lifetime seen (and never below 10 ms).
 pub(crate) fn sweep_interval(shared: &Shared) -> Duration {
-    let mut d = shared.recycle.sweep_interval;
+    let mut d = shared.retire.sweep_interval;
     if let Some(l) = shared.cache.shortest_lifetime() {
         d = d.min(l / 4);
     }
@@ -316,7 +316,7 @@ fn maybe_probe(shared: &Arc<Shared>, state: &mut SweeperState, now: Instant) {
     }
     if state.next_probe.is_some_and(|t| now < t)
         || state.probe_in_flight.load(Ordering::Acquire)
-        || shared.cache.ready_token(now, &shared.recycle).is_none()
+        || shared.cache.ready_token(now, &shared.retire).is_none()
     {
         return;
     }

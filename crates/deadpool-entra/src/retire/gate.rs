@@ -32,7 +32,7 @@ pub(crate) type RecentTokens = [Option<(Instant, Option<Instant>)>; RECENT_TOKEN
 /// What the pool knows, at one moment, about whether a replacement could log in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Gate {
-    /// [`super::RecyclePolicy::retire_without_replacement`]: retire on schedule whatever.
+    /// [`super::RetirePolicy::retire_without_replacement`]: retire on schedule whatever.
     pub(crate) unconditional: bool,
     /// The cached token, if it is valid for longer than its retirement margin.
     pub(crate) token: Option<ReadyToken>,

@@ -30,7 +30,7 @@ use super::{
 use crate::{
     connect::{GET_CONTEXT, GetContext, LoginRecord, Origin, connect_with_token},
     pool::Shared,
-    recycle::gate::{LoginAttempt, LoginOutcome},
+    retire::gate::{LoginAttempt, LoginOutcome},
     sync::lock,
 };
 
@@ -357,7 +357,7 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
             match (result, record) {
                 (Ok(Ok((client, conn))), Some(record)) => {
                     let plan = super::plan(
-                        &shared.recycle,
+                        &shared.retire,
                         record.created,
                         record.token_deadline,
                         shared.spread.next(),
@@ -420,7 +420,7 @@ mod tests {
         let expiry = created + Duration::from_secs(30);
         // 30 s token: window [13.5 s, 27 s] after login.
         let plan = super::super::plan(
-            &crate::RecyclePolicy::default(),
+            &crate::RetirePolicy::default(),
             created,
             Some(expiry),
             0.5,
