@@ -277,7 +277,7 @@ async fn password_auth_method_logs_in_to_a_static_password_role() {
     };
     let text = note_error(&err);
     assert!(
-        matches!(&err, Error::Login(l) if l.kind() == deadpool_entra::LoginErrorKind::BadPassword),
+        matches!(&err, Error::Login(l) if l.kind() == deadpool_entra::ErrorKind::BadPassword),
         "{text}"
     );
     assert!(emu.counters().logins_refused_bad_password >= 1);

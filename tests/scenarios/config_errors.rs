@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_entra::{Error, ErrorKind, LoginErrorKind, SslMode};
+use deadpool_entra::{Error, ErrorKind, SslMode};
 use deadpool_entra_tests::child::run_child;
 use deadpool_entra_tests::{Explain, builder_for, cli_credential, note_error, start_emulator};
 
@@ -57,7 +57,7 @@ async fn bad_configurations_fail_with_the_cause_and_the_fix() {
     let (err, text) = first_error(base().user("no_such_role")).await;
     explain.note(format!("unknown role: {text}"));
     match &err {
-        Error::Login(l) => assert_eq!(l.kind(), LoginErrorKind::UnknownRole, "{text}"),
+        Error::Login(l) => assert_eq!(l.kind(), ErrorKind::RoleMissing, "{text}"),
         other => panic!("unknown role: expected a login error, got {other:?}"),
     }
     assert!(
@@ -86,7 +86,7 @@ async fn bad_configurations_fail_with_the_cause_and_the_fix() {
     let (err, text) = first_error(base().scope("https://management.azure.com/.default")).await;
     explain.note(format!("wrong scope: {text}"));
     match &err {
-        Error::Login(l) => assert_eq!(l.kind(), LoginErrorKind::WrongAudience, "{text}"),
+        Error::Login(l) => assert_eq!(l.kind(), ErrorKind::TokenWrongAudience, "{text}"),
         other => panic!("wrong scope: expected a login error, got {other:?}"),
     }
     assert!(

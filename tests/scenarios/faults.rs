@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_entra::{Error, LoginErrorKind};
+use deadpool_entra::{Error, ErrorKind};
 use deadpool_entra_tests::child::ChildApp;
 use deadpool_entra_tests::{
     Explain, build_pool_of_4, builder_for, cli_credential, note_error, one_request, run_load,
@@ -447,7 +447,7 @@ async fn a_refused_token_is_never_resent_and_a_new_one_is_used_once_minted() {
     match &err {
         Error::TokenRefused(r) => {
             assert_eq!(r.login.sqlstate, "28000");
-            assert_eq!(r.login.kind(), LoginErrorKind::TokenInvalid);
+            assert_eq!(r.login.kind(), ErrorKind::TokenInvalid);
             assert_eq!(err.kind(), deadpool_entra::ErrorKind::TokenInvalid);
             assert!(r.expires_in_secs.is_some_and(|s| s > 3000), "{r:?}");
             assert!(r.exp.is_some());
@@ -511,7 +511,7 @@ async fn a_refused_token_is_never_resent_and_a_new_one_is_used_once_minted() {
     emu.faults().set_refuse_logins(false);
     let after = emu.counters();
     match &err {
-        Error::TokenRefused(r) => assert_eq!(r.login.kind(), LoginErrorKind::Revoked, "{text}"),
+        Error::TokenRefused(r) => assert_eq!(r.login.kind(), ErrorKind::TokenRevoked, "{text}"),
         other => panic!("expected TokenRefused, got {other:?}"),
     }
     assert_eq!(
@@ -532,7 +532,7 @@ async fn a_refused_token_is_never_resent_and_a_new_one_is_used_once_minted() {
     let text = note_error(&err);
     explain.note(format!("error after removal: {text}"));
     match &err {
-        Error::Login(l) => assert_eq!(l.kind(), LoginErrorKind::UnknownRole, "{text}"),
+        Error::Login(l) => assert_eq!(l.kind(), ErrorKind::RoleMissing, "{text}"),
         other => panic!("expected a login error, got {other:?}"),
     }
     assert!(text.contains("pgaadauth_create_principal"), "{text}");

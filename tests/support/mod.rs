@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool_entra::{Pool, PoolBuilder, RetirePolicy, RefreshPolicy, Stats};
+use deadpool_entra::{Pool, PoolBuilder, RefreshPolicy, RetirePolicy, Stats};
 use entra_emulator::Emulator;
 
 pub use credentials::{Recording, cli_credential, cli_credential_unrecorded};

@@ -14,7 +14,7 @@ use tokio::{sync::watch, time::Instant};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RetirePolicy, RefreshPolicy,
+    ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RefreshPolicy, RetirePolicy,
     SslMode, StaticPassword, TimeoutKind, TokenSource, UserAssignedId,
     cloud::ScopeFrom,
     config::{AuthMethod, ChannelBinding, validate},
@@ -370,9 +370,7 @@ impl PoolBuilder {
             Ok(())
         }));
         let s = shared.clone();
-        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| {
-            retire::table::pre_recycle(&s, w)
-        }));
+        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| retire::table::pre_recycle(&s, w)));
         for h in self.post_create {
             builder = builder.post_create(h);
         }

@@ -334,7 +334,7 @@ fn same_token_error(
     let login = match e.as_db_error() {
         Some(db) => crate::error::classify_login(db, &user),
         None => crate::LoginError {
-            kind: crate::LoginErrorKind::Other,
+            kind: crate::ErrorKind::LoginRefused,
             server_message: e.to_string(),
             sqlstate: String::new(),
             user,
@@ -422,16 +422,13 @@ async fn login(
     result
 }
 
-/// The `kind` field of the "login failed" log line, from the classified error.
-fn failure_kind(classified: Option<Error>) -> String {
-    match classified {
-        Some(Error::Login(l)) => format!("{:?}", l.kind),
-        Some(Error::Tls { .. }) => "Tls".to_owned(),
-        Some(Error::Network { .. }) => "Network".to_owned(),
-        Some(Error::ReadOnly { .. }) => "ReadOnly".to_owned(),
-        Some(Error::WrongServerRole { .. }) => "WrongServerRole".to_owned(),
-        _ => "Other".to_owned(),
-    }
+/// The `kind` field of the "login failed" log line: the [`ErrorKind`](crate::ErrorKind)
+/// label the error gets (`role-missing`, `tls`, ...), the same as in metrics; `database`
+/// when it is none of login, TLS or network, as [`Error::Postgres`] is.
+fn failure_kind(classified: Option<Error>) -> &'static str {
+    classified
+        .map_or(crate::ErrorKind::Database, |e| e.kind())
+        .as_str()
 }
 
 /// Whole seconds from `now` to `at`: negative when `at` has passed.
@@ -462,14 +459,16 @@ fn refresh_may_help(e: &PgError) -> bool {
 /// Too many clients and a server starting up or shutting down are the server's state: a
 /// later login may succeed, with the token the pool has. Every kind is decided here (no
 /// wildcard), so a new kind has to be.
-fn refresh_may_fix(kind: crate::LoginErrorKind) -> bool {
-    use crate::LoginErrorKind::*;
+fn refresh_may_fix(kind: crate::ErrorKind) -> bool {
+    use crate::ErrorKind::*;
     match kind {
-        TokenExpired | Revoked | TokenInvalid | BadPassword | Other => true,
-        UnknownRole | RoleOidMismatch | RoleTypeMismatch | WrongAudience | PermissionDenied => {
-            false
-        }
+        TokenExpired | TokenRevoked | TokenInvalid | BadPassword | LoginRefused => true,
+        RoleMissing | RoleOidMismatch | RoleTypeMismatch | TokenWrongAudience
+        | PermissionDenied => false,
         TooManyConnections | ServerNotReady => false,
+        // Not a server's refusal of a login: never the kind of a `LoginError`.
+        Configuration | TokenUnavailable | Tls | Network | ReadOnly | WrongServerRole
+        | Timeout(_) | Closed | Hook | Database => false,
     }
 }
 
@@ -539,42 +538,48 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::{failure_kind, refresh_may_fix, secs_until};
-    use crate::{Error, LoginError, LoginErrorKind};
+    use crate::{Error, ErrorKind, LoginError};
 
     #[test]
     fn the_login_failed_line_names_the_kind_of_failure() {
         let login = Error::Login(LoginError {
-            kind: LoginErrorKind::UnknownRole,
+            kind: ErrorKind::RoleMissing,
             server_message: "role \"x\" does not exist".into(),
             sqlstate: "28000".into(),
             user: "x".into(),
         });
-        assert_eq!(failure_kind(Some(login)), "UnknownRole");
+        assert_eq!(failure_kind(Some(login)), "role-missing");
         let tls = Error::Tls {
             endpoint: "h:5432".into(),
             cause: "bad cert".into(),
         };
-        assert_eq!(failure_kind(Some(tls)), "Tls");
+        assert_eq!(failure_kind(Some(tls)), "tls");
         let net = Error::Network {
             endpoint: "h:5432".into(),
             cause: "refused".into(),
         };
-        assert_eq!(failure_kind(Some(net)), "Network");
-        assert_eq!(failure_kind(Some(Error::Closed)), "Other");
-        assert_eq!(failure_kind(None), "Other");
+        assert_eq!(failure_kind(Some(net)), "network");
+        assert_eq!(failure_kind(Some(Error::Closed)), "closed");
+        assert_eq!(failure_kind(None), "database");
     }
 
     #[test]
     fn a_new_token_is_asked_for_only_when_it_can_fix_the_refusal() {
-        use LoginErrorKind::*;
-        for kind in [TokenExpired, Revoked, TokenInvalid, BadPassword, Other] {
+        use ErrorKind::*;
+        for kind in [
+            TokenExpired,
+            TokenRevoked,
+            TokenInvalid,
+            BadPassword,
+            LoginRefused,
+        ] {
             assert!(refresh_may_fix(kind), "{kind:?}");
         }
         // The role, the scope and the privileges are configuration; too many clients and a
         // server starting up are the server's state: the same token logs in once they pass.
         for kind in [
-            UnknownRole,
-            WrongAudience,
+            RoleMissing,
+            TokenWrongAudience,
             PermissionDenied,
             RoleOidMismatch,
             RoleTypeMismatch,

@@ -8,7 +8,7 @@ mod cloud;
 mod config;
 mod connect;
 mod error;
-mod error_kind;
+
 mod hosts;
 mod metrics;
 mod network;
@@ -40,9 +40,9 @@ pub use config::{
     AuthMethod, ChannelBinding, Config, LoadBalanceHosts, SslMode, TargetSessionAttrs,
 };
 pub use error::{
-    ConfigError, Error, LoginError, LoginErrorKind, TimeoutKind, TokenError, TokenRefusedError,
+    ConfigError, Error, ErrorKind, LoginError, TimeoutKind, TokenError, TokenRefusedError,
 };
-pub use error_kind::ErrorKind;
+
 pub use pool::Pool;
 pub use provider::TokenProvider;
 pub use retire::RetirePolicy;

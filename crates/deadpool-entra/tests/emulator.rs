@@ -9,9 +9,7 @@ use std::{
     time::Duration,
 };
 
-use deadpool_entra::{
-    Error, ErrorKind, FnSource, GenericClient, LoginErrorKind, Pool, RetirePolicy, Token,
-};
+use deadpool_entra::{Error, ErrorKind, FnSource, GenericClient, Pool, RetirePolicy, Token};
 use entra_emulator::Emulator;
 
 mod common;
@@ -179,7 +177,7 @@ async fn an_unknown_role_is_a_typed_login_error_with_the_fix() {
         .unwrap();
     match pool.get().await {
         Err(Error::Login(e)) => {
-            assert_eq!(e.kind(), LoginErrorKind::UnknownRole, "{e}");
+            assert_eq!(e.kind(), ErrorKind::RoleMissing, "{e}");
             assert!(e.to_string().contains("pgaadauth_create_principal"), "{e}");
         }
         other => panic!("expected a login error, got {other:?}"),
@@ -286,7 +284,7 @@ async fn a_group_member_logs_in_to_the_groups_role_with_its_own_token() {
 
     let pool = group_pool(&outsider).await.unwrap();
     match pool.get().await {
-        Err(Error::Login(e)) => assert_eq!(e.kind(), LoginErrorKind::UnknownRole, "{e}"),
+        Err(Error::Login(e)) => assert_eq!(e.kind(), ErrorKind::RoleMissing, "{e}"),
         other => panic!("expected a login error, got {other:?}"),
     }
 }
@@ -506,7 +504,7 @@ async fn a_wrong_audience_is_reported_without_asking_for_another_token() {
         .unwrap();
     let e = pool.get().await.expect_err("the audience is refused");
     match &e {
-        Error::Login(l) => assert_eq!(l.kind(), LoginErrorKind::WrongAudience, "{e}"),
+        Error::Login(l) => assert_eq!(l.kind(), ErrorKind::TokenWrongAudience, "{e}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deadpool_entra::{Pool, RetirePolicy, RefreshPolicy, TokenProvider};
+use deadpool_entra::{Pool, RefreshPolicy, RetirePolicy, TokenProvider};
 use entra_emulator::OSSRDBMS_SCOPE;
 
 mod common;

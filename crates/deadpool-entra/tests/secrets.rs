@@ -12,8 +12,8 @@ use std::{
 
 use base64::Engine;
 use deadpool_entra::{
-    ChainSource, Config, ConfigError, Error, FnSource, LoginError, LoginErrorKind, Pool,
-    StaticPassword, TimeoutKind, Token, TokenError, TokenSourceError,
+    ChainSource, Config, ConfigError, Error, ErrorKind, FnSource, LoginError, Pool, StaticPassword,
+    TimeoutKind, Token, TokenError, TokenSourceError,
 };
 
 const SECRET_PART: &str = "S3CR3T-7f3a9c";
@@ -128,7 +128,7 @@ async fn trace_output_of_a_pool_lifecycle_never_contains_the_token() {
     assert!(logs.contains("token acquired"), "capture works: {logs}");
     assert!(logs.contains("token fetch failed"), "{logs}");
     // The failed login says what kind of failure it was (nobody listens on the port).
-    assert!(logs.contains("kind=Network"), "{logs}");
+    assert!(logs.contains("kind=network"), "{logs}");
     // Logins carry OpenTelemetry's database attributes; token fetches have their own span.
     assert!(logs.contains("db.system.name=\"postgresql\""), "{logs}");
     assert!(logs.contains("server.address=\"127.0.0.1\""), "{logs}");
@@ -206,7 +206,7 @@ fn debug_and_display_of_public_types_never_show_secrets() {
             retry_after: None,
         }),
         Error::Login(LoginError {
-            kind: LoginErrorKind::UnknownRole,
+            kind: ErrorKind::RoleMissing,
             server_message: "role \"x\" does not exist".into(),
             sqlstate: "28000".into(),
             user: "x".into(),
@@ -233,7 +233,7 @@ fn debug_and_display_of_public_types_never_show_secrets() {
 #[test]
 fn login_errors_say_what_to_do() {
     let e = Error::Login(LoginError {
-        kind: LoginErrorKind::UnknownRole,
+        kind: ErrorKind::RoleMissing,
         server_message: "role \"my-app\" does not exist".into(),
         sqlstate: "28000".into(),
         user: "my-app".into(),
@@ -244,7 +244,7 @@ fn login_errors_say_what_to_do() {
         "{text}"
     );
     let e = LoginError {
-        kind: LoginErrorKind::WrongAudience,
+        kind: ErrorKind::TokenWrongAudience,
         server_message: "The access token does not have a valid audience claim.".into(),
         sqlstate: "28000".into(),
         user: "u".into(),

@@ -25,7 +25,7 @@ use values::{
     parse_ports, parse_secs_opt,
 };
 
-use crate::{Error, Pool, PoolBuilder, RetirePolicy, RefreshPolicy};
+use crate::{Error, Pool, PoolBuilder, RefreshPolicy, RetirePolicy};
 
 /// Everything needed to build a [`Pool`]. Deserializable (feature `serde`; durations
 /// as `"30s"`-style strings or seconds), from the environment, or parsed from a URL or

@@ -34,7 +34,7 @@ use super::{
 };
 use crate::sync::lock;
 use crate::{
-    RetirePolicy, RefreshPolicy, TokenError,
+    RefreshPolicy, RetirePolicy, TokenError,
     metrics::Stopwatch,
     retire::{
         self,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{Error, LoginErrorKind, TimeoutKind};
+use crate::{Error, TimeoutKind};
 
 /// What kind of failure an [`Error`] is. Stable: new kinds may be added (the enum is
 /// `#[non_exhaustive]`), existing ones keep their meaning and their [`ErrorKind::as_str`]
@@ -110,31 +110,14 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-fn of_login(kind: LoginErrorKind) -> ErrorKind {
-    match kind {
-        LoginErrorKind::TokenExpired => ErrorKind::TokenExpired,
-        LoginErrorKind::WrongAudience => ErrorKind::TokenWrongAudience,
-        LoginErrorKind::TokenInvalid => ErrorKind::TokenInvalid,
-        LoginErrorKind::Revoked => ErrorKind::TokenRevoked,
-        LoginErrorKind::UnknownRole => ErrorKind::RoleMissing,
-        LoginErrorKind::BadPassword => ErrorKind::BadPassword,
-        LoginErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        LoginErrorKind::RoleOidMismatch => ErrorKind::RoleOidMismatch,
-        LoginErrorKind::RoleTypeMismatch => ErrorKind::RoleTypeMismatch,
-        LoginErrorKind::TooManyConnections => ErrorKind::TooManyConnections,
-        LoginErrorKind::ServerNotReady => ErrorKind::ServerNotReady,
-        LoginErrorKind::Other => ErrorKind::LoginRefused,
-    }
-}
-
 impl Error {
     /// What kind of failure this is: a stable classification to match on.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) => ErrorKind::Configuration,
             Error::Token(_) => ErrorKind::TokenUnavailable,
-            Error::Login(l) => of_login(l.kind),
-            Error::TokenRefused(r) => of_login(r.login.kind),
+            Error::Login(l) => l.kind,
+            Error::TokenRefused(r) => r.login.kind,
             Error::Tls { .. } => ErrorKind::Tls,
             Error::Network { .. } => ErrorKind::Network,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
@@ -152,7 +135,7 @@ mod tests {
     use super::*;
     use crate::{ConfigError, LoginError, TokenError, TokenRefusedError};
 
-    fn login(kind: LoginErrorKind) -> LoginError {
+    fn login(kind: ErrorKind) -> LoginError {
         LoginError {
             kind,
             server_message: "m".into(),
@@ -181,68 +164,68 @@ mod tests {
                 "token-unavailable",
             ),
             (
-                Error::Login(login(LoginErrorKind::TokenExpired)),
+                Error::Login(login(ErrorKind::TokenExpired)),
                 ErrorKind::TokenExpired,
                 "token-expired",
             ),
             (
-                Error::Login(login(LoginErrorKind::WrongAudience)),
+                Error::Login(login(ErrorKind::TokenWrongAudience)),
                 ErrorKind::TokenWrongAudience,
                 "token-wrong-audience",
             ),
             (
-                Error::Login(login(LoginErrorKind::TokenInvalid)),
+                Error::Login(login(ErrorKind::TokenInvalid)),
                 ErrorKind::TokenInvalid,
                 "token-invalid",
             ),
             (
-                Error::Login(login(LoginErrorKind::Revoked)),
+                Error::Login(login(ErrorKind::TokenRevoked)),
                 ErrorKind::TokenRevoked,
                 "token-revoked",
             ),
             (
-                Error::Login(login(LoginErrorKind::UnknownRole)),
+                Error::Login(login(ErrorKind::RoleMissing)),
                 ErrorKind::RoleMissing,
                 "role-missing",
             ),
             (
-                Error::Login(login(LoginErrorKind::BadPassword)),
+                Error::Login(login(ErrorKind::BadPassword)),
                 ErrorKind::BadPassword,
                 "bad-password",
             ),
             (
-                Error::Login(login(LoginErrorKind::PermissionDenied)),
+                Error::Login(login(ErrorKind::PermissionDenied)),
                 ErrorKind::PermissionDenied,
                 "permission-denied",
             ),
             (
-                Error::Login(login(LoginErrorKind::RoleOidMismatch)),
+                Error::Login(login(ErrorKind::RoleOidMismatch)),
                 ErrorKind::RoleOidMismatch,
                 "role-oid-mismatch",
             ),
             (
-                Error::Login(login(LoginErrorKind::RoleTypeMismatch)),
+                Error::Login(login(ErrorKind::RoleTypeMismatch)),
                 ErrorKind::RoleTypeMismatch,
                 "role-type-mismatch",
             ),
             (
-                Error::Login(login(LoginErrorKind::TooManyConnections)),
+                Error::Login(login(ErrorKind::TooManyConnections)),
                 ErrorKind::TooManyConnections,
                 "too-many-connections",
             ),
             (
-                Error::Login(login(LoginErrorKind::ServerNotReady)),
+                Error::Login(login(ErrorKind::ServerNotReady)),
                 ErrorKind::ServerNotReady,
                 "server-not-ready",
             ),
             (
-                Error::Login(login(LoginErrorKind::Other)),
+                Error::Login(login(ErrorKind::LoginRefused)),
                 ErrorKind::LoginRefused,
                 "login-refused",
             ),
             (
                 Error::TokenRefused(TokenRefusedError {
-                    login: login(LoginErrorKind::Revoked),
+                    login: login(ErrorKind::TokenRevoked),
                     source_name: "s".into(),
                     expires_in_secs: None,
                     exp: None,
