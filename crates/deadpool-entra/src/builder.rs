@@ -15,12 +15,11 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
     ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RefreshPolicy, RetirePolicy,
-    SslMode, StaticPassword, TimeoutKind, TokenSource, UserAssignedId,
-    cloud::ScopeFrom,
+    SslMode, TimeoutKind, TokenSource, UserAssignedId,
     config::{AuthMethod, ChannelBinding, validate},
     connect::{EntraConnect, Tls, no_user_error},
     pool::Shared,
-    provider::TokenProvider,
+    provider::{TokenProvider, default_source, token_scope},
     retire::{self, ConnTable, gate::LoginHealth},
     stats::PoolCounters,
     token::claims::user_from_token,
@@ -411,41 +410,16 @@ impl PoolBuilder {
     }
 }
 
-/// The token source a configuration names when none is given: its password, or the
-/// credential chain (managed identity only with `auth_method = managed-identity`).
-pub(crate) fn default_source(cfg: &Config) -> Result<Box<dyn TokenSource>, ConfigError> {
-    if cfg.uses_password() {
-        return match &cfg.password {
-            Some(p) => Ok(Box::new(StaticPassword::new(p.clone()))),
-            None => Err(ConfigError::new(
-                "password",
-                "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
-            )),
-        };
+/// Building from a configuration: here rather than in `config`, which knows nothing of
+/// the pool.
+impl Config {
+    /// A [`PoolBuilder`] preloaded with this configuration.
+    pub fn builder(&self) -> PoolBuilder {
+        PoolBuilder::from_config(self.clone())
     }
-    let id = cfg.client_id.clone().map(UserAssignedId::ClientId);
-    Ok(match cfg.auth_method {
-        AuthMethod::ManagedIdentity => Box::new(ChainSource::managed_identity_only(id)),
-        _ => Box::new(ChainSource::with_managed_identity(id)),
-    })
-}
 
-/// The token scope for a configuration: the configured one, or the one of the Azure
-/// cloud its first host names (several hosts are one server's replicas); said once in
-/// an `info` event.
-pub(crate) fn token_scope(cfg: &Config, password_mode: bool) -> String {
-    let host = cfg.host.clone().unwrap_or_default();
-    let first_host = host.split(',').next().unwrap_or_default().trim().to_owned();
-    let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
-    if !password_mode {
-        let from = match scope_from {
-            ScopeFrom::Explicit => "configured".to_owned(),
-            ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
-            ScopeFrom::Default => {
-                "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
-            }
-        };
-        tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
+    /// Builds the pool (fetches the first token unless `lazy`).
+    pub async fn build_pool(&self) -> Result<Pool, Error> {
+        self.builder().build().await
     }
-    scope
 }

@@ -20,6 +20,7 @@ mod retire;
 mod serde_util;
 mod stats;
 mod sync;
+mod time;
 mod tls;
 mod token;
 

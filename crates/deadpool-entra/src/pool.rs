@@ -88,7 +88,7 @@ impl Shared {
     pub(crate) fn gate(&self, now: Instant) -> Gate {
         Gate {
             unconditional: self.retire.retire_without_replacement,
-            token: self.cache.ready_token(now, &self.retire),
+            token: retire::gate::ready_token(&self.cache, now, &self.retire),
             recent: self.cache.recent_tokens(),
             logins_ok_since: self.logins.ok_since(),
         }

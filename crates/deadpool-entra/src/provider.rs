@@ -10,8 +10,10 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    Config, ConfigError, RefreshPolicy, TokenSource, TokenStats,
-    builder::{default_source, token_scope},
+    ChainSource, Config, ConfigError, RefreshPolicy, StaticPassword, TokenSource, TokenStats,
+    UserAssignedId,
+    cloud::ScopeFrom,
+    config::AuthMethod,
     token::cache::{TokenCache, spawn_refresher},
 };
 
@@ -102,4 +104,43 @@ impl TokenProvider {
     pub fn close(&self) {
         self.cache.shut_down();
     }
+}
+
+/// The token source a configuration names when none is given: its password, or the
+/// credential chain (managed identity only with `auth_method = managed-identity`).
+pub(crate) fn default_source(cfg: &Config) -> Result<Box<dyn TokenSource>, ConfigError> {
+    if cfg.uses_password() {
+        return match &cfg.password {
+            Some(p) => Ok(Box::new(StaticPassword::new(p.clone()))),
+            None => Err(ConfigError::new(
+                "password",
+                "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
+            )),
+        };
+    }
+    let id = cfg.client_id.clone().map(UserAssignedId::ClientId);
+    Ok(match cfg.auth_method {
+        AuthMethod::ManagedIdentity => Box::new(ChainSource::managed_identity_only(id)),
+        _ => Box::new(ChainSource::with_managed_identity(id)),
+    })
+}
+
+/// The token scope for a configuration: the configured one, or the one of the Azure
+/// cloud its first host names (several hosts are one server's replicas); said once in
+/// an `info` event.
+pub(crate) fn token_scope(cfg: &Config, password_mode: bool) -> String {
+    let host = cfg.host.clone().unwrap_or_default();
+    let first_host = host.split(',').next().unwrap_or_default().trim().to_owned();
+    let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
+    if !password_mode {
+        let from = match scope_from {
+            ScopeFrom::Explicit => "configured".to_owned(),
+            ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
+            ScopeFrom::Default => {
+                "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
+            }
+        };
+        tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
+    }
+    scope
 }

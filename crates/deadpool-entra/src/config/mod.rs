@@ -25,9 +25,9 @@ use values::{
     parse_ports, parse_secs_opt,
 };
 
-use crate::{Error, Pool, PoolBuilder, RefreshPolicy, RetirePolicy};
+use crate::{RefreshPolicy, RetirePolicy};
 
-/// Everything needed to build a [`Pool`]. Deserializable (feature `serde`; durations
+/// Everything needed to build a [`Pool`](crate::Pool). Deserializable (feature `serde`; durations
 /// as `"30s"`-style strings or seconds), from the environment, or parsed from a URL or
 /// key=value string.
 ///
@@ -307,15 +307,5 @@ impl Config {
     /// `channel_binding=require` with tokens, a password in password mode.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate(self, self.uses_password())
-    }
-
-    /// A [`PoolBuilder`] preloaded with this configuration.
-    pub fn builder(&self) -> PoolBuilder {
-        PoolBuilder::from_config(self.clone())
-    }
-
-    /// Builds the pool (fetches the first token unless `lazy`).
-    pub async fn build_pool(&self) -> Result<Pool, Error> {
-        self.builder().build().await
     }
 }

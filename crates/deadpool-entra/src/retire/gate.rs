@@ -11,7 +11,8 @@ use std::{sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
-use super::{RetirePlan, RetireReason};
+use super::{RetirePlan, RetirePolicy, RetireReason, token_margin};
+use crate::token::cache::{RecentTokens, TokenCache};
 
 /// A token that a replacement could log in with now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,11 +24,24 @@ pub(crate) struct ReadyToken {
     pub(crate) usable_since: Instant,
 }
 
-/// How many of the latest tokens the gate remembers (when each was cached, its expiry).
-pub(crate) const RECENT_TOKENS: usize = 4;
-
-/// The latest tokens, oldest first: `(cached at, expiry)`.
-pub(crate) type RecentTokens = [Option<(Instant, Option<Instant>)>; RECENT_TOKENS];
+/// The cached token, if a replacement connection could log in with it now: valid, with
+/// more than its retirement margin left (a password always).
+pub(crate) fn ready_token(
+    cache: &TokenCache,
+    now: Instant,
+    policy: &RetirePolicy,
+) -> Option<ReadyToken> {
+    cache
+        .with_valid(now, |t| {
+            let near_expiry = matches!((t.deadline, t.lifetime), (Some(d), Some(life))
+                if d.saturating_duration_since(now) <= token_margin(policy, life));
+            (!near_expiry).then_some(ReadyToken {
+                expiry: t.deadline,
+                usable_since: t.usable_since,
+            })
+        })
+        .flatten()
+}
 
 /// What the pool knows, at one moment, about whether a replacement could log in.
 #[derive(Debug, Clone, Copy, PartialEq)]

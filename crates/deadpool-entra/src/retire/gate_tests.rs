@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::retire::{RetirePolicy, SpreadSequence, plan};
+use crate::token::cache::RECENT_TOKENS;
 
 const LIFE: Duration = Duration::from_secs(30);
 
@@ -405,4 +406,35 @@ async fn an_outage_is_unreachable_logins_after_a_pool_that_worked() {
     h.record(LoginOutcome::Ok, t0);
     h.record(LoginOutcome::Unreachable, t0);
     assert!(h.outage());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_within_its_retirement_margin_is_not_ready_for_a_replacement() {
+    use std::time::SystemTime;
+
+    use crate::{FnSource, RefreshPolicy, Token, token::cache::TokenCache};
+
+    let source = FnSource::new("fake", |_scope| {
+        Box::pin(async {
+            Ok(Token::new(
+                "secret",
+                SystemTime::now() + Duration::from_secs(60),
+            ))
+        })
+    });
+    let cache = TokenCache::new(Box::new(source), "scope/.default", RefreshPolicy::default());
+    let policy = RetirePolicy::default();
+    assert_eq!(
+        ready_token(&cache, Instant::now(), &policy),
+        None,
+        "none cached"
+    );
+    cache.get().await.unwrap();
+    // Valid, with more than its retirement margin (6 s of 60) left: ready.
+    assert!(ready_token(&cache, Instant::now(), &policy).is_some());
+    // Within the margin (the last 6 s) but still valid (the last 5 s are withheld): not
+    // ready for a replacement.
+    tokio::time::sleep(Duration::from_millis(54_500)).await;
+    assert!(cache.valid_now().is_some());
+    assert_eq!(ready_token(&cache, Instant::now(), &policy), None);
 }

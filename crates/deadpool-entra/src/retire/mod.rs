@@ -20,6 +20,8 @@ use tokio::time::Instant;
 
 pub(crate) use table::ConnTable;
 
+use crate::time::LONGEST;
+
 /// How connections are retired.
 ///
 /// With the defaults, a connection that logged in with a token expiring at `E` is due at
@@ -132,16 +134,6 @@ impl RetirePlan {
         let (s, e) = self.token_window?;
         Some(e - (e - s).mul_f64(self.u))
     }
-}
-
-/// Durations beyond this (a century) are treated as this, so that no deadline overflows.
-pub(crate) const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// `at + d`, with `d` capped at [`LONGEST`] (and at a day should even that overflow).
-pub(crate) fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d.min(LONGEST))
-        .or_else(|| at.checked_add(Duration::from_secs(86_400)))
-        .unwrap_or(at)
 }
 
 /// `max_lifetime_jitter` as a usable fraction: clamped to `[0, 1]`, 0 when not a number.

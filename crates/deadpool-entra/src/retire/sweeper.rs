@@ -120,7 +120,7 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 .max_size
                 .store(inner.status().max_size, Ordering::Release);
             follow_network(&shared, &mut state, now);
-            sweep(&shared, &inner, now, super::later(now, interval));
+            sweep(&shared, &inner, now, crate::time::later(now, interval));
             let gate = shared.gate(now);
             for r in shared
                 .spares
@@ -199,7 +199,7 @@ fn replenish(
     if !spares::may_log_in(shared, gate, now) {
         return;
     }
-    let lookahead = super::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
+    let lookahead = crate::time::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
     let status = inner.status();
     let need = Need {
         due_soon: shared.conns.due_by(gate, lookahead) + shared.spares.due_by(gate, lookahead),
@@ -316,7 +316,7 @@ fn maybe_probe(shared: &Arc<Shared>, state: &mut SweeperState, now: Instant) {
     }
     if state.next_probe.is_some_and(|t| now < t)
         || state.probe_in_flight.load(Ordering::Acquire)
-        || shared.cache.ready_token(now, &shared.retire).is_none()
+        || super::gate::ready_token(&shared.cache, now, &shared.retire).is_none()
     {
         return;
     }

@@ -32,15 +32,11 @@ use super::{
     metrics::{RefreshOutcome, TokenMetrics},
     secret::Secret,
 };
-use crate::sync::lock;
 use crate::{
-    RefreshPolicy, RetirePolicy, TokenError,
+    RefreshPolicy, TokenError,
     metrics::Stopwatch,
-    retire::{
-        self,
-        gate::{RECENT_TOKENS, ReadyToken, RecentTokens},
-        later,
-    },
+    sync::lock,
+    time::{LONGEST, later},
 };
 
 /// A token as the cache holds it.
@@ -102,6 +98,12 @@ pub(crate) struct TokenCounters {
     /// Panics caught in the refresher, which was restarted each time.
     pub(crate) refresher_panics: AtomicU64,
 }
+
+/// How many of the latest tokens the cache remembers for the retirement gate.
+pub(crate) const RECENT_TOKENS: usize = 4;
+
+/// The latest distinct tokens, oldest first: `(cached at, expiry)`.
+pub(crate) type RecentTokens = [Option<(Instant, Option<Instant>)>; RECENT_TOKENS];
 
 /// The wall clock (a seam: tests simulate a suspended machine).
 pub(crate) type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -531,7 +533,7 @@ impl TokenCache {
         *lock(&self.last_failure) = None;
         *lock(&self.failing_since) = None;
         // An absurd lifetime from the source is taken as a century, not an overflow.
-        let lifetime = lifetime.map(|l| l.min(crate::retire::LONGEST));
+        let lifetime = lifetime.map(|l| l.min(LONGEST));
         let deadline = lifetime.and_then(|l| now.checked_add(l));
         let expires_wall = match token.expiry {
             Expiry::At(t) => Some(t),
@@ -626,23 +628,16 @@ impl TokenCache {
         *lock(&self.failing_since)
     }
 
-    /// The cached token, if a replacement connection could log in with it now: valid,
-    /// with more than its retirement margin left (a password always).
-    pub(crate) fn ready_token(&self, now: Instant, policy: &RetirePolicy) -> Option<ReadyToken> {
+    /// `f` of the cached token, if it is valid at `now` (tokio's clock, and the wall
+    /// clock's now); `None` otherwise. No `Arc` is cloned.
+    pub(crate) fn with_valid<R>(
+        &self,
+        now: Instant,
+        f: impl FnOnce(&CachedToken) -> R,
+    ) -> Option<R> {
         let guard = self.current.load();
         let t = guard.as_ref()?;
-        if !self.valid(t, now) {
-            return None;
-        }
-        if let (Some(d), Some(life)) = (t.deadline, t.lifetime)
-            && d.saturating_duration_since(now) <= retire::token_margin(policy, life)
-        {
-            return None;
-        }
-        Some(ReadyToken {
-            expiry: t.deadline,
-            usable_since: t.usable_since,
-        })
+        self.valid(t, now).then(|| f(t))
     }
 
     /// The latest distinct tokens, oldest first.

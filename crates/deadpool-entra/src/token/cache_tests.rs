@@ -967,14 +967,14 @@ async fn what_the_pool_reads_from_the_cache() {
     assert_eq!(cache.shortest_lifetime(), Some(Duration::from_secs(60)));
     assert!(!format!("{first:?}").contains(SECRET), "{first:?}");
     assert!(format!("{first:?}").contains("redacted"));
-    let policy = RetirePolicy::default();
-    // Valid, with more than its retirement margin (6 s of 60) left: ready.
-    assert!(cache.ready_token(Instant::now(), &policy).is_some());
-    // Within the margin (the last 6 s), still valid (the last 5 s are withheld): not
-    // ready for a replacement.
+    let valid = |c: &TokenCache| c.with_valid(Instant::now(), |t| t.generation);
+    assert_eq!(valid(&cache), Some(first.generation));
+    // The last 5 s of its life are withheld.
     tokio::time::sleep(Duration::from_millis(54_500)).await;
     assert!(cache.valid_now().is_some());
-    assert!(cache.ready_token(Instant::now(), &policy).is_none());
+    assert!(valid(&cache).is_some());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(valid(&cache).is_none());
     // A refresh: the previous deadline is known for what happened since before it.
     let before = Instant::now();
     h.fail(true);

@@ -14,7 +14,7 @@ use tokio::{
 
 use super::{Refresh, TokenCache, join, wait_shutdown};
 use crate::{
-    retire::later,
+    time::later,
     token::backoff::{backoff, floor, same_token_retry},
 };
 
