@@ -17,11 +17,13 @@ use crate::{
     ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RefreshPolicy, RetirePolicy,
     SslMode, TimeoutKind, TokenSource, UserAssignedId,
     config::{AuthMethod, ChannelBinding, validate},
-    connect::{EntraConnect, Tls, no_user_error},
-    pool::Shared,
+    connect::{EntraConnect, no_user_error},
+    pool::{hooks, sweeper},
     provider::{TokenProvider, default_source, token_scope},
-    retire::{self, ConnTable, gate::LoginHealth},
+    retire::{self, ConnTable, health::LoginHealth},
+    shared::Shared,
     stats::PoolCounters,
+    tls::Tls,
     token::claims::user_from_token,
 };
 
@@ -365,11 +367,11 @@ impl PoolBuilder {
         }
         let s = shared.clone();
         builder = builder.post_create(Hook::sync_fn(move |w, _| {
-            retire::table::post_create(&s, w);
+            hooks::post_create(&s, w);
             Ok(())
         }));
         let s = shared.clone();
-        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| retire::table::pre_recycle(&s, w)));
+        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| hooks::pre_recycle(&s, w)));
         for h in self.post_create {
             builder = builder.post_create(h);
         }
@@ -389,7 +391,7 @@ impl PoolBuilder {
             inner.resize(cfg.min_connections);
         }
         provider.start_refresher();
-        retire::sweeper::spawn_sweeper(&shared, &inner);
+        sweeper::spawn_sweeper(&shared, &inner);
         tracing::debug!(
             target: "deadpool_entra",
             endpoint = %shared.endpoint,

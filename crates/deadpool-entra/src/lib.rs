@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod checkout;
 mod cloud;
 mod config;
 mod connect;
@@ -18,6 +19,7 @@ mod provider;
 mod retire;
 #[cfg(feature = "serde")]
 mod serde_util;
+mod shared;
 mod stats;
 mod sync;
 mod time;

@@ -16,6 +16,8 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
 };
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 use crate::{ConfigError, SslMode};
 
 /// The one place the crypto provider is chosen: aws-lc-rs, the one `azure_identity`'s
@@ -187,6 +189,13 @@ pub(crate) fn is_loopback(host: &str) -> bool {
     h.parse::<std::net::IpAddr>()
         .map(|ip| ip.is_loopback())
         .unwrap_or(false)
+}
+
+/// TLS connector (or none, for the loopback opt-out).
+#[derive(Clone)]
+pub(crate) enum Tls {
+    Rustls(MakeRustlsConnect),
+    Plain,
 }
 
 #[cfg(test)]

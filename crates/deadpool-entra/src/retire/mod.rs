@@ -6,8 +6,9 @@
 
 pub(crate) mod first_due;
 pub(crate) mod gate;
+pub(crate) mod health;
 pub(crate) mod spares;
-pub(crate) mod sweeper;
+pub(crate) mod survey;
 pub(crate) mod table;
 
 use std::{

@@ -11,12 +11,9 @@
 //! refresh point) and logins are succeeding; a spare that breaks or falls due before it
 //! is used is dropped like any connection.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Mutex,
+    atomic::{AtomicUsize, Ordering},
 };
 
 use tokio::{task::JoinHandle, time::Instant};
@@ -25,14 +22,9 @@ use tokio_postgres::Client as PgClient;
 use super::{
     RetirePlan, RetireReason,
     gate::{Decision, Gate, decide},
-    table::Survey,
+    survey::Survey,
 };
-use crate::{
-    connect::{GET_CONTEXT, GetContext, LoginRecord, Origin, connect_with_token},
-    pool::Shared,
-    retire::gate::{LoginAttempt, LoginOutcome},
-    sync::lock,
-};
+use crate::{checkout::LoginRecord, sync::lock};
 
 /// At most this many background logins run at once: a rotation of a hundred connections
 /// is never a hundred simultaneous logins.
@@ -48,14 +40,14 @@ pub(crate) struct Spare {
     pub(crate) client: PgClient,
     pub(crate) conn: JoinHandle<()>,
     pub(crate) record: LoginRecord,
-    plan: RetirePlan,
+    pub(crate) plan: RetirePlan,
 }
 
 /// The spares and the background logins in flight.
 #[derive(Default)]
 pub(crate) struct Spares {
     ready: Mutex<Vec<Spare>>,
-    in_flight: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
     /// Spares that stand for connections already retired (each retirement claims one,
     /// each handover fulfils one). A claimed spare that expires before it is used stays
     /// claimed, and is logged in again: the pool stays as warm as it was.
@@ -218,7 +210,7 @@ impl Spares {
     /// [`Spares::clear`] takes after the pool is marked closed, so that a spare whose
     /// login ends during a close is either cleared with the others or refused here
     /// (its session ends here), never kept. Returns whether it was kept.
-    fn put(&self, s: Spare, closed: &tokio::sync::watch::Sender<bool>) -> bool {
+    pub(crate) fn put(&self, s: Spare, closed: &tokio::sync::watch::Sender<bool>) -> bool {
         let mut ready = lock(&self.ready);
         if *closed.borrow() {
             drop(ready);
@@ -306,100 +298,10 @@ pub(crate) fn to_start(n: &Need) -> usize {
         .min(MAX_BACKGROUND_LOGINS.saturating_sub(n.in_flight))
 }
 
-/// Whether a background login may start now: logins are succeeding, a token is ready
-/// (valid beyond its retirement margin), and it is not the outgoing one, unless the
-/// identity endpoint is failing (then it is the best there is). With no token yet (a
-/// lazy pool), the `min_connections` floor's logins fetch the first one.
-pub(crate) fn may_log_in(shared: &Shared, gate: &Gate, now: Instant) -> bool {
-    if gate.logins_ok_since.is_none() {
-        return false;
-    }
-    // A lazy pool has no token until something asks for one: the floor's logins fetch
-    // it (single flight; after a failed fetch, not before its retry delay ends).
-    if shared.cache.peek().is_none() {
-        return shared.min_connections > 0 && shared.cache.retry_at().is_none_or(|r| now >= r);
-    }
-    if gate.token.is_none() {
-        return false;
-    }
-    match shared.cache.valid_now() {
-        Some(t) => {
-            !shared.cache.is_outgoing(&t, now)
-                || shared.cache.failing_since().is_some()
-                || shared.cache.is_password()
-        }
-        None => false,
-    }
-}
-
-/// Starts `n` background logins; each that succeeds becomes a spare.
-pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
-    for _ in 0..n {
-        shared.spares.in_flight.fetch_add(1, Ordering::AcqRel);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _in_flight = InFlight(shared.clone());
-            let limit = shared.create_timeout.unwrap_or(Duration::from_secs(30));
-            let context = GetContext::new(Origin::Background, false, None);
-            let attempt = LoginAttempt::start(&shared.logins, shared.create_timeout);
-            let (result, record) = GET_CONTEXT
-                .scope(context, async {
-                    let r =
-                        tokio::time::timeout(limit, connect_with_token(&shared, &shared.pg_config))
-                            .await;
-                    (r, GET_CONTEXT.with(GetContext::take_login))
-                })
-                .await;
-            attempt.settle(match &result {
-                Ok(r) => crate::connect::outcome_of(r),
-                Err(_) => LoginOutcome::Refused,
-            });
-            match (result, record) {
-                (Ok(Ok((client, conn))), Some(record)) => {
-                    let plan = super::plan(
-                        &shared.retire,
-                        record.created,
-                        record.token_deadline,
-                        shared.spread.next(),
-                        rand::random(),
-                    );
-                    let spare = Spare {
-                        client,
-                        conn,
-                        record,
-                        plan,
-                    };
-                    if !shared.spares.put(spare, &shared.closed) {
-                        // The pool closed while it logged in.
-                        return;
-                    }
-                    tracing::debug!(target: "deadpool_entra", "spare connection ready");
-                    // A due connection may be waiting for this spare: sweep soon, not at
-                    // the next interval, so that a rotation goes at the pace of logins.
-                    shared.sweep_now.notify_one();
-                }
-                (Ok(Err(_)), _) | (Ok(Ok(_)), None) => {
-                    tracing::debug!(target: "deadpool_entra", "background login failed");
-                }
-                (Err(_), _) => {
-                    tracing::debug!(target: "deadpool_entra", "background login timed out");
-                }
-            }
-        });
-    }
-}
-
-/// Counts a background login out however its task ends.
-struct InFlight(Arc<Shared>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.spares.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn need(due_soon: usize, size: usize, min: usize, ready: usize, in_flight: usize) -> Need {

@@ -16,13 +16,19 @@ use std::{
 use deadpool_postgres::Connect;
 use tokio::time::Instant;
 
-use super::{
-    RetireReason,
-    gate::{Decision, Gate, decide},
-    spares::{self, Need},
-    table::{Survey, key},
+use super::spare_logins;
+use crate::{
+    connect::EntraConnect,
+    retire::{
+        RetireReason,
+        gate::{self, Decision, Gate, decide},
+        spares::{self, Need},
+        survey::Survey,
+        table::key,
+    },
+    shared::Shared,
+    token::backoff::backoff,
 };
-use crate::{connect::EntraConnect, pool::Shared, token::backoff::backoff};
 
 /// The sweeper's interval: the policy's, but never more than a quarter of the shortest
 /// token lifetime seen (and never below 10 ms).
@@ -196,7 +202,7 @@ fn replenish(
     now: Instant,
     interval: Duration,
 ) {
-    if !spares::may_log_in(shared, gate, now) {
+    if !spare_logins::may_log_in(shared, gate, now) {
         return;
     }
     let lookahead = crate::time::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
@@ -214,7 +220,7 @@ fn replenish(
     let n = spares::to_start(&need);
     if n > 0 {
         tracing::debug!(target: "deadpool_entra", ?need, starting = n, "background logins");
-        spares::start(shared, n);
+        spare_logins::start(shared, n);
     }
 }
 
@@ -316,7 +322,7 @@ fn maybe_probe(shared: &Arc<Shared>, state: &mut SweeperState, now: Instant) {
     }
     if state.next_probe.is_some_and(|t| now < t)
         || state.probe_in_flight.load(Ordering::Acquire)
-        || super::gate::ready_token(&shared.cache, now, &shared.retire).is_none()
+        || gate::ready_token(&shared.cache, now, &shared.retire).is_none()
     {
         return;
     }

@@ -3,8 +3,9 @@
 //! token is cached, and retries once with a different token when the server refuses one
 //! (never with the refused one again).
 
+mod hosts;
+
 use std::{
-    cell::Cell,
     net::IpAddr,
     sync::{Arc, atomic::Ordering},
 };
@@ -12,119 +13,22 @@ use std::{
 use deadpool_postgres::Connect;
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_postgres::{Client as PgClient, Config as PgConfig, Error as PgError, NoTls};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
     ConfigError, Error, TokenRefusedError,
+    checkout::{GET_CONTEXT, LoginRecord, Origin, is_wrong_role, stand_in_error, stash},
     error::is_auth_refusal,
     metrics::{LoginOrigin, Stopwatch},
     network::{NetWatch, network_cause},
-    pool::Shared,
-    retire::gate::{LoginAttempt, LoginOutcome},
+    retire::health::{LoginAttempt, LoginOutcome},
+    shared::Shared,
+    tls::Tls,
     token::{
         BoxFuture,
         cache::{CachedToken, Forced},
         claims::{exp_of, user_from_token},
     },
 };
-
-/// What a login records for the `post_create` hook that follows it in the same task.
-#[derive(Clone, Copy)]
-pub(crate) struct LoginRecord {
-    pub(crate) token_deadline: Option<Instant>,
-    pub(crate) created: Instant,
-    /// The server address it logged in to (`None`: tokio-postgres chose among several).
-    pub(crate) addr: Option<IpAddr>,
-    /// The network suspicion epoch when it logged in (it is as fresh as a check then).
-    pub(crate) epoch: u64,
-}
-
-/// Who asked for a login.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// A caller's checkout: the caller waits for it.
-    #[default]
-    Checkout,
-    /// The pool's own background work (spares, the `min_connections` floor, prewarming).
-    Background,
-}
-
-/// Per-`Pool::get` context. deadpool runs `create` and `post_create` inside the task that
-/// called `get`, so a task-local carries facts across the `Connect` boundary, whose
-/// signature cannot.
-///
-/// Small on purpose (the rare login record and stashed error are boxed): every checkout
-/// carries it, and the task-local moves it in and out of its slot on every poll.
-#[derive(Default)]
-pub(crate) struct GetContext {
-    login: Cell<Option<Box<LoginRecord>>>,
-    /// A typed error that `Connect` had to squeeze into a `tokio_postgres::Error`.
-    error: Cell<Option<Box<Error>>>,
-    /// Set by the caller: log in even while logins fail or no token is valid (the caller
-    /// has waited long enough for an idle session).
-    pub(crate) login_now: Cell<bool>,
-    /// Set by `Connect`: it declined to log in, because logins are failing or no token is
-    /// valid while the pool has sessions; the caller should wait for an idle one.
-    pub(crate) declined: Cell<bool>,
-    /// Who asked.
-    pub(crate) origin: Cell<Origin>,
-    /// When the checkout (or this attempt of it) began: the `pre_recycle` hook judges
-    /// whether a connection is due at this time rather than read the clock again (a
-    /// connection that falls due while the checkout waits for it serves this one request
-    /// and retires at the next checkout).
-    pub(crate) began: Option<Instant>,
-}
-
-impl GetContext {
-    /// A context for a checkout by `origin` that began at `began`.
-    pub(crate) fn new(origin: Origin, login_now: bool, began: Option<Instant>) -> Self {
-        Self {
-            login_now: Cell::new(login_now),
-            origin: Cell::new(origin),
-            began,
-            ..Self::default()
-        }
-    }
-
-    /// Records the login that made the connection, for `post_create`.
-    pub(crate) fn record_login(&self, record: LoginRecord) {
-        self.login.set(Some(Box::new(record)));
-    }
-
-    /// The login recorded since the last call.
-    pub(crate) fn take_login(&self) -> Option<LoginRecord> {
-        self.login.take().map(|r| *r)
-    }
-
-    /// The typed error stashed since the last call.
-    pub(crate) fn take_error(&self) -> Option<Error> {
-        self.error.take().map(|e| *e)
-    }
-}
-
-tokio::task_local! {
-    pub(crate) static GET_CONTEXT: GetContext;
-}
-
-pub(crate) fn stash(e: Error) {
-    let _ = GET_CONTEXT.try_with(|c| c.error.set(Some(Box::new(e))));
-}
-
-/// A `tokio_postgres::Error` stands in for a typed error stashed in [`GET_CONTEXT`];
-/// `tokio_postgres::Error` has no public constructor, a config parse failure is the
-/// cheapest way to make one. Its text says what happened for callers of the inner pool.
-pub(crate) fn stand_in_error() -> PgError {
-    "deadpool_entra_token_unavailable=see-the-deadpool-entra-error"
-        .parse::<PgConfig>()
-        .expect_err("an unknown option never parses")
-}
-
-/// TLS connector (or none, for the loopback opt-out).
-#[derive(Clone)]
-pub(crate) enum Tls {
-    Rustls(MakeRustlsConnect),
-    Plain,
-}
 
 pub(crate) struct EntraConnect {
     pub(crate) shared: Arc<Shared>,
@@ -197,7 +101,7 @@ pub(crate) fn outcome_of<T>(result: &Result<T, PgError>) -> LoginOutcome {
     match result {
         Ok(_) => LoginOutcome::Ok,
         Err(e) => failure_outcome(
-            network_cause(e).is_some() || crate::hosts::is_wrong_role(e),
+            network_cause(e).is_some() || is_wrong_role(e),
             e.as_db_error().map(|d| d.code().code()),
         ),
     }
@@ -477,9 +381,9 @@ fn refresh_may_fix(kind: crate::ErrorKind) -> bool {
 /// knows where the session went; or, when the pool does not resolve the name itself, to
 /// the hosts as `crate::hosts` tries them. Logins that cannot reach an address are
 /// reported to the network watch.
-async fn connect_pinned(shared: &Shared, cfg: &PgConfig) -> crate::hosts::Landed {
+async fn connect_pinned(shared: &Shared, cfg: &PgConfig) -> hosts::Landed {
     let Some(addrs) = shared.net.login_addrs().await else {
-        return crate::hosts::connect_hosts(shared, cfg).await;
+        return hosts::connect_hosts(shared, cfg).await;
     };
     let candidates = addrs
         .into_iter()
@@ -489,7 +393,7 @@ async fn connect_pinned(shared: &Shared, cfg: &PgConfig) -> crate::hosts::Landed
             (pinned, Some(addr))
         })
         .collect();
-    crate::hosts::in_turn(shared, candidates, true).await
+    hosts::in_turn(shared, candidates, true).await
 }
 
 pub(crate) async fn connect_tls(
@@ -593,7 +497,7 @@ mod tests {
     #[test]
     fn a_server_that_is_not_ready_is_waited_out_like_an_unreachable_one() {
         use super::failure_outcome;
-        use crate::retire::gate::LoginOutcome;
+        use crate::retire::health::LoginOutcome;
         assert_eq!(failure_outcome(true, None), LoginOutcome::Unreachable);
         assert_eq!(
             failure_outcome(false, Some("57P03")),
