@@ -63,7 +63,7 @@ impl Connect for EntraConnect {
                 // Every login's outcome reaches the pool's login health, a cut-off one too.
                 let attempt = LoginAttempt::start(&self.shared.logins, self.shared.create_timeout);
                 let result = connect_with_token(&self.shared, &pg_config).await;
-                attempt.settle(outcome_of(&result));
+                attempt.record(outcome_of(&result));
                 result
             },
             span,

@@ -62,7 +62,7 @@ pub(crate) fn start(shared: &Arc<Shared>, n: usize) {
                     (r, GET_CONTEXT.with(GetContext::take_login))
                 })
                 .await;
-            attempt.settle(match &result {
+            attempt.record(match &result {
                 Ok(r) => crate::connect::outcome_of(r),
                 Err(_) => LoginOutcome::Refused,
             });

@@ -272,7 +272,7 @@ fn sweep(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant, horizon
             map.remove(&key(w));
         }
         // Forget connections that left the pool some other way.
-        shared.conns.settle(&mut map);
+        shared.conns.prune_and_reschedule(&mut map);
         result.removed
     };
     drop(removed);

@@ -82,10 +82,10 @@ impl LoginHealth {
 
     /// A login was refused (or was cut off) at `now`.
     pub(crate) fn failed(&self, now: Instant) {
-        self.settle_failure(now, LoginOutcome::Refused);
+        self.record_failure(now, LoginOutcome::Refused);
     }
 
-    fn settle_failure(&self, now: Instant, outcome: LoginOutcome) {
+    fn record_failure(&self, now: Instant, outcome: LoginOutcome) {
         let mut s = self.state();
         if outcome == LoginOutcome::Refused {
             s.refused_since.get_or_insert(now);
@@ -105,7 +105,7 @@ impl LoginHealth {
     pub(crate) fn record(&self, outcome: LoginOutcome, now: Instant) {
         match outcome {
             LoginOutcome::Ok => self.succeeded(now),
-            o => self.settle_failure(now, o),
+            o => self.record_failure(now, o),
         }
     }
 
@@ -150,13 +150,13 @@ impl LoginHealth {
     }
 }
 
-/// Settles a login's outcome in [`LoginHealth`]. A login dropped before it settled counts
+/// Records a login's outcome in [`LoginHealth`]. A login dropped before its outcome was recorded counts
 /// as failed only if it ran for `limit` (cut off by `create_timeout`); one dropped sooner
 /// was abandoned by its caller (a request cancelled, a client gone) and says nothing
 /// about whether logins work.
 pub(crate) struct LoginAttempt<'a> {
     health: &'a LoginHealth,
-    settled: bool,
+    recorded: bool,
     started: Instant,
     limit: Option<Duration>,
 }
@@ -165,14 +165,14 @@ impl<'a> LoginAttempt<'a> {
     pub(crate) fn start(health: &'a LoginHealth, limit: Option<Duration>) -> Self {
         Self {
             health,
-            settled: false,
+            recorded: false,
             started: Instant::now(),
             limit,
         }
     }
 
-    pub(crate) fn settle(mut self, outcome: LoginOutcome) {
-        self.settled = true;
+    pub(crate) fn record(mut self, outcome: LoginOutcome) {
+        self.recorded = true;
         self.health.record(outcome, Instant::now());
     }
 }
@@ -180,7 +180,7 @@ impl<'a> LoginAttempt<'a> {
 impl Drop for LoginAttempt<'_> {
     fn drop(&mut self) {
         let cut_off = self.limit.is_some_and(|l| self.started.elapsed() >= l);
-        if !self.settled && cut_off {
+        if !self.recorded && cut_off {
             self.health.failed(Instant::now());
         }
     }
@@ -235,9 +235,9 @@ mod tests {
         tokio::time::advance(secs(10.0)).await;
         drop(a);
         assert!(h.failing_since().is_some());
-        LoginAttempt::start(&h, limit).settle(LoginOutcome::Ok);
+        LoginAttempt::start(&h, limit).record(LoginOutcome::Ok);
         assert!(h.failing_since().is_none());
-        LoginAttempt::start(&h, None).settle(LoginOutcome::Refused);
+        LoginAttempt::start(&h, None).record(LoginOutcome::Refused);
         assert!(h.failing_since().is_some());
     }
 

@@ -90,7 +90,7 @@ impl ConnTable {
     /// Forgets connections that left the pool some other way, and sets the first due
     /// time to the remaining ones' (under the write lock `map` comes from); a stale
     /// connection is due now.
-    pub(crate) fn settle(&self, map: &mut HashMap<usize, ConnInfo>) {
+    pub(crate) fn prune_and_reschedule(&self, map: &mut HashMap<usize, ConnInfo>) {
         map.retain(|_, i| i.alive.strong_count() > 0);
         self.first_due.set(
             map.values()
@@ -222,7 +222,7 @@ mod tests {
     use crate::RetirePolicy;
 
     #[tokio::test(start_paused = true)]
-    async fn settle_forgets_dead_connections_and_raises_the_first_due_time() {
+    async fn pruning_forgets_dead_connections_and_raises_the_first_due_time() {
         let table = ConnTable::default();
         let now = Instant::now();
         let expiry = now + Duration::from_secs(3600);
@@ -243,7 +243,7 @@ mod tests {
         }
         assert!(table.first_due.may_be_due(due));
         let mut map = table.write();
-        table.settle(&mut map);
+        table.prune_and_reschedule(&mut map);
         assert!(
             map.is_empty(),
             "a connection whose client is gone is forgotten"

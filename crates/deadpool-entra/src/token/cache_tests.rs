@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::flight::MAX_REFUSAL_HOLD;
 use super::*;
 use crate::token::backoff::{backoff, backoff_ceiling};
 use crate::{BoxFuture, Token, TokenSource, TokenSourceError};

@@ -3,6 +3,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod cache;
+mod cached;
 mod certificate;
 mod chain;
 pub(crate) mod claims;
