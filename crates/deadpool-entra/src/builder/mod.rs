@@ -1,6 +1,8 @@
-//! The builder: settings, hooks and the token source, then the build steps (validate,
-//! TLS, the token cache and its first token, the login configuration, deadpool's pool
-//! with our `Connect` and hooks, the refresher and the sweeper).
+//! The builder: settings, hooks and the token source; [`PoolBuilder::build`] runs the
+//! steps in `steps.rs` (the token provider, TLS, the first token, the shared state,
+//! deadpool's pool), then starts the refresher and the sweeper.
+
+mod steps;
 
 use std::{
     fmt,
@@ -9,22 +11,14 @@ use std::{
     time::Duration,
 };
 
-use deadpool_postgres::{Hook, Manager, ManagerConfig, QueueMode, RecyclingMethod, Runtime};
-use tokio::{sync::watch, time::Instant};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use deadpool_postgres::{Hook, QueueMode, RecyclingMethod};
 
 use crate::{
-    ChainSource, Config, ConfigError, CredentialSource, Error, Pool, RefreshPolicy, RetirePolicy,
-    SslMode, TimeoutKind, TokenSource, UserAssignedId,
+    ChainSource, Config, CredentialSource, Error, Pool, RefreshPolicy, RetirePolicy, SslMode,
+    TokenSource, UserAssignedId,
     config::{AuthMethod, ChannelBinding, validate},
-    connect::{EntraConnect, no_user_error},
-    pool::{hooks, sweeper},
-    provider::{TokenProvider, default_source, token_scope},
-    retire::{self, ConnTable, health::LoginHealth},
-    shared::Shared,
-    stats::PoolCounters,
-    tls::Tls,
-    token::claims::user_from_token,
+    pool::sweeper,
+    provider::TokenProvider,
 };
 
 /// Builds a [`Pool`]. All setters consume and return the builder.
@@ -249,147 +243,23 @@ impl PoolBuilder {
     /// the pool.
     pub async fn build(self) -> Result<Pool, Error> {
         let cfg = self.config;
-        let (cache, owned) = match (self.provider, self.source) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "token_provider",
-                    "both a token source and a token provider were given: the provider holds its own source; give one",
-                )
-                .into());
-            }
-            (Some(p), None) => (p, false),
-            (None, source) => {
-                let source = match source {
-                    Some(s) => s,
-                    None => default_source(&cfg)?,
-                };
-                let scope = token_scope(&cfg, source.is_password());
-                (
-                    TokenProvider::from_parts(source, scope, cfg.refresh.clone()),
-                    true,
-                )
-            }
-        };
-        let password_mode = cache.cache().is_password();
-        validate(&cfg, password_mode)?;
-        let tls = match crate::tls::client_config(cfg.ssl_mode, cfg.ssl_root_cert.as_deref())? {
-            Some(c) => Tls::Rustls(MakeRustlsConnect::new(c)),
-            None => Tls::Plain,
-        };
-        let provider = cache;
+        let (provider, owned) = steps::token_provider(self.provider, self.source, &cfg)?;
         let cache = provider.cache().clone();
+        validate(&cfg, cache.is_password())?;
+        let tls = steps::tls_connector(&cfg)?;
         let initial_name = cache.source_name();
         let credential_name = OnceLock::new();
         if !cfg.lazy {
-            let first = cache.get();
-            // At least 30 s at startup, and longer than one fetch may take, so that a
-            // source that never answers is reported as such (the token error), not as a
-            // generic create timeout.
-            let startup_limit = |t: Duration| {
-                let fetch = cfg.refresh.fetch_timeout.unwrap_or_default();
-                t.max(Duration::from_secs(30))
-                    .max(fetch.saturating_add(Duration::from_secs(1)))
-            };
-            let token = match cfg.create_timeout {
-                Some(t) => tokio::time::timeout(startup_limit(t), first)
-                    .await
-                    .map_err(|_| Error::Timeout(TimeoutKind::Create))??,
-                None => first.await?,
-            };
-            if cfg.user.is_none()
-                && !password_mode
-                && user_from_token(token.secret.expose()).is_none()
-            {
-                return Err(no_user_error().into());
-            }
+            steps::first_token(&cfg, &cache).await?;
             let _ = credential_name.set(cache.source_name());
         }
-
-        let uses_tls = matches!(tls, Tls::Rustls(_));
-        let pg = crate::config::pg_config(&cfg, uses_tls);
-
-        let (closed, _) = watch::channel(false);
-        let pool_name = cfg
-            .pool_name
-            .clone()
-            .unwrap_or_else(|| crate::config::default_pool_name(&cfg));
-        let shared = Arc::new(Shared {
-            cache: cache.clone(),
-            conns: ConnTable::default(),
-            spread: retire::SpreadSequence::new(),
-            counters: PoolCounters {
-                metrics: crate::metrics::PoolMetrics::new(&pool_name),
-                ..PoolCounters::default()
-            },
-            retire: cfg.retire.clone(),
-            create_timeout: cfg.create_timeout,
-            tls,
-            endpoint: crate::config::endpoint_text(&cfg),
-            user: cfg.user.clone(),
-            credential_name,
-            initial_name,
-            closed,
-            logins: LoginHealth::new(Instant::now()),
-            pg_config: pg.clone(),
-            owns_cache: owned,
-            sweep_now: Default::default(),
-            spares: Default::default(),
-            min_connections: cfg.min_connections,
-            net: Arc::new(crate::network::NetWatch::with_metrics(
-                &pg,
-                crate::network::metrics::NetMetrics::new(&pool_name),
-            )),
-            hosts: crate::hosts::Hosts::new(&cfg, uses_tls),
-        });
-        let manager = Manager::from_connect(
-            pg,
-            EntraConnect {
-                shared: shared.clone(),
-            },
-            ManagerConfig {
-                recycling_method: cfg.recycling_method.clone(),
-            },
-        );
-        let mut builder = deadpool_postgres::Pool::builder(manager)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(cfg.wait_timeout)
-            .create_timeout(cfg.create_timeout)
-            // `Fast` recycling does no I/O (it looks at the client's closed flag): a timer
-            // around it protects nothing and costs every warm checkout one. Plain
-            // deadpool-postgres sets none by default either.
-            .recycle_timeout(match cfg.recycling_method {
-                RecyclingMethod::Fast => None,
-                _ => cfg.recycle_timeout,
-            })
-            .queue_mode(cfg.queue_mode);
-        if let Some(n) = cfg.max_size {
-            builder = builder.max_size(n);
-        }
-        let s = shared.clone();
-        builder = builder.post_create(Hook::sync_fn(move |w, _| {
-            hooks::post_create(&s, w);
-            Ok(())
-        }));
-        let s = shared.clone();
-        builder = builder.pre_recycle(Hook::sync_fn(move |w, _| hooks::pre_recycle(&s, w)));
-        for h in self.post_create {
-            builder = builder.post_create(h);
-        }
-        for h in self.pre_recycle {
-            builder = builder.pre_recycle(h);
-        }
-        for h in self.post_recycle {
-            builder = builder.post_recycle(h);
-        }
-        let inner = builder
-            .build()
-            .map_err(|e| ConfigError::new("pool", e.to_string()))?;
-        // deadpool's default size (2 × the logical CPUs) may be below the floor the user
-        // asked for; the pool holds the floor (prewarm would otherwise wait for ever for
-        // sessions it cannot have). A `max_size` that is set is checked in `validate`.
-        if cfg.max_size.is_none() && inner.status().max_size < cfg.min_connections {
-            inner.resize(cfg.min_connections);
-        }
+        let shared = steps::shared_state(&cfg, cache, tls, owned, credential_name, initial_name);
+        let hooks = steps::UserHooks {
+            post_create: self.post_create,
+            pre_recycle: self.pre_recycle,
+            post_recycle: self.post_recycle,
+        };
+        let inner = steps::deadpool_pool(&cfg, &shared, hooks)?;
         provider.start_refresher();
         sweeper::spawn_sweeper(&shared, &inner);
         tracing::debug!(
