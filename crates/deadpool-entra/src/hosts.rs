@@ -76,13 +76,7 @@ impl Hosts {
     /// The plan for `cfg` (`tls`: as [`crate::config::pg_config`] takes it).
     pub(crate) fn new(cfg: &Config, tls: bool) -> Self {
         let role = Role::of(cfg.target_session_attrs);
-        let names: Vec<&str> = cfg
-            .host
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .collect();
+        let names = cfg.host_list();
         let partial =
             cfg.hostaddr.iter().any(Option::is_some) && cfg.hostaddr.iter().any(Option::is_none);
         let mut each = Vec::new();

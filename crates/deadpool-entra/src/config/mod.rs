@@ -302,6 +302,17 @@ impl Config {
         }
     }
 
+    /// The hosts, as the comma-separated `host` lists them (trimmed; one empty entry when
+    /// no host is set). The one place the list is split.
+    pub(crate) fn host_list(&self) -> Vec<&str> {
+        self.host
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .collect()
+    }
+
     /// Checks the rules that do not depend on the token: a host, a valid port, TLS for
     /// anything that sends a secret (unless the loopback opt-out applies), no
     /// `channel_binding=require` with tokens, a password in password mode.

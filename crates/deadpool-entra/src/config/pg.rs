@@ -9,8 +9,7 @@ use super::{ChannelBinding, Config, LoadBalanceHosts, TargetSessionAttrs};
 /// asks for it.
 pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
-    let host = cfg.host.as_deref().unwrap_or_default();
-    for h in host.split(',').map(str::trim) {
+    for h in cfg.host_list() {
         c.host(h);
     }
     if cfg.ports.is_empty() {
@@ -68,9 +67,8 @@ pub(crate) fn pg_config(cfg: &Config, tls: bool) -> tokio_postgres::Config {
 
 /// `host:port` for errors and logs; several hosts joined with commas.
 pub(crate) fn endpoint_text(cfg: &Config) -> String {
-    let host = cfg.host.as_deref().unwrap_or_default();
-    host.split(',')
-        .map(str::trim)
+    cfg.host_list()
+        .into_iter()
         .enumerate()
         .map(|(i, h)| {
             let port = cfg.ports.get(i).copied().or(cfg.port).unwrap_or(5432);

@@ -9,35 +9,27 @@ use crate::{ConfigError, tls::is_loopback, token::backoff::MIN_RETRY_DELAY};
 /// The checks of [`Config::validate`]; `password_mode` is decided by the builder (an
 /// explicit token source overrides the configured method).
 pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigError> {
-    let host = cfg.host.as_deref().unwrap_or("");
-    if host.trim().is_empty() {
+    let hosts = hosts(cfg)?;
+    pool_size(cfg)?;
+    transport(cfg, &hosts, password_mode)?;
+    credentials(cfg, password_mode)?;
+    timings(cfg)
+}
+
+/// A host list without empty entries, with as many ports and addresses as hosts (or one
+/// port for all, or no addresses).
+fn hosts(cfg: &Config) -> Result<Vec<&str>, ConfigError> {
+    if cfg.host.as_deref().unwrap_or("").trim().is_empty() {
         return Err(ConfigError::new(
             "host",
             "no host configured: set PGHOST or AZURE_POSTGRESQL_HOST, AZURE_POSTGRESQL_CONNECTIONSTRING or DATABASE_URL, or the builder's host()",
         ));
     }
-    let hosts: Vec<&str> = host.split(',').map(str::trim).collect();
+    let hosts = cfg.host_list();
     if hosts.iter().any(|h| h.is_empty()) {
         return Err(ConfigError::new(
             "host",
             "an empty entry in the host list (two commas in a row, or one at an end)",
-        ));
-    }
-    if let Some(max) = cfg.max_size
-        && cfg.min_connections > max
-    {
-        return Err(ConfigError::new(
-            "min_connections",
-            format!(
-                "min_connections ({}) is larger than max_size ({max})",
-                cfg.min_connections
-            ),
-        ));
-    }
-    if cfg.max_size == Some(0) {
-        return Err(ConfigError::new(
-            "max_size",
-            "max_size 0 would make every checkout wait for ever",
         ));
     }
     if cfg.port == Some(0) || cfg.ports.contains(&0) {
@@ -63,6 +55,34 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             ),
         ));
     }
+    Ok(hosts)
+}
+
+/// A size that lets a checkout succeed, and holds the floor.
+fn pool_size(cfg: &Config) -> Result<(), ConfigError> {
+    if let Some(max) = cfg.max_size
+        && cfg.min_connections > max
+    {
+        return Err(ConfigError::new(
+            "min_connections",
+            format!(
+                "min_connections ({}) is larger than max_size ({max})",
+                cfg.min_connections
+            ),
+        ));
+    }
+    if cfg.max_size == Some(0) {
+        return Err(ConfigError::new(
+            "max_size",
+            "max_size 0 would make every checkout wait for ever",
+        ));
+    }
+    Ok(())
+}
+
+/// No secret in clear text (unless to loopback with the opt-out), and no certificate check
+/// that anyone with a public certificate passes.
+fn transport(cfg: &Config, hosts: &[&str], password_mode: bool) -> Result<(), ConfigError> {
     if !cfg.ssl_mode.uses_tls() {
         let what = if password_mode {
             "the password"
@@ -116,6 +136,12 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             ),
         ));
     }
+    Ok(())
+}
+
+/// What a login sends fits the mode: no channel binding with tokens, a password and a
+/// user in password mode.
+fn credentials(cfg: &Config, password_mode: bool) -> Result<(), ConfigError> {
     if cfg.channel_binding == ChannelBinding::Require && !password_mode {
         return Err(ConfigError::new(
             "channel_binding",
@@ -134,6 +160,12 @@ pub(crate) fn validate(cfg: &Config, password_mode: bool) -> Result<(), ConfigEr
             "password logins need a user (PGUSER or AZURE_POSTGRESQL_USER)",
         ));
     }
+    Ok(())
+}
+
+/// Durations and fractions that make sense: a jitter in `[0, 1]`, backoff bounds that do
+/// not call a failing endpoint in a tight loop, a positive fetch timeout.
+fn timings(cfg: &Config) -> Result<(), ConfigError> {
     let jitter = cfg.retire.max_lifetime_jitter;
     if !(0.0..=1.0).contains(&jitter) {
         return Err(ConfigError::new(
