@@ -4,7 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
-use crate::{metrics::PoolMetrics, retire::RetireReason, token::cache::TokenCache};
+use crate::{
+    metrics::{LoginOrigin, PoolMetrics, Stopwatch},
+    retire::RetireReason,
+    token::cache::TokenCache,
+};
 
 #[derive(Default)]
 pub(crate) struct PoolCounters {
@@ -27,7 +31,34 @@ pub(crate) struct PoolCounters {
     pub(crate) metrics: PoolMetrics,
 }
 
+/// Each event is recorded here once, for both readers: the counters behind [`Stats`] and
+/// the metrics recorder.
 impl PoolCounters {
+    /// A login that ended, timed from `took`, made for `origin`.
+    pub(crate) fn login_ended(&self, took: &Stopwatch, ok: bool, origin: LoginOrigin) {
+        if ok {
+            self.logins_ok.fetch_add(1, Ordering::Relaxed);
+            let created = match origin {
+                LoginOrigin::Checkout => Some(&self.created_on_checkout),
+                LoginOrigin::Background => Some(&self.created_in_background),
+                // A probe's session is closed at once: no connection was created.
+                LoginOrigin::Probe => None,
+            };
+            if let Some(c) = created {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            self.logins_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.login(took, ok, origin);
+    }
+
+    /// A spare handed to a checkout.
+    pub(crate) fn spare_used(&self) {
+        self.spares_used.fetch_add(1, Ordering::Relaxed);
+        self.metrics.spare_used();
+    }
+
     pub(crate) fn count_retired(&self, reason: RetireReason, n: u64) {
         let c = match reason {
             RetireReason::TokenAge => &self.retired_token_age,

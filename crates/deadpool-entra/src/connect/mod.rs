@@ -82,8 +82,7 @@ fn take_spare(shared: &Shared) -> Option<(PgClient, JoinHandle<()>)> {
     let now = Instant::now();
     let spare = shared.spares.take(&shared.gate(now), now)?;
     let _ = GET_CONTEXT.try_with(|c| c.record_login(spare.record));
-    shared.counters.spares_used.fetch_add(1, Ordering::Relaxed);
-    shared.counters.metrics.spare_used();
+    shared.counters.spare_used();
     tracing::debug!(target: "deadpool_entra", "spare connection handed to a checkout");
     Some((spare.client, spare.conn))
 }
@@ -282,14 +281,7 @@ async fn login(
         Ok(_) => {
             shared.net.login_ok(Instant::now());
             let c = &shared.counters;
-            c.logins_ok.fetch_add(1, Ordering::Relaxed);
-            c.metrics.login(&took, true, login_origin());
-            match GET_CONTEXT.try_with(|c| c.origin.get()) {
-                Ok(Origin::Checkout) => c.created_on_checkout.fetch_add(1, Ordering::Relaxed),
-                Ok(Origin::Background) => c.created_in_background.fetch_add(1, Ordering::Relaxed),
-                // A probe login (closed at once).
-                Err(_) => 0,
-            };
+            c.login_ended(&took, true, login_origin());
             if shared.cache.is_outgoing(token, Instant::now()) {
                 c.logins_on_outgoing_token.fetch_add(1, Ordering::Relaxed);
             }
@@ -304,16 +296,9 @@ async fn login(
             tracing::debug!(target: "deadpool_entra", user = %user, token_generation = token.generation, "login ok");
         }
         Err(e) => {
-            shared
-                .counters
-                .logins_failed
-                .fetch_add(1, Ordering::Relaxed);
-            shared.counters.metrics.login(&took, false, login_origin());
+            shared.counters.login_ended(&took, false, login_origin());
             let kind = failure_kind(crate::error::classify_pg_ref(e, &shared.endpoint, &user));
-            let error = match e.as_db_error() {
-                Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-                None => e.to_string(),
-            };
+            let error = crate::error::pg_text(e);
             tracing::warn!(
                 target: "deadpool_entra",
                 user = %user,

@@ -100,7 +100,7 @@ fn wrong_role_text(endpoint: &str, wanted: crate::TargetSessionAttrs) -> String 
 }
 
 /// tokio-postgres shows a server error as just "db error"; say what the server said.
-fn pg_text(e: &tokio_postgres::Error) -> String {
+pub(crate) fn pg_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),

@@ -209,11 +209,27 @@ impl TokenCache {
             let before = cache.current.load_full();
             let outcome = cache.store_fetched(result, name.clone());
             let counted = RefreshOutcome::of(&outcome, before.as_ref());
-            cache.metrics.fetched(&name, &took, counted, cache.password);
+            cache.fetch_ended(&name, &took, counted);
             let _ = tx.send(Some(outcome));
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
         Ok((rx, fresh))
+    }
+
+    /// A fetch from `name` ended after `took` with `outcome`: recorded once, for both the
+    /// counters behind `Stats` and the metrics. An answer with the cached token counts as
+    /// the same token only while that token is valid (past it, the answer failed).
+    fn fetch_ended(&self, name: &str, took: &Stopwatch, outcome: RefreshOutcome) {
+        let counter = match outcome {
+            // A password is no refresh.
+            RefreshOutcome::Ok => (!self.password).then_some(&self.counters.refreshes_ok),
+            RefreshOutcome::SameToken => Some(&self.counters.same_token_answers),
+            RefreshOutcome::Failed => Some(&self.counters.refreshes_failed),
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.fetched(name, took, outcome, self.password);
     }
 
     pub(super) fn closed_error(&self) -> TokenError {

@@ -69,10 +69,6 @@ impl TokenCache {
                     now,
                 ));
             }
-            // Counted once: an expired same token is a failed fetch, not this.
-            self.counters
-                .same_token_answers
-                .fetch_add(1, Ordering::Relaxed);
             let mut flight = lock(&self.flight);
             flight.inflight = None;
             flight.failure = None;
@@ -124,9 +120,6 @@ impl TokenCache {
         self.current.store(Some(cached.clone()));
         drop(flight);
         *lock(&self.previous) = Some((now, old.and_then(|o| o.deadline)));
-        if !self.password {
-            self.counters.refreshes_ok.fetch_add(1, Ordering::Relaxed);
-        }
         if let Some(l) = lifetime {
             let ms = u64::try_from(l.as_millis()).unwrap_or(u64::MAX - 1);
             self.shortest_lifetime_ms.fetch_min(ms, Ordering::Relaxed);
@@ -143,9 +136,6 @@ impl TokenCache {
     }
 
     fn record_failure(&self, err: TokenError, now: Instant) -> TokenError {
-        self.counters
-            .refreshes_failed
-            .fetch_add(1, Ordering::Relaxed);
         let mut flight = lock(&self.flight);
         flight.inflight = None;
         flight.refusing = None;
