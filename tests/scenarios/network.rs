@@ -519,7 +519,7 @@ fn the_cloud_is_read_from_the_host_name_end_to_end() {
             .clone();
         let public_token = builder(&emu, Config::default())
             .host(china)
-            .scope(deadpool_entra::DEFAULT_SCOPE)
+            .scope(deadpool_entra::cloud::DEFAULT_SCOPE)
             .build()
             .await
             .expect("pool builds");

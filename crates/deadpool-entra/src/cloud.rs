@@ -4,7 +4,8 @@
 //! The resource ids are the Azure CLI's `ossrdbmsResourceId` of each cloud
 //! (`az cloud show --query endpoints.ossrdbmsResourceId`).
 
-use crate::DEFAULT_SCOPE;
+/// The default scope for Azure Database for PostgreSQL (public cloud).
+pub const DEFAULT_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
 
 /// The scope for Azure Database for PostgreSQL in Azure US Government.
 pub const US_GOVERNMENT_SCOPE: &str = "https://ossrdbms-aad.database.usgovcloudapi.net/.default";

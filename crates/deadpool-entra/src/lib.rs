@@ -5,10 +5,10 @@
 
 mod builder;
 mod checkout;
-mod cloud;
+pub mod cloud;
 mod config;
 mod connect;
-mod error;
+pub mod error;
 
 mod hosts;
 mod metrics;
@@ -20,7 +20,7 @@ mod retire;
 #[cfg(feature = "serde")]
 mod serde_util;
 mod shared;
-mod stats;
+pub mod stats;
 mod sync;
 mod time;
 mod tls;
@@ -31,28 +31,27 @@ mod token;
 pub use azure_core;
 pub use azure_identity;
 pub use deadpool_postgres;
+// The deadpool-postgres types that our own API takes or returns; the rest are reached
+// through `deadpool_postgres` above.
 pub use deadpool_postgres::{
-    Client, GenericClient, Hook, HookError, ManagerConfig, Metrics, QueueMode, RecyclingMethod,
-    Runtime, Status, Timeouts, Transaction,
+    Client, GenericClient, Hook, QueueMode, RecyclingMethod, Timeouts, Transaction,
 };
 pub use tokio_postgres;
 
 pub use builder::PoolBuilder;
-pub use cloud::{CHINA_SCOPE, US_GOVERNMENT_SCOPE};
 pub use config::{
     AuthMethod, ChannelBinding, Config, LoadBalanceHosts, SslMode, TargetSessionAttrs,
 };
-pub use error::{
-    ConfigError, Error, ErrorKind, LoginError, TimeoutKind, TokenError, TokenRefusedError,
-};
-
+pub use error::{Error, ErrorKind};
 pub use pool::Pool;
 pub use provider::TokenProvider;
 pub use retire::RetirePolicy;
-pub use stats::{
-    ConnectionInfo, Degraded, HealthReport, NetworkStats, PoolStatus, Stats, TokenStats,
-};
+pub use stats::{HealthReport, Stats};
 pub use token::{
-    BoxFuture, ChainSource, CredentialSource, DEFAULT_SCOPE, FnSource, RETRY_AFTER_CAP,
-    RefreshPolicy, StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
+    BoxFuture, ChainSource, CredentialSource, FnSource, RETRY_AFTER_CAP, RefreshPolicy,
+    StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
 };
+
+// Short paths inside the crate for the types that moved into modules.
+pub(crate) use cloud::DEFAULT_SCOPE;
+pub(crate) use error::{ConfigError, LoginError, TimeoutKind, TokenError, TokenRefusedError};

@@ -10,10 +10,10 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    ChainSource, Config, ConfigError, RefreshPolicy, StaticPassword, TokenSource, TokenStats,
-    UserAssignedId,
+    ChainSource, Config, ConfigError, RefreshPolicy, StaticPassword, TokenSource, UserAssignedId,
     cloud::ScopeFrom,
     config::AuthMethod,
+    stats::TokenStats,
     token::cache::{TokenCache, spawn_refresher},
 };
 

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use deadpool_entra::{AuthMethod, ChannelBinding, Config, SslMode};
 
-fn env(pairs: &[(&str, &str)]) -> Result<Config, deadpool_entra::ConfigError> {
+fn env(pairs: &[(&str, &str)]) -> Result<Config, deadpool_entra::error::ConfigError> {
     Config::from_env_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
 
@@ -179,7 +179,7 @@ fn key_value_form_is_parsed_with_quotes() {
     assert_eq!(c.application_name.as_deref(), Some("svc"));
 }
 
-fn field_of(r: Result<Config, deadpool_entra::ConfigError>) -> String {
+fn field_of(r: Result<Config, deadpool_entra::error::ConfigError>) -> String {
     r.expect_err("expected a configuration error").field
 }
 

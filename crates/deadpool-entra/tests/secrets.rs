@@ -11,9 +11,9 @@ use std::{
 };
 
 use base64::Engine;
+use deadpool_entra::error::{ConfigError, LoginError, TimeoutKind, TokenError};
 use deadpool_entra::{
-    ChainSource, Config, ConfigError, Error, ErrorKind, FnSource, LoginError, Pool, StaticPassword,
-    TimeoutKind, Token, TokenError, TokenSourceError,
+    ChainSource, Config, Error, ErrorKind, FnSource, Pool, StaticPassword, Token, TokenSourceError,
 };
 
 const SECRET_PART: &str = "S3CR3T-7f3a9c";

@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use deadpool_entra::{Config, ConfigError, SslMode};
+use deadpool_entra::error::ConfigError;
+use deadpool_entra::{Config, SslMode};
 
 const VAR: &str = "AZURE_POSTGRESQL_CONNECTIONSTRING";
 const HOST: &str = "my-server.postgres.database.azure.com";

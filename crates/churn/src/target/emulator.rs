@@ -294,7 +294,7 @@ impl EmulatorServer {
                     let provider = args.replica_pool.then(|| {
                         deadpool_entra::TokenProvider::new(
                             source.clone(),
-                            deadpool_entra::DEFAULT_SCOPE,
+                            deadpool_entra::cloud::DEFAULT_SCOPE,
                             refresh_timings(args),
                         )
                     });

@@ -133,7 +133,7 @@ impl PoolBuilder {
         self
     }
     /// Token scope (default: the scope of the Azure cloud the host name names, see
-    /// [`crate::US_GOVERNMENT_SCOPE`] and [`crate::CHINA_SCOPE`]; [`crate::DEFAULT_SCOPE`] for any
+    /// [`crate::cloud::US_GOVERNMENT_SCOPE`] and [`crate::cloud::CHINA_SCOPE`]; [`crate::cloud::DEFAULT_SCOPE`] for any
     /// other host).
     pub fn scope(mut self, s: impl Into<String>) -> Self {
         self.config.scope = Some(s.into());

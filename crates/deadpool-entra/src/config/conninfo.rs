@@ -4,6 +4,16 @@
 //! Errors never repeat text that could be part of a secret: a space, `&`, `/` or `@` in
 //! an unquoted or unencoded password cuts it into pieces that look like keys, hosts or
 //! ports, so such pieces are reported by their position only.
+//!
+//! Why not `tokio_postgres::Config::from_str`, which parses both forms with several
+//! hosts: it refuses what libpq accepts and Azure's strings hold. It knows `sslmode`
+//! only as `disable`/`prefer`/`require` (not `verify-ca`/`verify-full`, our default),
+//! `target_session_attrs` only as `any`/`read-write`/`read-only` (not libpq 14's
+//! `primary`/`standby`/`prefer-standby`), no empty `hostaddr` entry (libpq: resolve that
+//! host's name), no `sslrootcert`, and no key of ours (`client_id`, `scope`,
+//! `auth_method`): any of these fails the whole string. Its lexer is private, so the
+//! pairs cannot be had without it. The pool does use tokio-postgres' `Config` for what
+//! it means there: the login configuration (`pg.rs`) is built as one.
 
 use std::str::FromStr;
 

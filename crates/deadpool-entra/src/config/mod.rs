@@ -92,7 +92,7 @@ pub struct Config {
     /// Client id of a user-assigned managed identity (`AZURE_POSTGRESQL_CLIENTID`).
     pub client_id: Option<String>,
     /// Token scope (default: the scope of the Azure cloud the host name names, else
-    /// [`crate::DEFAULT_SCOPE`]).
+    /// [`crate::cloud::DEFAULT_SCOPE`]).
     pub scope: Option<String>,
     /// TLS mode (default verify-full).
     pub ssl_mode: SslMode,

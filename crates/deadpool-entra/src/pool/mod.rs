@@ -17,8 +17,7 @@ use deadpool_postgres::{HookError, PoolError, TimeoutType, Timeouts};
 use tokio::time::Instant;
 
 use crate::{
-    Config, ConfigError, ConnectionInfo, Degraded, Error, HealthReport, NetworkStats, PoolBuilder,
-    PoolStatus, Stats, TimeoutKind, TokenStats,
+    Config, ConfigError, Error, HealthReport, PoolBuilder, Stats, TimeoutKind,
     checkout::{GET_CONTEXT, GetContext, Origin},
     error::classify_pg,
     metrics::Stopwatch,
@@ -26,6 +25,7 @@ use crate::{
     retire::{self, RetireReason},
     shared::Shared,
     stats::secs_since,
+    stats::{ConnectionInfo, Degraded, NetworkStats, PoolStatus, TokenStats},
 };
 
 /// A pool of `deadpool_postgres` clients that log in with Entra ID tokens.

@@ -28,9 +28,6 @@ pub use sources::{CredentialSource, FnSource, StaticPassword, UserAssignedId};
 /// A boxed, sendable future (the shape [`TokenSource::fetch`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The default scope for Azure Database for PostgreSQL (public cloud).
-pub const DEFAULT_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Expiry {
     Never,

@@ -137,7 +137,19 @@ pub(crate) fn map_azure_error(e: &azure_core::Error, name: &str) -> TokenSourceE
     err
 }
 
-/// A `Retry-After` (seconds) or `retry-after-ms` header on the HTTP response behind the
+/// A `Retry-After` value (RFC 9110 §10.2.3): delay seconds, or an HTTP date, taken as
+/// the time from `now` to it (none when it has passed). Anything else is no value: the
+/// backoff applies. The caller caps it ([`crate::RETRY_AFTER_CAP`]).
+fn retry_after_value(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A `Retry-After` (seconds or an HTTP date) or `retry-after-ms` header on the HTTP response behind the
 /// error; credentials wrap the HTTP error in a credential error, so look inside too.
 fn retry_after_of(e: &azure_core::Error, depth: usize) -> Option<Duration> {
     use azure_core::http::headers::HeaderName;
@@ -154,11 +166,11 @@ fn retry_after_of(e: &azure_core::Error, depth: usize) -> Option<Duration> {
         {
             return Some(Duration::from_millis(ms));
         }
-        if let Some(secs) = h
+        if let Some(d) = h
             .get_optional_str(&HeaderName::from_static("retry-after"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
+            .and_then(|v| retry_after_value(v, SystemTime::now()))
         {
-            return Some(Duration::from_secs(secs));
+            return Some(d);
         }
     }
     if depth >= 4 {

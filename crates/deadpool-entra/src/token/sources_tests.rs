@@ -101,3 +101,32 @@ fn any_expiry_an_endpoint_can_send_maps_without_a_panic() {
     let before = OffsetDateTime::from_unix_timestamp(-86_400).unwrap();
     assert_eq!(to_system_time(before), std::time::UNIX_EPOCH);
 }
+
+#[test]
+fn a_retry_after_is_read_as_seconds_or_as_an_http_date() {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::retry_after_value;
+    // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+    let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+    let now = date - Duration::from_secs(120);
+    assert_eq!(
+        retry_after_value(" 30 ", now),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT", now),
+        Some(Duration::from_secs(120))
+    );
+    // A date that has passed asks for no wait (the floor applies); nonsense is no value.
+    assert_eq!(
+        retry_after_value(
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            date + Duration::from_secs(5)
+        ),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(retry_after_value("soon", now), None);
+    assert_eq!(retry_after_value("-5", now), None);
+    assert_eq!(retry_after_value("99999999999999999999999", now), None);
+}
