@@ -67,6 +67,10 @@ async fn under_light_load_no_checkout_waits_for_a_login_after_warm_up() {
         "a checkout logged in after warm-up ({retired} retirements): {end:?}"
     );
     assert!(end.created_in_background > warm.created_in_background);
+    // The replacements reached the pool as spares handed to checkouts, each counted.
+    let spares_used = end.spares_used - warm.spares_used;
+    assert!(spares_used >= 1, "{end:?}");
+    assert!(spares_used <= end.created_in_background, "{end:?}");
     // Nothing logged in for nothing: one background login per retirement, at most two
     // spares ahead, and no spare hoarded.
     let background = end.created_in_background - warm.created_in_background;
