@@ -61,6 +61,7 @@ pub(crate) struct GetContext {
 
 impl GetContext {
     /// A context for a checkout by `origin` that began at `began`.
+    #[inline]
     pub(crate) fn new(origin: Origin, login_now: bool, began: Option<Instant>) -> Self {
         Self {
             login_now: Cell::new(login_now),
@@ -71,16 +72,19 @@ impl GetContext {
     }
 
     /// Records the login that made the connection, for `post_create`.
+    #[inline]
     pub(crate) fn record_login(&self, record: LoginRecord) {
         self.login.set(Some(Box::new(record)));
     }
 
     /// The login recorded since the last call.
+    #[inline]
     pub(crate) fn take_login(&self) -> Option<LoginRecord> {
         self.login.take().map(|r| *r)
     }
 
     /// The typed error stashed since the last call.
+    #[inline]
     pub(crate) fn take_error(&self) -> Option<Error> {
         self.error.take().map(|e| *e)
     }

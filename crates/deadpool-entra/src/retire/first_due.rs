@@ -29,6 +29,7 @@ impl FirstDue {
     }
 
     /// Whether some connection may be due at `at`.
+    #[inline]
     pub(crate) fn may_be_due(&self, at: Instant) -> bool {
         self.nanos_of(at) >= self.nanos.load(Ordering::Acquire)
     }

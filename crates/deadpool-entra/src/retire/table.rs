@@ -196,6 +196,7 @@ impl ConnTable {
 
     /// Whether the connection is stale or scheduled to retire by `at` (the fast path: an
     /// atomic load before the first due time, one read lock after it, no gate).
+    #[inline]
     pub(crate) fn scheduled_by(&self, w: &ClientWrapper, at: Instant) -> Option<Due> {
         if !self.first_due.may_be_due(at) {
             return None;
