@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::state::{Principal, PrincipalKind, Shared};
 use crate::{
     Error, FederatedCredential, IdentitySpec, ManagedIdentity, OSSRDBMS_RESOURCE, RESOURCE_GROUP,
-    SUBSCRIPTION_ID, ServicePrincipal, guid, pgwire, token,
+    SUBSCRIPTION_ID, ServicePrincipal, entra::token, guid, postgres::pgwire,
 };
 
 /// A cheap handle used by the admin API and the [`Emulator`] methods.
@@ -151,7 +151,7 @@ impl Admin {
     /// service principal.
     pub(crate) fn register_certificate(
         &self,
-        cert: crate::app_certs::RegisteredCertificate,
+        cert: crate::entra::app_certs::RegisteredCertificate,
     ) -> Result<(), Error> {
         let mut reg = self
             .shared

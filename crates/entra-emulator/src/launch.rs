@@ -4,11 +4,17 @@
 use std::sync::Arc;
 
 use crate::admin::{Admin, check_name};
-use crate::certs::make_tls;
+use crate::serve::certs::make_tls;
 use crate::state::Shared;
 use crate::{
     Cluster, Emulator, EmulatorBuilder, Error, Faults, IdentitySpec, ManagedIdentity, Network,
-    Node, authority, cluster, front, http, https, network, pgwire, random_hex, standin, token,
+    Node,
+    entra::{authority, token},
+    network,
+    postgres::{cluster, front, pgwire},
+    random_hex,
+    serve::{http, https},
+    standin,
 };
 
 impl Emulator {

@@ -33,29 +33,16 @@
 #![warn(missing_docs)]
 
 mod admin;
-mod app_certs;
-mod apps;
-mod authority;
 mod builder;
-mod cert_assertion;
-mod certs;
-mod cluster;
+mod entra;
 mod environment;
 mod error;
-mod federation;
-mod front;
-mod http;
-mod https;
-mod identity;
-mod ids;
-mod issued;
 mod launch;
 pub mod network;
-mod pgwire;
-mod rate_limit;
+mod postgres;
+mod serve;
 pub mod standin;
 mod state;
-mod token;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,21 +51,21 @@ use tokio::task::JoinHandle;
 
 pub use admin::ADMIN_API_HELP;
 use admin::Admin;
-pub use app_certs::ClientCertificate;
-pub use apps::{FEDERATION_AUDIENCE, FederatedCredential, ServicePrincipal};
 pub use builder::EmulatorBuilder;
-pub use cluster::Cluster;
+pub use entra::app_certs::ClientCertificate;
+pub use entra::apps::{FEDERATION_AUDIENCE, FederatedCredential, ServicePrincipal};
+pub use entra::identity::{IdentitySpec, ManagedIdentity};
+pub(crate) use entra::ids::{guid, local_time_string, random_hex};
+pub use entra::issued::{AZURE_REFRESH_WINDOW, default_refresh_window};
+pub use entra::token::decode_claims;
 pub use error::Error;
-pub use front::{
-    OSSRDBMS_RESOURCE, OSSRDBMS_RESOURCE_CHINA, OSSRDBMS_RESOURCE_US_GOVERNMENT, messages,
-};
-pub use identity::{IdentitySpec, ManagedIdentity};
-pub(crate) use ids::{guid, local_time_string, random_hex};
-pub use issued::{AZURE_REFRESH_WINDOW, default_refresh_window};
 use launch::BgRuntime;
 pub use network::{AZURE_DOMAINS, Network, NetworkCounters, Node, netns};
+pub use postgres::cluster::Cluster;
+pub use postgres::front::{
+    OSSRDBMS_RESOURCE, OSSRDBMS_RESOURCE_CHINA, OSSRDBMS_RESOURCE_US_GOVERNMENT, messages,
+};
 pub use state::{Counters, FaultSettings, Faults};
-pub use token::decode_claims;
 
 /// The tenant every token is issued in.
 pub const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -262,7 +249,7 @@ impl Emulator {
         &self,
         sp: &ServicePrincipal,
     ) -> Result<ClientCertificate, Error> {
-        let (cert, registered) = app_certs::generate(&sp.name, &sp.client_id, &self.root)?;
+        let (cert, registered) = entra::app_certs::generate(&sp.name, &sp.client_id, &self.root)?;
         if let Err(e) = self.admin.register_certificate(registered) {
             let _ = std::fs::remove_file(&cert.path);
             return Err(e);

@@ -9,9 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::pgwire::{self, CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
+use crate::entra::token::TokenProblem;
+use crate::postgres::pgwire::{self, CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
 use crate::state::{RoleType, Shared, bump};
-use crate::token::TokenProblem;
 
 /// The resource Azure Database for PostgreSQL tokens must be issued for.
 pub const OSSRDBMS_RESOURCE: &str = "https://ossrdbms-aad.database.windows.net";

@@ -10,9 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
-use crate::authority::entra_error;
+use super::error_answer::entra_error;
+use crate::entra::token::{self, TokenProblem};
 use crate::state::Shared;
-use crate::token::{self, TokenProblem};
 
 /// Whether `assertion` is for this module: its issuer is the app itself, or its header
 /// names a certificate registered for the app (an app's own assertion with a wrong

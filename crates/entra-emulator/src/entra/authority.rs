@@ -21,8 +21,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::error_answer::entra_error;
+use crate::entra::token::{self, TokenProblem, now_secs};
 use crate::state::{Principal, PrincipalKind, Shared, bump};
-use crate::token::{self, TokenProblem, now_secs};
 
 /// `client_assertion_type` of a JWT client assertion.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -35,28 +36,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(openid_configuration),
         )
         .with_state(shared)
-}
-
-/// An Entra error answer: `error`, `AADSTS<code>: description`, `error_codes`.
-pub(crate) fn entra_error(
-    status: StatusCode,
-    error: &str,
-    code: u32,
-    description: &str,
-) -> Response {
-    (
-        status,
-        Json(json!({
-            "error": error,
-            "error_description": format!("AADSTS{code}: {description}"),
-            "error_codes": [code],
-            "timestamp": crate::local_time_string(now_secs()).replace(".000000", "Z"),
-            "trace_id": crate::guid(),
-            "correlation_id": crate::guid(),
-            "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
-        })),
-    )
-        .into_response()
 }
 
 /// The tenant's OpenID configuration, which MSAL (Python, .NET, Java, JavaScript) reads
@@ -110,7 +89,7 @@ async fn token_endpoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = crate::http::identity_faults(&shared).await {
+    if let Some(r) = crate::serve::http::identity_faults(&shared).await {
         return r;
     }
     // Parsed here, not by axum's `Form`, so that a malformed request gets Entra's answer.
@@ -186,8 +165,9 @@ fn client_credentials(
         (None, Some(assertion)) if field("client_assertion_type") == JWT_BEARER => {
             // An app signs its own assertion with a certificate; any other issuer's token
             // is a federated credential's.
-            if crate::cert_assertion::is_certificate_assertion(shared, client_id, assertion) {
-                crate::cert_assertion::check(shared, client_id, assertion, endpoint)
+            if crate::entra::cert_assertion::is_certificate_assertion(shared, client_id, assertion)
+            {
+                crate::entra::cert_assertion::check(shared, client_id, assertion, endpoint)
             } else {
                 check_federated(shared, client_id, assertion)
             }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::pgwire;
+use crate::postgres::pgwire;
 
 /// The superuser `initdb` creates (we pass `-U postgres` whatever the OS user is).
 const SUPERUSER: &str = "postgres";

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::issued::Issued;
+use crate::entra::issued::Issued;
+use crate::entra::token::{self, Subject, now_secs};
 use crate::state::{FaultSettings, Faults, PrincipalKind, Shared, bump};
-use crate::token::{self, Subject, now_secs};
 use crate::{Admin, IdentitySpec};
 
 /// A listener that resets new connections while the identity outage fault is on.
@@ -533,7 +533,7 @@ struct TokenRequest {
 async fn issue_token(State(a): State<Admin>, Json(t): Json<TokenRequest>) -> Response {
     let resource = t
         .resource
-        .unwrap_or_else(|| crate::front::OSSRDBMS_RESOURCE.to_string());
+        .unwrap_or_else(|| crate::postgres::front::OSSRDBMS_RESOURCE.to_string());
     let tok = if t.expired {
         a.issue_expired_token(&t.principal)
     } else {

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Emulator, Error, FEDERATION_AUDIENCE, FederatedCredential, random_hex, token};
+use super::token;
+use crate::{Emulator, Error, FEDERATION_AUDIENCE, FederatedCredential, random_hex};
 
 impl Emulator {
     /// Trust tokens from [`Emulator::oidc_issuer`] for `subject` as the app or
