@@ -9,31 +9,8 @@
 //! `host:port/database`. When the pool closes (or is dropped) its gauges are set to 0 and
 //! no longer sampled: a closed pool reports no connections, waiters or token.
 //!
-//! | name | kind | unit | attributes |
-//! | --- | --- | --- | --- |
-//! | `db.client.connection.count` | gauge | `{connection}` | pool name, `db.client.connection.state` = `idle` / `used` |
-//! | `db.client.connection.max` | gauge | `{connection}` | pool name |
-//! | `db.client.connection.idle.min` | gauge | `{connection}` | pool name (`min_connections`) |
-//! | `db.client.connection.pending_requests` | gauge | `{request}` | pool name |
-//! | `db.client.connection.timeouts` | counter | `{timeout}` | pool name |
-//! | `db.client.connection.create_time` | histogram | s | pool name (logins that succeeded) |
-//! | `db.client.connection.wait_time` | histogram | s | pool name (checkouts that succeeded) |
-//! | `deadpool_entra.connection.spares` | gauge | `{connection}` | pool name |
-//! | `deadpool_entra.logins` | counter | `{login}` | pool name, `outcome` = `ok` / `failed`, `origin` = `checkout` / `background` / `probe` |
-//! | `deadpool_entra.retirements` | counter | `{connection}` | pool name, `reason` = `token_age` / `max_lifetime` / `broken` / `address_changed` |
-//! | `deadpool_entra.connections.dead` | counter | `{connection}` | pool name, `cause` = `timeout` / `reset` / `liveness_check` / `read_only` / `other` (sessions found dead by a network error, and logins that could not reach a usable server) |
-//! | `deadpool_entra.dns_changes` | counter | `{change}` | pool name (the server's name resolved to other addresses) |
-//! | `deadpool_entra.spares_used` | counter | `{connection}` | pool name |
-//! | `deadpool_entra.token.time_to_expiry` | gauge | s | pool name |
-//! | `deadpool_entra.token.age` | gauge | s | pool name |
-//! | `deadpool_entra.token.identity_calls` | counter | `{call}` | `token.source` |
-//! | `deadpool_entra.token.refreshes` | counter | `{refresh}` | `token.source`, `outcome` = `ok` (a new token) / `same_token` (the cached one, still valid) / `failed` (an error, or the cached one past its expiry); one per fetch |
-//! | `deadpool_entra.token.fetch_time` | histogram | s | `token.source` |
-//!
-//! `token.source` is the name `stats()` shows (`TokenStats::source`): for the credential
-//! chain, the link that answered (`ManagedIdentityCredential`, `AzureCliCredential`, ...),
-//! or `ChainSource` when none did. A cache records under at most 16 names; fetches under
-//! any further name count as `other`.
+//! The metrics, with their kind, unit and attributes, are listed in the guide
+//! (docs/guide.md, "Metrics reference"), the one place they are written down.
 //!
 //! `db.client.connection.use_time` is not exported: deadpool has no hook when a client
 //! goes back to the pool.
