@@ -34,14 +34,15 @@ use hdrhistogram::Histogram;
 const ACCOUNTS: i32 = 50;
 const OPENING_BALANCE: i64 = 1_000;
 const SCHEMA: &str = "
-DROP TABLE IF EXISTS quickstart_events, quickstart_accounts;
-CREATE TABLE quickstart_accounts (
+DROP SCHEMA IF EXISTS deadpool_entra_quickstart CASCADE;
+CREATE SCHEMA deadpool_entra_quickstart;
+CREATE TABLE deadpool_entra_quickstart.accounts (
     id      int PRIMARY KEY,
     balance bigint NOT NULL CHECK (balance >= 0)
 );
-CREATE TABLE quickstart_events (
+CREATE TABLE deadpool_entra_quickstart.events (
     id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    account int NOT NULL REFERENCES quickstart_accounts (id),
+    account int NOT NULL REFERENCES deadpool_entra_quickstart.accounts (id),
     amount  bigint NOT NULL,
     at      timestamptz NOT NULL DEFAULT now()
 );
@@ -80,7 +81,12 @@ async fn run() -> Result<(), BoxError> {
         return Ok(());
     };
     if !backend::is_emulated() {
-        println!("deadpool-entra quickstart\n");
+        println!(
+            "deadpool-entra quickstart\n\n\
+             Against your server: it creates a schema of its own, deadpool_entra_quickstart\n\
+             (dropped first if it exists, and at the end; your other schemas are not touched).\n\
+             The role needs CREATE on the database.\n"
+        );
     }
     let pool = backend.pool.clone();
     println!("pool ready: {}", backend.description);
@@ -94,7 +100,7 @@ async fn run() -> Result<(), BoxError> {
         client.batch_execute(SCHEMA).await?;
         client
             .execute(
-                "INSERT INTO quickstart_accounts (id, balance)
+                "INSERT INTO deadpool_entra_quickstart.accounts (id, balance)
                  SELECT g, $1 FROM generate_series(1, $2) g",
                 &[&OPENING_BALANCE, &ACCOUNTS],
             )
@@ -126,7 +132,10 @@ async fn run() -> Result<(), BoxError> {
     let total_balance: i64 = {
         let client = pool.get().await?;
         client
-            .query_one("SELECT sum(balance)::bigint FROM quickstart_accounts", &[])
+            .query_one(
+                "SELECT sum(balance)::bigint FROM deadpool_entra_quickstart.accounts",
+                &[],
+            )
             .await?
             .get(0)
     };
@@ -134,7 +143,7 @@ async fn run() -> Result<(), BoxError> {
         // Leave a real server as we found it.
         pool.get()
             .await?
-            .batch_execute("DROP TABLE quickstart_events, quickstart_accounts")
+            .batch_execute("DROP SCHEMA deadpool_entra_quickstart CASCADE")
             .await?;
     }
 
@@ -252,12 +261,14 @@ async fn request(
         .saturating_record(asked.elapsed().as_micros().max(1) as u64);
     if roll < 70 {
         let stmt = client
-            .prepare_cached("SELECT balance FROM quickstart_accounts WHERE id = $1")
+            .prepare_cached("SELECT balance FROM deadpool_entra_quickstart.accounts WHERE id = $1")
             .await?;
         let _balance: i64 = client.query_one(&stmt, &[&account]).await?.get(0);
     } else if roll < 90 {
         let stmt = client
-            .prepare_cached("INSERT INTO quickstart_events (account, amount) VALUES ($1, 0)")
+            .prepare_cached(
+                "INSERT INTO deadpool_entra_quickstart.events (account, amount) VALUES ($1, 0)",
+            )
             .await?;
         client.execute(&stmt, &[&account]).await?;
     } else {
@@ -272,13 +283,13 @@ async fn request(
         let amount = rng.below(50) as i64 + 1;
         let tx = client.transaction().await?;
         tx.execute(
-            "SELECT id FROM quickstart_accounts WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
+            "SELECT id FROM deadpool_entra_quickstart.accounts WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
             &[&from, &to],
         )
         .await?;
         let debited = tx
             .execute(
-                "UPDATE quickstart_accounts SET balance = balance - $2
+                "UPDATE deadpool_entra_quickstart.accounts SET balance = balance - $2
                  WHERE id = $1 AND balance >= $2",
                 &[&from, &amount],
             )
@@ -288,12 +299,12 @@ async fn request(
             return Ok(());
         }
         tx.execute(
-            "UPDATE quickstart_accounts SET balance = balance + $2 WHERE id = $1",
+            "UPDATE deadpool_entra_quickstart.accounts SET balance = balance + $2 WHERE id = $1",
             &[&to, &amount],
         )
         .await?;
         tx.execute(
-            "INSERT INTO quickstart_events (account, amount) VALUES ($1, -$3::bigint), ($2, $3)",
+            "INSERT INTO deadpool_entra_quickstart.events (account, amount) VALUES ($1, -$3::bigint), ($2, $3)",
             &[&from, &to, &amount],
         )
         .await?;
