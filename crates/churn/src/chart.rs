@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::cli::PoolKind;
+use crate::pools::PoolKind;
 use crate::report::{RunResult, Sample};
 
 fn colour(p: PoolKind) -> RGBColor {

@@ -6,7 +6,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+pub use crate::duration::parse_duration;
 use crate::fault::FaultSpec;
+use crate::pools::PoolKind;
+use crate::workload::QueryKind;
 
 /// Drive PostgreSQL pools hard while Entra tokens rotate, connections retire and faults
 /// strike, and measure what users feel.
@@ -219,7 +222,7 @@ impl Args {
     /// The pools to test, in round order.
     pub fn pool_list(&self) -> Vec<PoolKind> {
         if let Some(Command::Matrix(_)) = self.command {
-            return crate::matrix::POOLS.to_vec();
+            return crate::pools::MATRIX_POOLS.to_vec();
         }
         if self.compare || self.pools.is_empty() {
             if self.compare {
@@ -250,59 +253,6 @@ pub enum Target {
     Emulator,
     /// A server described by the environment.
     Env,
-}
-
-/// The pools under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PoolKind {
-    /// `deadpool-entra`.
-    Ours,
-    /// Plain `deadpool-postgres`, static password, no rotation.
-    Baseline,
-    /// `deadpool-postgres` asking the identity endpoint for a token on every connect.
-    PerConnect,
-    /// `deadpool-postgres` rebuilt on a timer with a fresh token.
-    Rebuild,
-}
-
-impl PoolKind {
-    /// The name used in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PoolKind::Ours => "ours",
-            PoolKind::Baseline => "baseline",
-            PoolKind::PerConnect => "per-connect",
-            PoolKind::Rebuild => "rebuild",
-        }
-    }
-}
-
-/// What each request runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum QueryKind {
-    /// `SELECT 1`.
-    Select1,
-    /// A primary-key read from a 10,000-row table.
-    PointRead,
-    /// An update and an insert in one transaction.
-    WriteTxn,
-    /// No query: check out and return at once, so that the pool's own checkout cost is
-    /// all the client does (no server work per request).
-    None,
-}
-
-/// Parses `30s`, `250ms`, `1m`, `1h` (humantime), also a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>()
-        && secs >= 0.0
-        && secs.is_finite()
-    {
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
 
 #[cfg(test)]

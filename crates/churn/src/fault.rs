@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::parse_duration;
+use crate::duration::parse_duration;
 
 /// What a fault does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -251,6 +251,18 @@ pub fn timeline(specs: &[FaultSpec]) -> Vec<FaultEvent> {
         .collect();
     all.sort_by_key(|e| (e.at, matches!(e.kind, FaultKind::DnsFlip(_))));
     all
+}
+
+/// A fault event as it was applied: its fault's index in `RunOptions::faults`, on or
+/// off, and when (seconds from the start of the measured run).
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    /// Index of the fault.
+    pub index: usize,
+    /// Switched on (true) or off.
+    pub on: bool,
+    /// When.
+    pub t: f64,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod chart;
 mod cli;
+mod duration;
 mod fault;
 mod matrix;
 mod metrics;
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
     // Our pool uses the real `ManagedIdentityCredential`, which reads its endpoint from the
     // process environment: re-run with that environment set (see `relay`).
     if args.target == cli::Target::Emulator
-        && args.pool_list().contains(&cli::PoolKind::Ours)
+        && args.pool_list().contains(&pools::PoolKind::Ours)
         && relay::child_port().is_none()
         && std::env::var_os("CHURN_NO_RELAY").is_none()
         && let Some(code) = relay::rerun_with_identity_env()

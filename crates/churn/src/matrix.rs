@@ -16,15 +16,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cli::{Args, MatrixArgs, PoolKind, Target};
+use crate::cli::{Args, MatrixArgs, Target};
 use crate::pools::PoolUnderTest;
+use crate::pools::{MATRIX_POOLS, PoolKind};
 use crate::report::{Machine, RunResult};
 use crate::run::{self, RunOptions};
 use crate::target::EmulatorServer;
 use crate::workload::Workload;
-
-/// The pools of every cell, in the first order.
-pub const POOLS: [PoolKind; 3] = [PoolKind::Baseline, PoolKind::Ours, PoolKind::PerConnect];
 
 /// One order of one cell.
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +96,7 @@ pub async fn run(args: &Args, m: &MatrixArgs) -> Result<(), String> {
     let mut base = args.clone();
     base.token_lifetime = m.token_lifetime;
     let largest = m.sizes.iter().copied().max().unwrap_or(1);
-    let server = EmulatorServer::start(&base, POOLS.len(), largest).await?;
+    let server = EmulatorServer::start(&base, MATRIX_POOLS.len(), largest).await?;
     let mut cells = Vec::new();
     for &max_size in &m.sizes {
         for &tasks in &m.tasks {
@@ -107,9 +105,9 @@ pub async fn run(args: &Args, m: &MatrixArgs) -> Result<(), String> {
             cell_args.tasks = tasks;
             let mut runs = Vec::new();
             loop {
-                let mut reverse = POOLS;
+                let mut reverse = MATRIX_POOLS;
                 reverse.reverse();
-                let first = order_run(&server, &cell_args, m, &POOLS).await?;
+                let first = order_run(&server, &cell_args, m, &MATRIX_POOLS).await?;
                 let second = order_run(&server, &cell_args, m, &reverse).await?;
                 let strays = strays(mean(first.control, second.control), m.control_tolerance);
                 runs.push([first, second]);
@@ -403,7 +401,7 @@ mod tests {
 
     fn order(ours: f64, control: f64) -> OrderRun {
         OrderRun {
-            order: POOLS.to_vec(),
+            order: MATRIX_POOLS.to_vec(),
             rounds: 6,
             baseline_rps: 1000.0,
             ours,

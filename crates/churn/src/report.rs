@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::PoolKind;
 use crate::fault::{FaultKind, FaultSpec};
 use crate::metrics::Percentiles;
 use crate::pools::PoolCounters;
+use crate::pools::PoolKind;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -231,7 +231,7 @@ impl FaultRecovery {
     /// is there from the start), from the applied events (`index` into `faults`).
     pub fn compute(
         faults: &[FaultSpec],
-        applied: &[crate::run::Applied],
+        applied: &[crate::fault::Applied],
         series: &[Sample],
     ) -> Vec<FaultRecovery> {
         let mut out = Vec::new();
@@ -696,7 +696,7 @@ pub fn markdown(r: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Applied;
+    use crate::fault::Applied;
 
     fn second(t: f64, rps: f64, errors: u64, request_max_ms: f64) -> Sample {
         Sample {

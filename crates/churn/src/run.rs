@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cli::PoolKind;
-use crate::fault::{FaultSink, FaultSpec, timeline};
+use crate::fault::{Applied, FaultSink, FaultSpec, timeline};
 use crate::metrics::{Percentiles, Slots, rss_kib};
+use crate::pools::PoolKind;
 use crate::pools::{PoolCounters, PoolUnderTest};
 use crate::report::{
     FailoverImpact, FaultRecovery, Marker, PoolResult, Ratios, RoundResult, RunResult, Sample,
@@ -354,18 +354,6 @@ async fn join_by(handles: Vec<tokio::task::JoinHandle<()>>, hard_stop: Instant) 
             let _ = h.await;
         }
     }
-}
-
-/// A fault event as it was applied: its fault's index in `RunOptions::faults`, on or
-/// off, and when (seconds from the start of the measured run).
-#[derive(Debug, Clone, Copy)]
-pub struct Applied {
-    /// Index of the fault.
-    pub index: usize,
-    /// Switched on (true) or off.
-    pub on: bool,
-    /// When.
-    pub t: f64,
 }
 
 fn counters_delta(a: &PoolCounters, b: &PoolCounters) -> PoolCounters {

@@ -7,9 +7,25 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::cli::QueryKind;
 use crate::metrics::{Slots, record};
 use crate::pools::{PoolUnderTest, ReqError, classify_query_error};
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// What each request runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueryKind {
+    /// `SELECT 1`.
+    Select1,
+    /// A primary-key read from a 10,000-row table.
+    PointRead,
+    /// An update and an insert in one transaction.
+    WriteTxn,
+    /// No query: check out and return at once, so that the pool's own checkout cost is
+    /// all the client does (no server work per request).
+    None,
+}
 
 /// Rows in the point-read table.
 pub const ITEMS: i32 = 10_000;

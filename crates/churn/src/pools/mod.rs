@@ -8,18 +8,47 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use deadpool_postgres::{PoolError, TimeoutType};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use tokio::time::Instant;
-
-use crate::cli::PoolKind;
 
 pub mod mi;
 pub mod ours;
 
 pub mod plain;
 pub mod rebuild;
+
+/// The pools under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolKind {
+    /// `deadpool-entra`.
+    Ours,
+    /// Plain `deadpool-postgres`, static password, no rotation.
+    Baseline,
+    /// `deadpool-postgres` asking the identity endpoint for a token on every connect.
+    PerConnect,
+    /// `deadpool-postgres` rebuilt on a timer with a fresh token.
+    Rebuild,
+}
+
+impl PoolKind {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Ours => "ours",
+            PoolKind::Baseline => "baseline",
+            PoolKind::PerConnect => "per-connect",
+            PoolKind::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// The pools `churn matrix` compares, in its first order: the baseline, ours, and the
+/// control (per-connect, which warm is plain deadpool-postgres).
+pub const MATRIX_POOLS: [PoolKind; 3] = [PoolKind::Baseline, PoolKind::Ours, PoolKind::PerConnect];
 
 /// A checkout or query failure, classified for reports.
 #[derive(Debug, Clone)]

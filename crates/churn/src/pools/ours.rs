@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::future::BoxFuture;
 
 use super::{Occupancy, PoolCounters, PoolUnderTest, ReqError};
-use crate::cli::PoolKind;
+use crate::pools::PoolKind;
 
 /// Our pool; or several of ours on one `TokenProvider`, taking requests in turn.
 pub struct OursPool {

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::mi::MiEndpoint;
 use super::{Occupancy, PoolCounters, PoolUnderTest, ReqError, ServerSettings};
-use crate::cli::PoolKind;
+use crate::pools::PoolKind;
 
 /// Where a login's password comes from.
 #[derive(Clone)]

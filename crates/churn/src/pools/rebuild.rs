@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::mi::MiEndpoint;
 use super::plain::{LoginCounters, Password, build_pool};
 use super::{Occupancy, PoolCounters, PoolUnderTest, ReqError, ServerSettings};
-use crate::cli::PoolKind;
+use crate::pools::PoolKind;
 
 struct Shared {
     current: RwLock<deadpool_postgres::Pool>,

@@ -8,14 +8,16 @@ use std::time::Duration;
 use entra_emulator::Emulator;
 
 use super::{Setup, refresh_timings, with_ours_settings};
-use crate::cli::{Args, PoolKind, QueryKind};
+use crate::cli::Args;
 use crate::fault::{FaultKind, FaultSink, Node};
+use crate::pools::PoolKind;
 use crate::pools::mi::MiEndpoint;
 use crate::pools::ours::OursPool;
 use crate::pools::plain::PlainPool;
 use crate::pools::rebuild::RebuildPool;
 use crate::pools::{PoolUnderTest, ServerSettings, tls_from_ca};
 use crate::run::{ServerCounters, ServerProbe};
+use crate::workload::QueryKind;
 use crate::workload::SCHEMA;
 
 /// Role and password of the baseline pools on the emulator.

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use super::{Setup, with_ours_settings};
-use crate::cli::{Args, PoolKind, QueryKind};
+use crate::cli::Args;
+use crate::pools::PoolKind;
 use crate::pools::mi::MiEndpoint;
 use crate::pools::ours::OursPool;
 use crate::pools::plain::PlainPool;
 use crate::pools::rebuild::RebuildPool;
 use crate::pools::{PoolUnderTest, ServerSettings, tls_from_ca, tls_with_roots};
+use crate::workload::QueryKind;
 use crate::workload::SCHEMA;
 
 fn env_any(names: &[&str]) -> Option<String> {

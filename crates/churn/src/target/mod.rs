@@ -7,8 +7,9 @@ mod env;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{Args, PoolKind, Target};
+use crate::cli::{Args, Target};
 use crate::fault::FaultSink;
+use crate::pools::PoolKind;
 use crate::pools::PoolUnderTest;
 use crate::run::ServerProbe;
 
