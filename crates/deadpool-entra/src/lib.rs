@@ -54,4 +54,4 @@ pub use token::{
 
 // Short paths inside the crate for the types that moved into modules.
 pub(crate) use cloud::DEFAULT_SCOPE;
-pub(crate) use error::{ConfigError, LoginError, TimeoutKind, TokenError, TokenRefusedError};
+pub(crate) use error::{ConfigError, LoginError, TimeoutKind, TokenRefusedError};

@@ -133,7 +133,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConfigError, LoginError, TokenError, TokenRefusedError};
+    use crate::{ConfigError, LoginError, TokenRefusedError, error::TokenError};
 
     fn login(kind: ErrorKind) -> LoginError {
         LoginError {

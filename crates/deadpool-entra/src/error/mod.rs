@@ -5,11 +5,12 @@ mod classify;
 mod kind;
 mod login;
 
-use std::time::Duration;
-
 pub(crate) use classify::{classify_pg, classify_pg_ref, is_auth_refusal};
 pub use kind::ErrorKind;
 pub use login::{LoginError, TokenRefusedError};
+// Defined in the token layer, which knows nothing above it; an error of this crate all the
+// same.
+pub use crate::token::TokenError;
 pub(crate) use login::{classify_login, login_error};
 
 /// Everything that can go wrong when building the pool or checking out a connection.
@@ -154,31 +155,6 @@ impl ConfigError {
     /// The setting at fault.
     pub fn field(&self) -> &str {
         &self.field
-    }
-}
-
-/// A token source failed to produce a token.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("token source {source_name} failed: {cause}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
-pub struct TokenError {
-    /// Which credential (or chain link) failed.
-    pub source_name: String,
-    /// Why it failed.
-    pub cause: String,
-    /// What to do about it, when known.
-    pub hint: Option<String>,
-    /// How long the identity endpoint asked us to wait, when it said so (HTTP 429).
-    pub retry_after: Option<Duration>,
-}
-
-impl TokenError {
-    pub(crate) fn from_source(source_name: String, e: crate::TokenSourceError) -> Self {
-        Self {
-            source_name,
-            cause: e.message,
-            hint: e.hint,
-            retry_after: e.retry_after,
-        }
     }
 }
 

@@ -29,8 +29,9 @@ use tokio::{
     time::Instant,
 };
 
+use super::TokenError;
 use super::{TokenSource, backoff::floor, metrics::TokenMetrics};
-use crate::{RefreshPolicy, TokenError, sync::lock, time::later};
+use crate::{RefreshPolicy, sync::lock, time::later};
 
 /// Counters shown in [`crate::Stats`].
 #[derive(Default)]

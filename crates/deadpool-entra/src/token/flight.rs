@@ -12,9 +12,10 @@ use std::{
 use futures_util::FutureExt;
 use tokio::{sync::watch, time::Instant};
 
+use super::TokenError;
 use super::{CachedToken, Outcome, TokenCache};
 use crate::{
-    TokenError, TokenSourceError,
+    TokenSourceError,
     metrics::Stopwatch,
     sync::lock,
     time::later,

@@ -7,6 +7,7 @@ mod cached;
 mod certificate;
 mod chain;
 pub(crate) mod claims;
+mod error;
 mod metrics;
 pub(crate) mod secret;
 mod sources;
@@ -23,6 +24,7 @@ use std::{
 };
 
 pub use chain::ChainSource;
+pub use error::TokenError;
 pub use sources::{CredentialSource, FnSource, StaticPassword, UserAssignedId};
 
 /// A boxed, sendable future (the shape [`TokenSource::fetch`] returns).

@@ -9,9 +9,10 @@ use std::{
 
 use tokio::time::Instant;
 
+use super::TokenError;
 use super::{CachedToken, Outcome, RECENT_TOKENS, TokenCache, flight::Failure};
 use crate::{
-    TokenError, TokenSourceError,
+    TokenSourceError,
     sync::lock,
     time::{LONGEST, later},
     token::{Expiry, backoff::retry_delay},
