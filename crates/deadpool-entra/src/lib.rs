@@ -8,6 +8,9 @@ mod checkout;
 pub mod cloud;
 mod config;
 mod connect;
+#[cfg(feature = "doctor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "doctor")))]
+pub mod doctor;
 pub mod error;
 
 mod hosts;

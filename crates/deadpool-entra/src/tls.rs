@@ -99,6 +99,16 @@ pub(crate) fn client_config(
     mode: SslMode,
     root_cert: Option<&Path>,
 ) -> Result<Option<ClientConfig>, ConfigError> {
+    client_config_watched(mode, root_cert, |verifier| verifier)
+}
+
+/// The same configuration, with the server-certificate verifier handed to `wrap` (the
+/// doctor wraps it to see the chain it checks); the pool passes it through unchanged.
+pub(crate) fn client_config_watched(
+    mode: SslMode,
+    root_cert: Option<&Path>,
+    wrap: impl FnOnce(Arc<dyn ServerCertVerifier>) -> Arc<dyn ServerCertVerifier>,
+) -> Result<Option<ClientConfig>, ConfigError> {
     if !mode.uses_tls() {
         return Ok(None);
     }
@@ -107,19 +117,31 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::new("sslmode", format!("TLS setup failed: {e}")))?;
-    let config = match mode {
-        SslMode::VerifyCa => {
-            let inner = WebPkiServerVerifier::builder_with_provider(store, provider)
-                .build()
-                .map_err(|e| ConfigError::new("sslrootcert", format!("TLS setup failed: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
-                .with_no_client_auth()
-        }
-        _ => builder.with_root_certificates(store).with_no_client_auth(),
+    let full = WebPkiServerVerifier::builder_with_provider(store, provider)
+        .build()
+        .map_err(|e| ConfigError::new("sslrootcert", format!("TLS setup failed: {e}")))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        SslMode::VerifyCa => Arc::new(ChainOnly { inner: full }),
+        _ => full,
     };
-    Ok(Some(config))
+    Ok(Some(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(wrap(verifier))
+            .with_no_client_auth(),
+    ))
+}
+
+/// Where the roots come from, in words (the doctor's evidence).
+pub(crate) fn roots_text(root_cert: Option<&Path>) -> String {
+    match root_cert {
+        Some(p) if p.as_os_str() == "system" => "the system store (sslrootcert=system)".to_owned(),
+        Some(path) => format!("the CA file {} (sslrootcert)", path.display()),
+        None if cfg!(feature = "webpki-roots") => {
+            "the Mozilla roots built in (webpki-roots; sslrootcert unset)".to_owned()
+        }
+        None => "the system store (sslrootcert unset)".to_owned(),
+    }
 }
 
 /// `verify-ca`: the full webpki verification, except that a host name mismatch is

@@ -7,8 +7,36 @@ use std::collections::HashMap;
 use super::{Config, SslMode, conninfo, service_connector, values::parse_bool};
 use crate::ConfigError;
 
+/// The single variables and the setting each fills, weakest first: libpq's `PG*`, then
+/// Service Connector's `AZURE_POSTGRESQL_*` (a later one wins for the same setting). The
+/// connection strings (`AZURE_POSTGRESQL_CONNECTIONSTRING`, then `DATABASE_URL`) are
+/// read after them and win over them.
+pub(crate) const VARIABLES: [(&str, &str); 21] = [
+    ("PGHOST", "host"),
+    ("PGHOSTADDR", "hostaddr"),
+    ("PGPORT", "port"),
+    ("PGDATABASE", "dbname"),
+    ("PGUSER", "user"),
+    ("PGPASSWORD", "password"),
+    ("PGSSLMODE", "sslmode"),
+    ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGCHANNELBINDING", "channel_binding"),
+    ("PGAPPNAME", "application_name"),
+    ("PGCONNECT_TIMEOUT", "connect_timeout"),
+    ("PGOPTIONS", "options"),
+    ("PGTARGETSESSIONATTRS", "target_session_attrs"),
+    ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
+    ("AZURE_POSTGRESQL_HOST", "host"),
+    ("AZURE_POSTGRESQL_PORT", "port"),
+    ("AZURE_POSTGRESQL_NAME", "dbname"),
+    ("AZURE_POSTGRESQL_DATABASE", "dbname"),
+    ("AZURE_POSTGRESQL_USER", "user"),
+    ("AZURE_POSTGRESQL_USERNAME", "user"),
+    ("AZURE_POSTGRESQL_PASSWORD", "password"),
+];
+
 /// The variable in which Service Connector puts a whole connection string.
-const CONNECTION_STRING: &str = "AZURE_POSTGRESQL_CONNECTIONSTRING";
+pub(crate) const CONNECTION_STRING: &str = "AZURE_POSTGRESQL_CONNECTIONSTRING";
 
 impl Config {
     /// Reads the process environment (see [`Config::from_env_vars`]).
@@ -83,29 +111,7 @@ impl Config {
         let get = |k: &str| env.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let mut cfg = Config::default();
         // PG*, then AZURE_POSTGRESQL_* (later wins), then the two connection strings below.
-        for (var, key) in [
-            ("PGHOST", "host"),
-            ("PGHOSTADDR", "hostaddr"),
-            ("PGPORT", "port"),
-            ("PGDATABASE", "dbname"),
-            ("PGUSER", "user"),
-            ("PGPASSWORD", "password"),
-            ("PGSSLMODE", "sslmode"),
-            ("PGSSLROOTCERT", "sslrootcert"),
-            ("PGCHANNELBINDING", "channel_binding"),
-            ("PGAPPNAME", "application_name"),
-            ("PGCONNECT_TIMEOUT", "connect_timeout"),
-            ("PGOPTIONS", "options"),
-            ("PGTARGETSESSIONATTRS", "target_session_attrs"),
-            ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
-            ("AZURE_POSTGRESQL_HOST", "host"),
-            ("AZURE_POSTGRESQL_PORT", "port"),
-            ("AZURE_POSTGRESQL_NAME", "dbname"),
-            ("AZURE_POSTGRESQL_DATABASE", "dbname"),
-            ("AZURE_POSTGRESQL_USER", "user"),
-            ("AZURE_POSTGRESQL_USERNAME", "user"),
-            ("AZURE_POSTGRESQL_PASSWORD", "password"),
-        ] {
+        for (var, key) in VARIABLES {
             if let Some(v) = get(var) {
                 cfg.set(key, v).map_err(|e| ConfigError {
                     field: var.to_owned(),
@@ -167,6 +173,21 @@ fn tls_asked(so_far: SslMode) -> SslMode {
     } else {
         SslMode::Require
     }
+}
+
+/// The settings that the connection string `value` in `var` (`DATABASE_URL` or
+/// `AZURE_POSTGRESQL_CONNECTIONSTRING`) fills, in the names of [`VARIABLES`] (none when it
+/// does not parse: reading it fails with the error).
+#[cfg(feature = "doctor")]
+pub(crate) fn keys_set_by(var: &str, value: &str) -> Vec<String> {
+    let pairs = if var == CONNECTION_STRING {
+        service_connector::pairs(value)
+    } else {
+        conninfo::pairs(value)
+    };
+    pairs
+        .map(|p| p.into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default()
 }
 
 fn within(var: &str, e: &ConfigError) -> ConfigError {

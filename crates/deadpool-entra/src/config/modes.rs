@@ -32,6 +32,18 @@ pub enum SslMode {
 }
 
 impl SslMode {
+    /// libpq's spelling (`verify-full`, `require`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
     /// Does this mode use TLS?
     pub fn uses_tls(self) -> bool {
         matches!(self, Self::Require | Self::VerifyCa | Self::VerifyFull)

@@ -325,15 +325,55 @@ fn refused_by_entra(message: &str) -> bool {
     message.contains("AADSTS") && !ENTRA_TRANSIENT.iter().any(|code| message.contains(code))
 }
 
-impl TokenSource for ChainSource {
-    fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
-        Box::pin(async move {
-            if let Some(&i) = self.chosen.get() {
-                let link = &self.links[i];
-                if let Ok(c) = link.current() {
-                    return fetch_from(&*c, scope, link.name).await;
-                }
-            }
+/// What one link of the chain did in a walk down it (the doctor's evidence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LinkTrace {
+    /// The credential's name (`ManagedIdentityCredential`, ...).
+    pub(crate) name: &'static str,
+    pub(crate) outcome: LinkOutcome,
+}
+
+/// How one link of the chain ended in a walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkOutcome {
+    /// Not configured here, or cannot answer; the chain went on (or, for the identity the
+    /// environment configures, stopped).
+    Unavailable(String),
+    /// Asked, and failed with this error.
+    Failed(String),
+    /// Asked, and gave the token.
+    Answered,
+    /// Not asked: an earlier link answered or stopped the chain.
+    NotTried,
+}
+
+impl ChainSource {
+    /// Asks the links in order, as a first fetch does, and says what each one did. The
+    /// link that answers is remembered, as by `fetch`.
+    pub(crate) async fn walk(
+        &self,
+        scope: &str,
+    ) -> (Result<Token, TokenSourceError>, Vec<LinkTrace>) {
+        let mut trace = Vec::with_capacity(self.links.len());
+        let result = self.walk_traced(scope, &mut trace).await;
+        for link in &self.links[trace.len()..] {
+            trace.push(LinkTrace {
+                name: link.name,
+                outcome: LinkOutcome::NotTried,
+            });
+        }
+        (result, trace)
+    }
+
+    async fn walk_traced(
+        &self,
+        scope: &str,
+        trace: &mut Vec<LinkTrace>,
+    ) -> Result<Token, TokenSourceError> {
+        let mut note = |name: &'static str, outcome: LinkOutcome| {
+            trace.push(LinkTrace { name, outcome });
+        };
+        {
             let mut failures = Vec::new();
             let mut hint = None;
             let mut retry_after = None;
@@ -344,12 +384,14 @@ impl TokenSource for ChainSource {
                 let c = match link.current() {
                     Err(reason) if link.configured => {
                         failures.push(format!("{}: cannot be used: {reason}", link.name));
+                        note(link.name, LinkOutcome::Unavailable(reason.to_owned()));
                         stopped = Some(false);
                         stopped_at = link.name;
                         break;
                     }
                     Err(reason) => {
                         failures.push(format!("{}: unavailable: {reason}", link.name));
+                        note(link.name, LinkOutcome::Unavailable(reason.to_owned()));
                         continue;
                     }
                     Ok(c) => c,
@@ -357,12 +399,15 @@ impl TokenSource for ChainSource {
                 self.trying.store(i + 1, Ordering::Relaxed);
                 match fetch_from(&*c, scope, link.name).await {
                     Ok(t) => {
+                        self.trying.store(0, Ordering::Relaxed);
                         let _ = self.chosen.set(i);
+                        note(link.name, LinkOutcome::Answered);
                         tracing::debug!(target: "deadpool_entra", link = link.name, "credential chain link selected");
                         return Ok(t);
                     }
                     Err(e) => {
                         failures.push(format!("{}: {}", link.name, e.message));
+                        note(link.name, LinkOutcome::Failed(e.message.clone()));
                         if link.configured {
                             stopped = Some(refused_by_entra(&e.message));
                             stopped_at = link.name;
@@ -402,6 +447,20 @@ impl TokenSource for ChainSource {
             });
             err.retry_after = retry_after;
             Err(err)
+        }
+    }
+}
+
+impl TokenSource for ChainSource {
+    fn fetch<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        Box::pin(async move {
+            if let Some(&i) = self.chosen.get() {
+                let link = &self.links[i];
+                if let Ok(c) = link.current() {
+                    return fetch_from(&*c, scope, link.name).await;
+                }
+            }
+            self.walk(scope).await.0
         })
     }
 

@@ -5,7 +5,7 @@ pub(crate) mod backoff;
 pub(crate) mod cache;
 mod cached;
 mod certificate;
-mod chain;
+pub(crate) mod chain;
 pub(crate) mod claims;
 mod error;
 mod metrics;

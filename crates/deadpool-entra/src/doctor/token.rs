@@ -1,0 +1,205 @@
+//! Check 3: the token's claims (read, not verified: the server verifies the token)
+//! against the scope and the server's cloud, its lifetime and its size.
+
+use std::{
+    collections::HashMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::Value;
+
+use super::report::{Check, CheckName};
+use crate::{
+    Config, Token,
+    cloud::{ScopeFrom, scope_for},
+    token::claims::claims_of,
+};
+
+/// The largest token released PgBouncer versions accept as a password.
+pub(crate) const PGBOUNCER_MAX_PASSWORD: usize = 2048;
+
+/// PgBouncer's port (Azure's built-in PgBouncer listens on it).
+pub(crate) const PGBOUNCER_PORT: u16 = 6432;
+
+/// The claims the doctor reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Claims {
+    pub(crate) aud: Option<String>,
+    pub(crate) tid: Option<String>,
+    pub(crate) oid: Option<String>,
+    pub(crate) appid: Option<String>,
+    pub(crate) idtyp: Option<String>,
+    pub(crate) xms_mirid: Option<String>,
+    pub(crate) upn: Option<String>,
+    pub(crate) iat: Option<u64>,
+    pub(crate) exp: Option<u64>,
+}
+
+impl Claims {
+    fn of(token: &str) -> Option<Self> {
+        let v = claims_of(token)?;
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let n = |k: &str| v.get(k).and_then(Value::as_u64);
+        Some(Self {
+            aud: s("aud"),
+            tid: s("tid"),
+            oid: s("oid"),
+            appid: s("appid").or_else(|| s("azp")),
+            idtyp: s("idtyp"),
+            xms_mirid: s("xms_mirid"),
+            upn: s("upn")
+                .or_else(|| s("preferred_username"))
+                .or_else(|| s("unique_name")),
+            iat: n("iat"),
+            exp: n("exp"),
+        })
+    }
+
+    /// An application's token (a managed identity, a service principal), not a user's:
+    /// `idtyp` says so, or, without it, no user name and an application id.
+    pub(crate) fn is_app(&self) -> bool {
+        match self.idtyp.as_deref() {
+            Some(t) => t.eq_ignore_ascii_case("app"),
+            None => self.upn.is_none() && self.appid.is_some(),
+        }
+    }
+}
+
+/// Reads `token` for a server at `host:port`, asked for `scope`.
+pub(crate) fn check(
+    token: &Token,
+    cfg: &Config,
+    env: &HashMap<String, String>,
+    scope: &str,
+    port: u16,
+) -> (Check, Option<Claims>) {
+    let secret = token.secret();
+    let Some(claims) = Claims::of(secret) else {
+        return (
+            Check::failed(
+                CheckName::Token,
+                format!("the token is not a JWT ({} bytes)", secret.len()),
+                "the credential gave something that is not an Entra access token: check the token source",
+            ),
+            None,
+        );
+    };
+    let mut check = Check::new(CheckName::Token, "");
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
+    check.fact("aud", show(&claims.aud));
+    check.fact("tid", show(&claims.tid));
+    check.fact("oid", show(&claims.oid));
+    check.fact("appid", show(&claims.appid));
+    check.fact(
+        "idtyp",
+        match &claims.idtyp {
+            Some(t) => t.clone(),
+            None if claims.is_app() => "(none; an application's, by its claims)".to_owned(),
+            None => "(none; a user's, by its claims)".to_owned(),
+        },
+    );
+    check.fact("xms_mirid", show(&claims.xms_mirid));
+    check.fact("upn", show(&claims.upn));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let (Some(iat), Some(exp)) = (claims.iat, claims.exp) {
+        check.fact("lifetime", format!("{} s", exp.saturating_sub(iat)));
+    }
+    let expires_in = claims.exp.map(|exp| exp as i64 - now as i64);
+    if let Some(s) = expires_in {
+        check.fact("expires in", format!("{s} s (by this machine's clock)"));
+    }
+    check.fact("size", format!("{} bytes", secret.len()));
+    check.found = format!(
+        "{} token for {}, {} bytes, expires in {}",
+        if claims.is_app() {
+            "an application's"
+        } else {
+            "a user's"
+        },
+        show(&claims.aud),
+        secret.len(),
+        expires_in.map_or("(no exp)".to_owned(), |s| format!("{s} s")),
+    );
+
+    let aud = claims.aud.clone().unwrap_or_default();
+    let host = cfg
+        .host_list()
+        .first()
+        .copied()
+        .unwrap_or_default()
+        .to_owned();
+    let (server_scope, from) = scope_for(None, &host);
+    if !same_resource(&aud, scope) {
+        check.fail(
+            format!("the token's audience is {aud:?}, not the resource asked for ({scope})"),
+            "the identity endpoint answered for another resource: check the scope (AZURE_POSTGRESQL_SCOPE)",
+        );
+    } else if !same_resource(&aud, &server_scope) {
+        let found = format!(
+            "the token is for {aud:?}, but the server {host} expects {:?}",
+            resource(&server_scope)
+        );
+        let fix = format!(
+            "request tokens for the scope {server_scope}: unset AZURE_POSTGRESQL_SCOPE (the scope is read from the host name), or set it to {server_scope}"
+        );
+        match from {
+            ScopeFrom::HostName(_) => check.fail(found, fix),
+            // A custom name may front a sovereign cloud's server: only a warning.
+            _ => {
+                check.warn(format!("{found}, if it is in the public cloud"));
+                check.fix = Some(fix);
+            }
+        }
+    }
+    if let Some(s) = expires_in
+        && s <= 0
+    {
+        check.fail(
+            format!("the token expired {} s ago by this machine's clock", -s),
+            "check this machine's clock (`date -u`) and the identity endpoint",
+        );
+    }
+    if port == PGBOUNCER_PORT && secret.len() > PGBOUNCER_MAX_PASSWORD {
+        check.warn(format!(
+            "the token is {} bytes and the port is {PGBOUNCER_PORT} (PgBouncer): released PgBouncer versions accept at most {PGBOUNCER_MAX_PASSWORD} bytes",
+            secret.len()
+        ));
+        check.fix.get_or_insert_with(|| {
+            "connect to the server's own port, 5432, or make the token smaller (an identity in fewer groups: group claims make it long)".to_owned()
+        });
+    }
+    if let Some(expected) = expected_client_id(cfg, env)
+        && let Some(appid) = &claims.appid
+        && !appid.eq_ignore_ascii_case(&expected)
+    {
+        check.warn(format!(
+            "the token is for client id {appid}, but the configuration names {expected}: another identity answered"
+        ));
+    }
+    (check, Some(claims))
+}
+
+/// The client id the configuration names: a user-assigned managed identity, or a
+/// service principal.
+fn expected_client_id(cfg: &Config, env: &HashMap<String, String>) -> Option<String> {
+    let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    cfg.client_id
+        .clone()
+        .or_else(|| {
+            get("AZURE_POSTGRESQL_CLIENTSECRET").and_then(|_| get("AZURE_POSTGRESQL_CLIENTID"))
+        })
+        .or_else(|| get("AZURE_CLIENT_ID"))
+}
+
+/// The resource a scope names (`https://x/.default` → `https://x`).
+fn resource(scope: &str) -> &str {
+    scope.trim_end_matches("/.default").trim_end_matches('/')
+}
+
+fn same_resource(aud: &str, scope: &str) -> bool {
+    aud.trim_end_matches('/')
+        .eq_ignore_ascii_case(resource(scope))
+}
