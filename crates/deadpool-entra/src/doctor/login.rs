@@ -101,6 +101,10 @@ fn fix_for(e: &Error, cfg: &Config, claims: Option<&Claims>) -> String {
         ),
     };
     match e.kind() {
+        // Azure reads a password sent to an Entra role as a malformed token.
+        ErrorKind::TokenInvalid | ErrorKind::BadPassword if cfg.uses_password() => format!(
+            "the server refused the password for {user:?}: an Entra role logs in with a token, not a password; unset the password (PGPASSWORD, AZURE_POSTGRESQL_PASSWORD, or the one in the URL) so that the credential chain is used, or, for a password role, check the password"
+        ),
         ErrorKind::RoleMissing => format!(
             "as the server's Entra administrator, connected to the postgres database, run: {} then grant the role its rights (GRANT CONNECT ON DATABASE ..., GRANT USAGE ON SCHEMA ...)",
             create(&user)
