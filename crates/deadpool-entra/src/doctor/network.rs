@@ -38,9 +38,7 @@ pub(crate) async fn dns(cfg: &Config, host: &str, port: u16) -> (Check, Vec<Sock
                 Check::failed(
                     CheckName::Dns,
                     format!("{host} does not resolve: {e}"),
-                    format!(
-                        "check the server name (Azure: <server>.postgres.database.azure.com); for a private endpoint, this machine must use the private DNS zone (privatelink.postgres.database.azure.com) linked to its virtual network"
-                    ),
+                    "check the server name (Azure: <server>.postgres.database.azure.com); for a private endpoint, this machine must use the private DNS zone (privatelink.postgres.database.azure.com) linked to its virtual network",
                 ),
                 Vec::new(),
             );

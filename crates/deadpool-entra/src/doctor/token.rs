@@ -203,3 +203,105 @@ fn same_resource(aud: &str, scope: &str) -> bool {
     aud.trim_end_matches('/')
         .eq_ignore_ascii_case(resource(scope))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine;
+
+    use super::*;
+    use crate::doctor::report::Verdict;
+
+    fn jwt(claims: &str) -> Token {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        Token::expiring_in(
+            format!(
+                "{}.{}.sig",
+                e.encode(r#"{"alg":"RS256"}"#),
+                e.encode(claims)
+            ),
+            Duration::from_secs(3600),
+        )
+    }
+
+    fn cfg(host: &str) -> Config {
+        Config {
+            host: Some(host.to_owned()),
+            ..Config::default()
+        }
+    }
+
+    const AUD: &str = "https://ossrdbms-aad.database.windows.net";
+    const SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
+    const HOST: &str = "db.postgres.database.azure.com";
+
+    fn claims_with(extra: &str) -> String {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        format!(r#"{{"aud":"{AUD}","oid":"o","appid":"a","idtyp":"app","exp":{exp}{extra}}}"#)
+    }
+
+    #[test]
+    fn a_token_too_long_for_pgbouncer_is_a_warning_on_6432_only() {
+        let groups = format!(r#","groups":["{}"]"#, "g".repeat(2100));
+        let token = jwt(&claims_with(&groups));
+        assert!(token.secret().len() > PGBOUNCER_MAX_PASSWORD);
+        let env = HashMap::new();
+        let (check, _) = check(&token, &cfg(HOST), &env, SCOPE, PGBOUNCER_PORT);
+        assert_eq!(check.verdict, Verdict::Warning, "{check:?}");
+        assert!(check.warnings[0].contains("2048"), "{check:?}");
+        assert!(check.fix.as_deref().unwrap_or("").contains("5432"));
+        let (check, _) = check_on(&token, 5432);
+        assert_eq!(check.verdict, Verdict::Ok, "{check:?}");
+        // A short token on 6432 is fine.
+        let (check, _) = check_on(&jwt(&claims_with("")), PGBOUNCER_PORT);
+        assert_eq!(check.verdict, Verdict::Ok, "{check:?}");
+    }
+
+    fn check_on(token: &Token, port: u16) -> (Check, Option<Claims>) {
+        check(token, &cfg(HOST), &HashMap::new(), SCOPE, port)
+    }
+
+    #[test]
+    fn a_token_for_another_cloud_than_the_host_names_fails() {
+        let token = jwt(&claims_with(""));
+        let host = "db.postgres.database.chinacloudapi.cn";
+        let (check, _) = check(&token, &cfg(host), &HashMap::new(), SCOPE, 5432);
+        assert_eq!(check.verdict, Verdict::Failed, "{check:?}");
+        assert!(check.fix.unwrap().contains("chinacloudapi.cn/.default"));
+    }
+
+    #[test]
+    fn an_expired_token_fails_and_a_stranger_client_id_warns() {
+        let token = jwt(&format!(r#"{{"aud":"{AUD}","appid":"a","exp":1000}}"#));
+        let (c, _) = check_on(&token, 5432);
+        assert_eq!(c.verdict, Verdict::Failed, "{c:?}");
+        assert!(c.found.contains("expired"));
+        let mut config = cfg(HOST);
+        config.client_id = Some("b".to_owned());
+        let (c, _) = check(
+            &jwt(&claims_with("")),
+            &config,
+            &HashMap::new(),
+            SCOPE,
+            5432,
+        );
+        assert_eq!(c.verdict, Verdict::Warning, "{c:?}");
+        assert!(c.warnings[0].contains("client id a"), "{c:?}");
+    }
+
+    #[test]
+    fn an_application_is_told_from_a_user() {
+        let app = Claims::of(jwt(&claims_with("")).secret()).unwrap();
+        assert!(app.is_app());
+        let user = Claims::of(jwt(r#"{"upn":"u@x","appid":"a"}"#).secret()).unwrap();
+        assert!(!user.is_app());
+        let mi = Claims::of(jwt(r#"{"appid":"a"}"#).secret()).unwrap();
+        assert!(mi.is_app());
+        assert!(Claims::of("not a jwt").is_none());
+    }
+}
