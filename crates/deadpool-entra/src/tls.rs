@@ -133,6 +133,7 @@ pub(crate) fn client_config_watched(
 }
 
 /// Where the roots come from, in words (the doctor's evidence).
+#[cfg(feature = "doctor")]
 pub(crate) fn roots_text(root_cert: Option<&Path>) -> String {
     match root_cert {
         Some(p) if p.as_os_str() == "system" => "the system store (sslrootcert=system)".to_owned(),
