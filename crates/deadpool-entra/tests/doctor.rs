@@ -352,6 +352,29 @@ async fn each_broken_setup_fails_at_its_check_with_the_fix() {
     );
     assert_eq!(run.verdict("token"), "ok", "{}", run.text);
 
+    // A user's role, with an application's token (Azure: "Service principals cannot
+    // generate AAD_AUTH_TOKENTYPE_APP_USER tokens").
+    emu.add_user("alice@contoso.example").await.expect("user");
+    let run = doctor(
+        &with(
+            &good,
+            &[("AZURE_POSTGRESQL_USER", Some("alice@contoso.example"))],
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(run.failed_at(), "login", "{}", run.text);
+    assert!(
+        run.found("login").contains("role-type-mismatch"),
+        "{}",
+        run.text
+    );
+    assert!(
+        run.fix("login").contains("the identity's own role"),
+        "{}",
+        run.text
+    );
+
     // A malformed URL is a configuration failure, and the rest is skipped.
     let run = doctor(&good, &["--url", "postgresql://[::1"]).await;
     assert_eq!(run.code, 1);
