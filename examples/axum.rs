@@ -6,6 +6,8 @@
 //! curl -s -XPOST localhost:3000/notes -H 'content-type: application/json' -d '{"body":"hi"}'
 //! curl -s localhost:3000/notes
 //! curl -s localhost:3000/metrics          # Prometheus text: pool and token metrics
+//! ADMIN_TOKEN=... cargo run --example axum  # also serves the doctor's report:
+//! curl -s localhost:3000/admin/doctor -H "authorization: Bearer $ADMIN_TOKEN"
 //! ```
 //!
 //! With `AZURE_POSTGRESQL_HOST` (or `PGHOST`, `DATABASE_URL`) set, it uses that server and
@@ -18,7 +20,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use deadpool_entra_examples::{
     BoxError,
     backend::{self, ConnectOptions},
-    init_tracing, notes, notes_axum, shutdown_signal,
+    doctor_axum, init_tracing, notes, notes_axum, shutdown_signal,
 };
 
 #[tokio::main]
@@ -42,10 +44,16 @@ async fn run() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(format!("{bind}:{port}")).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
 
-    notes_axum::serve(
+    // `/admin/doctor` only with a secret to guard it (`ADMIN_TOKEN`).
+    let admin = std::env::var("ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|t| doctor_axum::doctor_router(&t, std::env::vars().collect()));
+    notes_axum::serve_with(
         listener,
         backend.pool.clone(),
         Some(prometheus),
+        admin,
         shutdown_signal(),
     )
     .await?;

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod doctor_axum;
 pub mod jobs;
 pub mod notes;
 pub mod notes_actix;

@@ -55,10 +55,24 @@ pub async fn serve(
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = match metrics {
-        Some(h) => router(pool).merge(metrics_router(h)),
-        None => router(pool),
-    };
+    serve_with(listener, pool, metrics, None, shutdown).await
+}
+
+/// [`serve`], with more routes merged in (the admin routes).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    pool: Pool,
+    metrics: Option<PrometheusHandle>,
+    extra: Option<Router>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut app = router(pool);
+    if let Some(h) = metrics {
+        app = app.merge(metrics_router(h));
+    }
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
