@@ -10,7 +10,7 @@ use std::{cell::Cell, net::IpAddr};
 use tokio::time::Instant;
 use tokio_postgres::{Config as PgConfig, Error as PgError};
 
-use crate::Error;
+use crate::error::Error;
 
 /// What a login records for the `post_create` hook that follows it in the same task.
 #[derive(Clone, Copy)]

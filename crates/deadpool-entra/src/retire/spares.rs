@@ -322,7 +322,7 @@ mod tests {
         let expiry = created + Duration::from_secs(30);
         // 30 s token: window [13.5 s, 27 s] after login.
         let plan = super::super::plan(
-            &crate::RetirePolicy::default(),
+            &crate::retire::RetirePolicy::default(),
             created,
             Some(expiry),
             0.5,

@@ -220,7 +220,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::RetirePolicy;
+    use crate::retire::RetirePolicy;
 
     #[tokio::test(start_paused = true)]
     async fn pruning_forgets_dead_connections_and_raises_the_first_due_time() {

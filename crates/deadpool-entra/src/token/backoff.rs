@@ -8,7 +8,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::RETRY_AFTER_CAP;
-use crate::RefreshPolicy;
+use super::RefreshPolicy;
 
 /// The shortest retry delay, whatever the policy says: a failing endpoint is never asked
 /// in a tight loop.

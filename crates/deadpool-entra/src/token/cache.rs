@@ -29,9 +29,10 @@ use tokio::{
     time::Instant,
 };
 
+use super::RefreshPolicy;
 use super::TokenError;
 use super::{TokenSource, backoff::floor, metrics::TokenMetrics};
-use crate::{RefreshPolicy, sync::lock, time::later};
+use crate::{sync::lock, time::later};
 
 /// Counters shown in [`crate::Stats`].
 #[derive(Default)]

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 use super::TokenError;
 use super::{CachedToken, Outcome, RECENT_TOKENS, TokenCache, flight::Failure};
 use crate::{
-    TokenSourceError,
     sync::lock,
     time::{LONGEST, later},
+    token::TokenSourceError,
     token::{Expiry, backoff::retry_delay},
 };
 
@@ -22,7 +22,7 @@ impl TokenCache {
     /// Stores a fetch's result: the token, or the failure with its retry delay.
     pub(super) fn store_fetched(
         &self,
-        result: Result<crate::Token, TokenSourceError>,
+        result: Result<crate::token::Token, TokenSourceError>,
         name: String,
     ) -> Outcome {
         *lock(&self.source_name) = name.clone();
