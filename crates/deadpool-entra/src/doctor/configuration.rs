@@ -199,3 +199,149 @@ fn list(items: &[String]) -> String {
         items.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::report::Verdict;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn fact(check: &Check, name: &str) -> String {
+        check
+            .evidence
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_variable_is_read_or_ignored_with_the_reason() {
+        let (check, cfg) = check_env(&env(&[
+            ("PGHOST", "old.example.com"),
+            ("AZURE_POSTGRESQL_HOST", "db.postgres.database.azure.com"),
+            ("PGUSER", "pguser"),
+            (
+                "DATABASE_URL",
+                "postgresql://urluser@db.postgres.database.azure.com/app",
+            ),
+            ("AZURE_POSTGRESQL_CLIENTID", "cid"),
+            ("AZURE_POSTGRESQL_CLIENTSECRET", "secret"),
+            ("PGSSLCERT", "/x"),
+            ("PGPORT", ""),
+        ]));
+        assert_eq!(check.verdict, Verdict::Ok, "{check:?}");
+        let read = fact(&check, "variables read");
+        let ignored = fact(&check, "variables ignored");
+        assert!(
+            read.contains("DATABASE_URL (a connection string)"),
+            "{read}"
+        );
+        assert!(
+            ignored.contains("AZURE_POSTGRESQL_HOST (DATABASE_URL sets host and wins)"),
+            "{ignored}"
+        );
+        assert!(
+            read.contains("AZURE_POSTGRESQL_CLIENTID (the service principal's client id"),
+            "{read}"
+        );
+        assert!(
+            ignored.contains("PGHOST (DATABASE_URL sets host and wins)"),
+            "{ignored}"
+        );
+        assert!(
+            ignored.contains("PGUSER (DATABASE_URL sets user and wins)"),
+            "{ignored}"
+        );
+        assert!(
+            ignored.contains("PGSSLCERT (not read by deadpool-entra)"),
+            "{ignored}"
+        );
+        assert!(
+            !read.contains("PGPORT") && !ignored.contains("PGPORT"),
+            "empty is unset"
+        );
+        assert!(!read.contains("PGHOST"), "{read}");
+        assert_eq!(cfg.unwrap().user.as_deref(), Some("urluser"));
+        assert!(
+            check
+                .found
+                .contains("scope https://ossrdbms-aad.database.windows.net/.default")
+        );
+        assert!(fact(&check, "scope from").contains("Azure public cloud"));
+        // Without the URL, the later single variable wins.
+        let (check, _) = check_env(&env(&[
+            ("PGHOST", "old.example.com"),
+            ("AZURE_POSTGRESQL_HOST", "db.postgres.database.azure.com"),
+        ]));
+        assert!(fact(&check, "variables read").contains("AZURE_POSTGRESQL_HOST (host)"));
+        assert!(
+            fact(&check, "variables ignored")
+                .contains("PGHOST (AZURE_POSTGRESQL_HOST sets host and wins)")
+        );
+    }
+
+    #[test]
+    fn nothing_set_reads_none_and_fails_for_want_of_a_host() {
+        let (check, _) = check_env(&env(&[]));
+        assert_eq!(fact(&check, "variables read"), "none");
+        assert_eq!(check.verdict, Verdict::Failed);
+        assert!(check.fix.unwrap().contains("AZURE_POSTGRESQL_HOST"));
+    }
+
+    #[test]
+    fn a_password_in_auto_mode_is_said_loudly_and_on_purpose_is_not() {
+        let base = [
+            ("AZURE_POSTGRESQL_HOST", "db.postgres.database.azure.com"),
+            ("PGUSER", "u"),
+        ];
+        let (check, _) = check_env(&env(&[base[0], base[1], ("PGPASSWORD", "p")]));
+        assert_eq!(check.verdict, Verdict::Warning);
+        assert!(check.warnings[0].contains("(PGPASSWORD)"), "{check:?}");
+        assert!(check.found.starts_with("password (auto"), "{}", check.found);
+        assert!(!check.found.contains("scope"), "no scope in password mode");
+        let (check, _) = check_env(&env(&[
+            base[0],
+            base[1],
+            ("PGPASSWORD", "p"),
+            ("AZURE_AUTH_METHOD", "password"),
+        ]));
+        assert_eq!(check.verdict, Verdict::Ok, "{check:?}");
+        assert!(
+            check
+                .found
+                .starts_with("password (AZURE_AUTH_METHOD=password)")
+        );
+        let (check, _) = check_env(&env(&[base[0], ("AZURE_AUTH_METHOD", "managed_identity")]));
+        assert!(
+            check.found.starts_with("managed identity only"),
+            "{}",
+            check.found
+        );
+    }
+
+    #[test]
+    fn a_configuration_that_does_not_parse_fails_with_its_field() {
+        let (check, cfg) = check_env(&env(&[("AZURE_AUTH_METHOD", "magic")]));
+        assert!(cfg.is_none());
+        assert_eq!(check.verdict, Verdict::Failed);
+        assert!(check.fix.unwrap().starts_with("fix AZURE_AUTH_METHOD"));
+    }
+
+    #[test]
+    fn a_configuration_given_in_code_is_described() {
+        let cfg: Config = "host=db.postgres.database.chinacloudapi.cn user=u"
+            .parse()
+            .unwrap();
+        let check = check_config(&cfg);
+        assert_eq!(check.verdict, Verdict::Ok, "{check:?}");
+        assert!(fact(&check, "scope from").contains("21Vianet"));
+        assert!(check.found.contains("user u"));
+    }
+}
