@@ -146,3 +146,114 @@ fn sql_text(s: &str) -> String {
 fn sql_ident(s: &str) -> String {
     s.replace('"', "\"\"")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LoginError;
+
+    fn login(kind: ErrorKind, user: &str) -> Error {
+        Error::Login(LoginError {
+            kind,
+            server_message: "m".into(),
+            sqlstate: "28000".into(),
+            user: user.into(),
+        })
+    }
+
+    fn app() -> Claims {
+        Claims {
+            oid: Some("oid-1".into()),
+            appid: Some("app-1".into()),
+            idtyp: Some("app".into()),
+            ..Claims::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_role_gets_the_create_sql_from_the_claims() {
+        let cfg = Config::default();
+        let fix = fix_for(&login(ErrorKind::RoleMissing, "it's"), &cfg, Some(&app()));
+        assert!(
+            fix.contains(
+                "pgaadauth_create_principal_with_oid('it''s', 'oid-1', 'service', false, false);"
+            ),
+            "{fix}"
+        );
+        let user = Claims {
+            oid: Some("oid-2".into()),
+            upn: Some("a@x".into()),
+            ..Claims::default()
+        };
+        let fix = fix_for(&login(ErrorKind::RoleMissing, "a@x"), &cfg, Some(&user));
+        assert!(
+            fix.contains("('a@x', 'oid-2', 'user', false, false)"),
+            "{fix}"
+        );
+        // Without claims (password mode): the create call without an object id.
+        let fix = fix_for(&login(ErrorKind::RoleMissing, "r"), &cfg, None);
+        assert!(
+            fix.contains("pgaadauth_create_principal('r', false, false);"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn an_oid_mismatch_drops_and_recreates_the_role_for_this_identity() {
+        let fix = fix_for(
+            &login(ErrorKind::RoleOidMismatch, "r\"x"),
+            &Config::default(),
+            Some(&app()),
+        );
+        assert!(fix.contains("DROP ROLE \"r\"\"x\";"), "{fix}");
+        assert!(fix.contains("this identity's (oid-1)"), "{fix}");
+        assert!(fix.contains("'oid-1', 'service'"), "{fix}");
+    }
+
+    #[test]
+    fn a_type_mismatch_points_at_the_identity_s_own_role() {
+        let fix = fix_for(
+            &login(ErrorKind::RoleTypeMismatch, "a@x"),
+            &Config::default(),
+            Some(&app()),
+        );
+        assert!(fix.contains("the identity's own role"), "{fix}");
+        assert!(
+            fix.contains("'<identity name>', 'oid-1', 'service'"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn a_password_refused_by_an_entra_role_says_to_unset_it() {
+        let cfg = Config {
+            password: Some("p".into()),
+            ..Config::default()
+        };
+        let fix = fix_for(&login(ErrorKind::TokenInvalid, "r"), &cfg, None);
+        assert!(fix.contains("unset the password"), "{fix}");
+        // With a token, the error's own hint.
+        let fix = fix_for(
+            &login(ErrorKind::TokenInvalid, "r"),
+            &Config::default(),
+            None,
+        );
+        assert!(!fix.contains("unset the password"), "{fix}");
+        assert!(!fix.is_empty());
+    }
+
+    #[test]
+    fn network_and_tls_failures_point_at_their_checks() {
+        let cfg = Config::default();
+        let tls = Error::Tls {
+            endpoint: "e".into(),
+            cause: "c".into(),
+        };
+        assert!(fix_for(&tls, &cfg, None).contains("tls check"));
+        let net = Error::Network {
+            endpoint: "e".into(),
+            cause: "c".into(),
+        };
+        assert!(fix_for(&net, &cfg, None).contains("dns and tcp"));
+    }
+}
