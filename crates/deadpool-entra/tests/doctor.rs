@@ -322,6 +322,11 @@ async fn each_broken_setup_fails_at_its_check_with_the_fix() {
     assert_eq!(run.verdict("credential"), "skipped");
     assert_eq!(run.failed_at(), "login", "{}", run.text);
     assert!(
+        run.fix("login").contains("unset the password"),
+        "{}",
+        run.text
+    );
+    assert!(
         !run.text.contains("s3cret-pw-9f2"),
         "the password is never printed"
     );
@@ -371,6 +376,24 @@ async fn each_broken_setup_fails_at_its_check_with_the_fix() {
     );
     assert!(
         run.fix("login").contains("the identity's own role"),
+        "{}",
+        run.text
+    );
+
+    // AZURE_AUTH_METHOD=managed_identity: the managed identity alone, no other link.
+    let run = doctor(
+        &with(&good, &[("AZURE_AUTH_METHOD", Some("managed_identity"))]),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.text);
+    assert_eq!(
+        run.fact("credential", "ManagedIdentityCredential"),
+        "answered"
+    );
+    assert_eq!(
+        run.fact("credential", "AzureCliCredential"),
+        "",
         "{}",
         run.text
     );

@@ -52,16 +52,8 @@ pub(crate) async fn check(
     match (result, answered) {
         (Ok(token), Some(name)) => {
             check.found = format!("{name} answered");
-            let shown = MANAGED_IDENTITY_SHOWN
-                .iter()
-                .find(|k| env.get(**k).is_some_and(|v| !v.is_empty()));
-            if let Some(var) = shown
-                && developer_tool(name)
-            {
-                check.warn(format!(
-                    "{name} (a developer's sign-in) answered, though this environment shows a managed identity ({var} is set): the pool logs in as the signed-in developer, not as the app's identity{}",
-                    failed_before(&trace)
-                ));
+            if let Some(warning) = developer_stand_in(name, env, &trace) {
+                check.warn(warning);
             }
             (check, Some(token))
         }
@@ -77,6 +69,24 @@ pub(crate) async fn check(
             (check, None)
         }
     }
+}
+
+/// The warning when a developer tool answered where the environment shows a managed
+/// identity.
+fn developer_stand_in(
+    name: &str,
+    env: &HashMap<String, String>,
+    trace: &[LinkTrace],
+) -> Option<String> {
+    let var = MANAGED_IDENTITY_SHOWN
+        .iter()
+        .find(|k| env.get(**k).is_some_and(|v| !v.is_empty()))?;
+    developer_tool(name).then(|| {
+        format!(
+            "{name} (a developer's sign-in) answered, though this environment shows a managed identity ({var} is set): the pool logs in as the signed-in developer, not as the app's identity{}",
+            failed_before(trace)
+        )
+    })
 }
 
 fn developer_tool(name: &str) -> bool {
@@ -100,5 +110,58 @@ fn outcome_text(o: &LinkOutcome) -> String {
         LinkOutcome::Failed(e) => format!("failed: {e}"),
         LinkOutcome::Answered => "answered".to_owned(),
         LinkOutcome::NotTried => "not tried".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn trace() -> Vec<LinkTrace> {
+        vec![
+            LinkTrace {
+                name: "ManagedIdentityCredential",
+                outcome: LinkOutcome::Failed("connection refused".into()),
+            },
+            LinkTrace {
+                name: "AzureCliCredential",
+                outcome: LinkOutcome::Answered,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_developer_tool_standing_in_for_a_managed_identity_is_a_warning() {
+        let shown = env(&[("IDENTITY_ENDPOINT", "http://x")]);
+        let w = developer_stand_in("AzureCliCredential", &shown, &trace()).unwrap();
+        assert!(w.contains("(IDENTITY_ENDPOINT is set)"), "{w}");
+        assert!(
+            w.ends_with("(ManagedIdentityCredential failed: connection refused)"),
+            "{w}"
+        );
+        assert!(developer_stand_in("AzureDeveloperCliCredential", &shown, &[]).is_some());
+        // Not a developer tool, or no managed identity shown (an empty variable is unset).
+        assert!(developer_stand_in("ManagedIdentityCredential", &shown, &trace()).is_none());
+        let empty = env(&[("IDENTITY_ENDPOINT", "")]);
+        assert!(developer_stand_in("AzureCliCredential", &empty, &trace()).is_none());
+        assert!(developer_stand_in("AzureCliCredential", &env(&[]), &trace()).is_none());
+    }
+
+    #[test]
+    fn each_link_outcome_is_said() {
+        assert_eq!(outcome_text(&LinkOutcome::Answered), "answered");
+        assert_eq!(outcome_text(&LinkOutcome::NotTried), "not tried");
+        assert_eq!(
+            outcome_text(&LinkOutcome::Unavailable("why".into())),
+            "unavailable: why"
+        );
+        assert_eq!(outcome_text(&LinkOutcome::Failed("e".into())), "failed: e");
     }
 }

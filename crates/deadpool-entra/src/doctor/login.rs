@@ -233,13 +233,23 @@ mod tests {
         let fix = fix_for(&login(ErrorKind::TokenInvalid, "r"), &cfg, None);
         assert!(fix.contains("unset the password"), "{fix}");
         // With a token, the error's own hint.
-        let fix = fix_for(
-            &login(ErrorKind::TokenInvalid, "r"),
-            &Config::default(),
-            None,
-        );
-        assert!(!fix.contains("unset the password"), "{fix}");
-        assert!(!fix.is_empty());
+        let e = login(ErrorKind::TokenInvalid, "r");
+        let fix = fix_for(&e, &Config::default(), None);
+        let Error::Login(l) = &e else { unreachable!() };
+        assert_eq!(Some(fix), l.hint());
+        // A refusal of the same token names the refused login's user.
+        let refused = Error::TokenRefused(crate::TokenRefusedError {
+            login: LoginError {
+                kind: ErrorKind::TokenInvalid,
+                server_message: "m".into(),
+                sqlstate: "28000".into(),
+                user: "refused-user".into(),
+            },
+            source_name: "s".into(),
+            expires_in_secs: None,
+            exp: None,
+        });
+        assert!(fix_for(&refused, &cfg, None).contains("\"refused-user\""));
     }
 
     #[test]

@@ -294,6 +294,64 @@ mod tests {
         assert!(c.warnings[0].contains("client id a"), "{c:?}");
     }
 
+    fn fact(check: &Check, name: &str) -> String {
+        check
+            .evidence
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_facts_say_the_claims_and_the_time_left() {
+        let (c, _) = check_on(&jwt(&claims_with("")), 5432);
+        assert_eq!(fact(&c, "idtyp"), "app");
+        let left: i64 = fact(&c, "expires in")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((3590..=3600).contains(&left), "{left}");
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let no_idtyp = |extra: &str| jwt(&format!(r#"{{"aud":"{AUD}","exp":{exp}{extra}}}"#));
+        let (c, _) = check_on(&no_idtyp(r#","appid":"a""#), 5432);
+        assert_eq!(fact(&c, "idtyp"), "(none; an application's, by its claims)");
+        let (c, _) = check_on(&no_idtyp(r#","upn":"u@x""#), 5432);
+        assert_eq!(fact(&c, "idtyp"), "(none; a user's, by its claims)");
+        assert!(c.found.starts_with("a user's token"), "{}", c.found);
+    }
+
+    #[test]
+    fn a_token_of_exactly_2048_bytes_passes_pgbouncer() {
+        let short = jwt(&claims_with(r#","pad":"""#)).secret().len();
+        // Each padding character adds 4/3 of a base64 character: find a padding that
+        // makes the token exactly 2,048 bytes.
+        let token = (0..2048)
+            .map(|n| jwt(&claims_with(&format!(r#","pad":"{}""#, "x".repeat(n)))))
+            .find(|t| t.secret().len() == PGBOUNCER_MAX_PASSWORD)
+            .expect("a padding that gives 2,048 bytes");
+        assert!(short < PGBOUNCER_MAX_PASSWORD);
+        let (c, _) = check_on(&token, PGBOUNCER_PORT);
+        assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    }
+
+    #[test]
+    fn an_empty_client_id_variable_names_no_identity() {
+        let token = jwt(&claims_with(""));
+        let empty = HashMap::from([("AZURE_CLIENT_ID".to_owned(), String::new())]);
+        let (c, _) = check(&token, &cfg(HOST), &empty, SCOPE, 5432);
+        assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+        let other = HashMap::from([("AZURE_CLIENT_ID".to_owned(), "b".to_owned())]);
+        let (c, _) = check(&token, &cfg(HOST), &other, SCOPE, 5432);
+        assert_eq!(c.verdict, Verdict::Warning, "{c:?}");
+    }
+
     #[test]
     fn an_application_is_told_from_a_user() {
         let app = Claims::of(jwt(&claims_with("")).secret()).unwrap();
