@@ -35,6 +35,28 @@ pub(crate) const VARIABLES: [(&str, &str); 21] = [
     ("AZURE_POSTGRESQL_PASSWORD", "password"),
 ];
 
+/// The other variables [`Config::from_env_vars`] and the credential chain read, with what
+/// each sets (the doctor says which were read): keep in step with the code below and
+/// `token::chain`.
+#[cfg(feature = "doctor")]
+pub(crate) const OTHER_VARIABLES: [(&str, &str); 6] = [
+    ("AZURE_POSTGRESQL_SSL", "TLS (true: require)"),
+    ("AZURE_POSTGRESQL_SCOPE", "the token scope"),
+    ("AZURE_AUTH_METHOD", "the authentication method"),
+    (
+        "AZURE_POSTGRESQL_TENANTID",
+        "Service Connector's service principal (the credential chain)",
+    ),
+    (
+        "AZURE_POSTGRESQL_CLIENTSECRET",
+        "Service Connector's service principal (the credential chain)",
+    ),
+    (
+        "AZURE_POSTGRESQL_CLIENTID",
+        "a user-assigned managed identity, or with a secret the service principal",
+    ),
+];
+
 /// The variable in which Service Connector puts a whole connection string.
 pub(crate) const CONNECTION_STRING: &str = "AZURE_POSTGRESQL_CONNECTIONSTRING";
 

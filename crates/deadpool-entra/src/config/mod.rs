@@ -18,7 +18,7 @@ mod validate;
 mod values;
 
 #[cfg(feature = "doctor")]
-pub(crate) use env::{CONNECTION_STRING, VARIABLES, keys_set_by};
+pub(crate) use env::{CONNECTION_STRING, OTHER_VARIABLES, VARIABLES, keys_set_by};
 pub use modes::{AuthMethod, ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 pub(crate) use pg::{default_pool_name, endpoint_text, pg_config};
 pub(crate) use validate::validate;

@@ -7,27 +7,8 @@ use super::report::{Check, CheckName};
 use crate::{
     AuthMethod, Config,
     cloud::{ScopeFrom, scope_for},
-    config::{CONNECTION_STRING, VARIABLES, keys_set_by},
+    config::{CONNECTION_STRING, OTHER_VARIABLES, VARIABLES, keys_set_by},
 };
-
-/// The variables read besides [`VARIABLES`] and the connection strings.
-const OTHER_READ: [(&str, &str); 6] = [
-    ("AZURE_POSTGRESQL_SSL", "TLS (true: require)"),
-    ("AZURE_POSTGRESQL_SCOPE", "the token scope"),
-    ("AZURE_AUTH_METHOD", "the authentication method"),
-    (
-        "AZURE_POSTGRESQL_TENANTID",
-        "Service Connector's service principal (the credential chain)",
-    ),
-    (
-        "AZURE_POSTGRESQL_CLIENTSECRET",
-        "Service Connector's service principal (the credential chain)",
-    ),
-    (
-        "AZURE_POSTGRESQL_CLIENTID",
-        "a user-assigned managed identity, or with a secret the service principal",
-    ),
-];
 
 /// The environment as read, the configuration it gives (or why none), and the check.
 pub(crate) fn check_env(env: &HashMap<String, String>) -> (Check, Option<Config>) {
@@ -65,7 +46,7 @@ pub(crate) fn check_env(env: &HashMap<String, String>) -> (Check, Option<Config>
             read.push(format!("{var} (a connection string)"));
         }
     }
-    for (var, what) in OTHER_READ {
+    for (var, what) in OTHER_VARIABLES {
         if !set(var) {
             continue;
         }
@@ -80,7 +61,7 @@ pub(crate) fn check_env(env: &HashMap<String, String>) -> (Check, Option<Config>
     let known: Vec<&str> = VARIABLES
         .iter()
         .map(|(v, _)| *v)
-        .chain(OTHER_READ.iter().map(|(v, _)| *v))
+        .chain(OTHER_VARIABLES.iter().map(|(v, _)| *v))
         .chain([CONNECTION_STRING])
         .collect();
     let mut unknown: Vec<&String> = env
