@@ -256,6 +256,20 @@ mod tests {
                 .contains("scope https://ossrdbms-aad.database.windows.net/.default")
         );
         assert!(fact(&check, "scope from").contains("Azure public cloud"));
+        // Only the PG* and AZURE_POSTGRESQL_* variables are listed, set ones only; a
+        // client id without a secret names a managed identity.
+        let (check, _) = check_env(&env(&[
+            ("AZURE_POSTGRESQL_HOST", "db.postgres.database.azure.com"),
+            ("AZURE_POSTGRESQL_CLIENTID", "cid"),
+            ("HOME", "/root"),
+            ("PGSSLKEY", ""),
+        ]));
+        let read = fact(&check, "variables read");
+        assert!(
+            read.contains("AZURE_POSTGRESQL_CLIENTID (a user-assigned managed identity"),
+            "{read}"
+        );
+        assert_eq!(fact(&check, "variables ignored"), "none");
         // Without the URL, the later single variable wins.
         let (check, _) = check_env(&env(&[
             ("PGHOST", "old.example.com"),
