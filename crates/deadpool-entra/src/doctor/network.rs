@@ -44,6 +44,12 @@ pub(crate) async fn dns(cfg: &Config, host: &str, port: u16) -> (Check, Vec<Sock
             );
         }
     };
+    (describe(host, &addrs), addrs)
+}
+
+/// What the addresses a name resolves to say (IPv4, IPv6, private, loopback), and the
+/// private-endpoint hints.
+fn describe(host: &str, addrs: &[SocketAddr]) -> Check {
     let mut check = Check::new(CheckName::Dns, "");
     let v4: Vec<String> = addrs
         .iter()
@@ -103,7 +109,7 @@ pub(crate) async fn dns(cfg: &Config, host: &str, port: u16) -> (Check, Vec<Sock
             "{host} is a private-link name but resolves to a public address: this machine's DNS does not use the private DNS zone linked to the virtual network, so the connection goes to the public endpoint (refused when public access is disabled)"
         ));
     }
-    (check, addrs)
+    check
 }
 
 /// Connects to each address in turn; the first that accepts.
@@ -154,5 +160,117 @@ fn is_private(ip: IpAddr) -> bool {
                 || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64)
         }
         IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ips: &[&str]) -> Vec<SocketAddr> {
+        ips.iter()
+            .map(|ip| SocketAddr::new(ip.parse().unwrap(), 5432))
+            .collect()
+    }
+
+    #[test]
+    fn private_addresses_are_told_from_public_ones() {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "100.127.255.1",
+            "fd00::1",
+            "fc00::1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "20.1.2.3",
+            "100.128.0.1",
+            "100.63.0.1",
+            "172.32.0.1",
+            "2001:db8::1",
+            "fe00::1",
+            "8.8.8.8",
+        ] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    fn fact(c: &Check, name: &str) -> Option<String> {
+        c.evidence
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone())
+    }
+
+    #[test]
+    fn a_public_name_on_a_private_address_is_a_private_endpoint() {
+        let c = describe("db.postgres.database.azure.com", &at(&["10.0.0.4"]));
+        assert!(c.found.ends_with("(a private address)"), "{}", c.found);
+        assert!(fact(&c, "private endpoint").is_some());
+        assert_eq!(fact(&c, "IPv4").as_deref(), Some("10.0.0.4"));
+        assert_eq!(fact(&c, "IPv6").as_deref(), Some("none"));
+        assert!(c.warnings.is_empty());
+        // Not an Azure name, or a public address, or loopback: no such fact.
+        assert!(
+            fact(
+                &describe("db.example.com", &at(&["10.0.0.4"])),
+                "private endpoint"
+            )
+            .is_none()
+        );
+        let public = describe(
+            "db.postgres.database.azure.com",
+            &at(&["20.1.2.3", "2001:db8::1"]),
+        );
+        assert!(fact(&public, "private endpoint").is_none());
+        assert!(
+            public.found.ends_with("(a public address)"),
+            "{}",
+            public.found
+        );
+        assert_eq!(fact(&public, "IPv6").as_deref(), Some("2001:db8::1"));
+        let local = describe("db.postgres.database.azure.com", &at(&["127.0.0.1"]));
+        assert!(fact(&local, "private endpoint").is_none());
+        assert!(local.found.contains("loopback"), "{}", local.found);
+    }
+
+    #[test]
+    fn a_private_link_name_on_a_public_address_warns() {
+        let name = "db.privatelink.postgres.database.azure.com";
+        assert_eq!(describe(name, &at(&["20.1.2.3"])).warnings.len(), 1);
+        assert!(describe(name, &at(&["10.0.0.4"])).warnings.is_empty());
+        assert!(describe(name, &at(&["127.0.0.1"])).warnings.is_empty());
+        assert!(
+            describe("db.postgres.database.azure.com", &at(&["20.1.2.3"]))
+                .warnings
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zero_connect_timeout_means_the_default_and_a_refusal_says_nothing_listens() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cfg = Config {
+            connect_timeout: Some(Duration::ZERO),
+            ..Config::default()
+        };
+        let (c, addr) = tcp(
+            &cfg,
+            &at(&["127.0.0.1"])
+                .into_iter()
+                .map(|a| SocketAddr::new(a.ip(), port))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        assert!(addr.is_none());
+        assert!(c.fix.unwrap().contains("nothing listens"));
     }
 }

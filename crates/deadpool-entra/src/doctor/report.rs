@@ -197,3 +197,76 @@ impl fmt::Display for Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(login_works: bool, failed: bool) -> Report {
+        let mut tls = Check::new(CheckName::Tls, "verified");
+        if failed {
+            tls.fail("bad chain", "set sslrootcert");
+        }
+        let mut user = Check::new(CheckName::User, "u");
+        user.warn("w");
+        Report {
+            checks: vec![
+                user,
+                tls,
+                Check::skipped(CheckName::Login, "an earlier check failed"),
+            ],
+            login_works,
+        }
+    }
+
+    #[test]
+    fn the_text_has_one_line_per_check_then_the_outcome() {
+        let text = report(false, true).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "[warn] user          u");
+        assert_eq!(lines[1], "       warning: w");
+        assert_eq!(lines[2], "[FAIL] tls           bad chain");
+        assert_eq!(lines[3], "       fix: set sslrootcert");
+        assert_eq!(lines[4], "[skip] login         an earlier check failed");
+        assert_eq!(lines[5], "failed at tls: see its fix above");
+        let ok = report(true, false).to_string();
+        assert!(ok.contains("[ok  ] tls"), "{ok}");
+        assert!(ok.ends_with("the login works"), "{ok}");
+        assert!(
+            report(false, false)
+                .to_string()
+                .ends_with("no login was made")
+        );
+    }
+
+    #[test]
+    fn checks_are_found_by_name_and_the_first_failure_is_named() {
+        let r = report(false, true);
+        assert_eq!(r.first_failure().map(|c| c.name), Some(CheckName::Tls));
+        assert_eq!(
+            r.check(CheckName::Login).map(|c| c.verdict),
+            Some(Verdict::Skipped)
+        );
+        assert!(r.check(CheckName::Dns).is_none());
+        assert!(report(true, false).first_failure().is_none());
+        let names = [
+            CheckName::Configuration,
+            CheckName::Credential,
+            CheckName::Token,
+            CheckName::User,
+            CheckName::Dns,
+            CheckName::Tcp,
+            CheckName::Tls,
+            CheckName::Login,
+            CheckName::Pgbouncer,
+        ];
+        for n in names {
+            let json = serde_json::to_value(n).unwrap();
+            assert_eq!(
+                json.as_str(),
+                Some(n.as_str()),
+                "the text and the JSON agree"
+            );
+        }
+    }
+}
