@@ -130,12 +130,7 @@ pub(crate) fn default_source(cfg: &Config) -> Result<Box<dyn TokenSource>, Confi
 /// an `info` event.
 pub(crate) fn token_scope(cfg: &Config, password_mode: bool) -> String {
     let host = cfg.host.clone().unwrap_or_default();
-    let first_host = cfg
-        .host_list()
-        .first()
-        .copied()
-        .unwrap_or_default()
-        .to_owned();
+    let first_host = cfg.first_host().to_owned();
     let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
     if !password_mode {
         let from = match scope_from {

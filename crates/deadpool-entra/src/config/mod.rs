@@ -315,6 +315,17 @@ impl Config {
             .collect()
     }
 
+    /// The first host (several hosts are one server's replicas: the scope is read from the
+    /// first), `""` when none is set.
+    pub(crate) fn first_host(&self) -> &str {
+        self.host_list().first().copied().unwrap_or_default()
+    }
+
+    /// The port of the `i`-th host: its own from `ports`, else `port`, else 5432.
+    pub(crate) fn port_of(&self, i: usize) -> u16 {
+        self.ports.get(i).copied().or(self.port).unwrap_or(5432)
+    }
+
     /// Checks the rules that do not depend on the token: a host, a valid port, TLS for
     /// anything that sends a secret (unless the loopback opt-out applies), no
     /// `channel_binding=require` with tokens, a password in password mode.

@@ -71,7 +71,7 @@ pub(crate) fn endpoint_text(cfg: &Config) -> String {
         .into_iter()
         .enumerate()
         .map(|(i, h)| {
-            let port = cfg.ports.get(i).copied().or(cfg.port).unwrap_or(5432);
+            let port = cfg.port_of(i);
             if h.contains(':') {
                 format!("[{h}]:{port}")
             } else {

@@ -108,12 +108,7 @@ pub(crate) fn check_config(cfg: &Config) -> Check {
 /// The method, endpoint, cloud and scope; fails the check when no host is set.
 /// `winner` names the variable that set each setting.
 fn describe(check: &mut Check, cfg: &Config, winner: &HashMap<String, String>) {
-    let host = cfg
-        .host_list()
-        .first()
-        .copied()
-        .unwrap_or_default()
-        .to_owned();
+    let host = cfg.first_host().to_owned();
     if host.is_empty() {
         check.fail(
             "no host configured",
@@ -145,7 +140,7 @@ fn describe(check: &mut Check, cfg: &Config, winner: &HashMap<String, String>) {
         check.fact("scope", &scope);
         check.fact("scope from", &cloud);
     }
-    let port = cfg.ports.first().copied().or(cfg.port).unwrap_or(5432);
+    let port = cfg.port_of(0);
     let user = cfg
         .user
         .clone()

@@ -119,13 +119,8 @@ async fn run(
             };
         }
     };
-    let host = cfg
-        .host_list()
-        .first()
-        .copied()
-        .unwrap_or_default()
-        .to_owned();
-    let port = cfg.ports.first().copied().or(cfg.port).unwrap_or(5432);
+    let host = cfg.first_host().to_owned();
+    let port = cfg.port_of(0);
 
     // 2 to 4: the identity.
     let mut token = None;

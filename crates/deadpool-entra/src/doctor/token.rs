@@ -125,12 +125,7 @@ pub(crate) fn check(
     );
 
     let aud = claims.aud.clone().unwrap_or_default();
-    let host = cfg
-        .host_list()
-        .first()
-        .copied()
-        .unwrap_or_default()
-        .to_owned();
+    let host = cfg.first_host().to_owned();
     let (server_scope, from) = scope_for(None, &host);
     if !same_resource(&aud, scope) {
         check.fail(
