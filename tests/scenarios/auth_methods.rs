@@ -685,7 +685,7 @@ async fn a_certificate_without_the_feature_is_named_in_the_chain_error() {
     let (_, display) = failed_build(&explain, "certificate", &env).await;
     assert!(
         display.contains("EnvironmentCredential")
-            && display.contains("built without its `client-certificate` feature"),
+            && display.contains("built without the `client-certificate` feature"),
         "{display}"
     );
     assert_eq!(emu.counters().tokens_issued_authority, 0);

@@ -5,7 +5,6 @@
 
 mod builder;
 mod checkout;
-pub mod cloud;
 mod config;
 mod connect;
 #[cfg(feature = "doctor")]
@@ -20,14 +19,9 @@ mod otel;
 mod pool;
 mod provider;
 mod retire;
-#[cfg(feature = "serde")]
-mod serde_util;
 mod shared;
 pub mod stats;
-mod sync;
-mod time;
 mod tls;
-mod token;
 
 // The crates whose types the public API uses (credentials, `UserAssignedId`), so that a
 // user names them through this crate, at the versions it was built with.
@@ -40,6 +34,14 @@ pub use deadpool_postgres::{
     Client, GenericClient, Hook, QueueMode, RecyclingMethod, Timeouts, Transaction,
 };
 pub use tokio_postgres;
+
+// The token layer: its own crate, shared with the sqlx adapter. Its modules keep their
+// paths inside this crate, and its public names are this crate's too.
+pub use entra_pg_token;
+pub use entra_pg_token::cloud;
+#[cfg(feature = "serde")]
+use entra_pg_token::serde_util;
+use entra_pg_token::{sync, time, token};
 
 pub use builder::PoolBuilder;
 pub use config::{

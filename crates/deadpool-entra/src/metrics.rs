@@ -20,26 +20,7 @@ use std::time::Duration;
 #[cfg(feature = "metrics")]
 use crate::otel::POOL_NAME;
 
-/// A started timing; empty without the feature.
-pub(crate) struct Stopwatch {
-    #[cfg(feature = "metrics")]
-    started: std::time::Instant,
-}
-
-impl Stopwatch {
-    #[inline]
-    pub(crate) fn start() -> Self {
-        Self {
-            #[cfg(feature = "metrics")]
-            started: std::time::Instant::now(),
-        }
-    }
-
-    #[cfg(feature = "metrics")]
-    pub(crate) fn secs(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-}
+pub(crate) use entra_pg_token::stopwatch::Stopwatch;
 
 /// Who made a login, for the `origin` attribute.
 #[derive(Clone, Copy)]

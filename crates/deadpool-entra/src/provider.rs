@@ -2,19 +2,11 @@
 //! per refresh for all of them (a writer and its read replicas, several databases on one
 //! server).
 
-use std::{
-    fmt,
-    sync::{Arc, Once},
-};
-
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use crate::{
     ChainSource, Config, ConfigError, RefreshPolicy, StaticPassword, TokenSource, UserAssignedId,
-    cloud::ScopeFrom,
-    config::AuthMethod,
-    stats::TokenStats,
-    token::cache::{TokenCache, spawn_refresher},
+    cloud::ScopeFrom, config::AuthMethod, stats::TokenStats, token::cache::TokenCache,
 };
 
 /// One token cache and refresher for several pools.
@@ -39,24 +31,13 @@ use crate::{
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct TokenProvider {
-    cache: Arc<TokenCache>,
-    refresher: Arc<Once>,
-}
-
-impl fmt::Debug for TokenProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenProvider")
-            .field("source", &self.cache.source_name())
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Clone, Debug)]
+pub struct TokenProvider(entra_pg_token::TokenProvider);
 
 impl TokenProvider {
     /// A provider of `scope` tokens from `source`, refreshed by `policy`.
     pub fn new(source: impl TokenSource, scope: impl Into<String>, policy: RefreshPolicy) -> Self {
-        Self::from_parts(Box::new(source), scope.into(), policy)
+        Self(entra_pg_token::TokenProvider::new(source, scope, policy))
     }
 
     /// The provider a pool built from `cfg` would have: its token source (the password,
@@ -73,36 +54,42 @@ impl TokenProvider {
         scope: String,
         policy: RefreshPolicy,
     ) -> Self {
-        Self {
-            cache: TokenCache::new(source, scope, policy),
-            refresher: Arc::new(Once::new()),
-        }
+        Self(entra_pg_token::TokenProvider::from_parts(
+            source, scope, policy,
+        ))
     }
 
     pub(crate) fn cache(&self) -> &Arc<TokenCache> {
-        &self.cache
+        self.0.cache()
     }
 
     /// Starts the refresher, once (never for a password).
     pub(crate) fn start_refresher(&self) {
-        if self.cache.is_password() {
-            return;
-        }
-        self.refresher.call_once(|| {
-            spawn_refresher(&self.cache);
-        });
+        self.0.start_refresher();
     }
 
     /// The shared token's state and counters (each pool's [`crate::Pool::stats`] shows
     /// the same).
     pub fn stats(&self) -> TokenStats {
-        TokenStats::of(&self.cache, Instant::now())
+        self.0.stats()
     }
 
     /// Stops the refresher and any fetch in flight. Pools using the provider keep their
     /// sessions but cannot log in once the cached token expires.
     pub fn close(&self) {
-        self.cache.shut_down();
+        self.0.close();
+    }
+
+    /// The token layer's provider inside: hand it to a pool of another kind (a sqlx pool
+    /// through `sqlx-entra`) to share this provider's token and refresher.
+    pub fn shared(&self) -> &entra_pg_token::TokenProvider {
+        &self.0
+    }
+}
+
+impl From<entra_pg_token::TokenProvider> for TokenProvider {
+    fn from(p: entra_pg_token::TokenProvider) -> Self {
+        Self(p)
     }
 }
 

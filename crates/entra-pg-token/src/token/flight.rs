@@ -15,7 +15,7 @@ use tokio::{sync::watch, time::Instant};
 use super::TokenError;
 use super::{CachedToken, Outcome, TokenCache};
 use crate::{
-    metrics::Stopwatch,
+    stopwatch::Stopwatch,
     sync::lock,
     time::later,
     token::TokenSourceError,
@@ -61,7 +61,7 @@ pub(super) enum Refresh {
 }
 
 /// What a fetch after a refused login found.
-pub(crate) enum Forced {
+pub enum Forced {
     /// A different token to log in with.
     New(Arc<CachedToken>),
     /// The source returns the refused token again: no other can be had now.
@@ -74,7 +74,7 @@ impl TokenCache {
     /// After the server refused `refused`: a different token, or word that the source
     /// returns the same one. Asks the source (bypassing its cache where it can) at most once
     /// per retry delay for the same refused token.
-    pub(crate) async fn force_refresh(self: &Arc<Self>, refused: &Arc<CachedToken>) -> Forced {
+    pub async fn force_refresh(self: &Arc<Self>, refused: &Arc<CachedToken>) -> Forced {
         // Joining a plain fetch already in flight can answer with the credential's cache;
         // then one cache-bypassing fetch follows before the answer is "the same token".
         for _ in 0..2 {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::Stopwatch;
+use crate::stopwatch::Stopwatch;
 
 /// How a fetch ended, for the `outcome` attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -54,14 +54,14 @@ impl CredentialSource {
     /// it needs a token that bypasses the instance's cache (after a refused login).
     ///
     /// ```no_run
-    /// use deadpool_entra::CredentialSource;
+    /// use entra_pg_token::CredentialSource;
     /// use std::sync::Arc;
     /// let source = CredentialSource::from_factory("ManagedIdentityCredential", || {
     ///     azure_identity::ManagedIdentityCredential::new(None)
     ///         .map(|c| c as Arc<dyn azure_core::credentials::TokenCredential>)
     ///         .map_err(|e| e.to_string())
     /// })?;
-    /// # Ok::<(), deadpool_entra::TokenSourceError>(())
+    /// # Ok::<(), entra_pg_token::TokenSourceError>(())
     /// ```
     pub fn from_factory<F>(name: impl Into<String>, factory: F) -> Result<Self, TokenSourceError>
     where
@@ -260,7 +260,7 @@ type FetchFn = dyn Fn(String) -> BoxFuture<'static, Result<Token, TokenSourceErr
 /// A closure as a token source.
 ///
 /// ```
-/// use deadpool_entra::{FnSource, Token};
+/// use entra_pg_token::{FnSource, Token};
 /// use std::time::Duration;
 /// let source = FnSource::new("my-source", |_scope: String| async {
 ///     Ok(Token::expiring_in("t", Duration::from_secs(60)))

@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Durations beyond this (a century) are treated as this, so that no deadline overflows.
-pub(crate) const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `at + d`, with `d` capped at [`LONGEST`] (and at a day should even that overflow).
-pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+pub fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d.min(LONGEST))
         .or_else(|| at.checked_add(Duration::from_secs(86_400)))
         .unwrap_or(at)

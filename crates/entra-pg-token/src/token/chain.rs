@@ -327,15 +327,16 @@ fn refused_by_entra(message: &str) -> bool {
 
 /// What one link of the chain did in a walk down it (the doctor's evidence).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LinkTrace {
+pub struct LinkTrace {
     /// The credential's name (`ManagedIdentityCredential`, ...).
-    pub(crate) name: &'static str,
-    pub(crate) outcome: LinkOutcome,
+    pub name: &'static str,
+    /// How it ended.
+    pub outcome: LinkOutcome,
 }
 
 /// How one link of the chain ended in a walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LinkOutcome {
+pub enum LinkOutcome {
     /// Not configured here, or cannot answer; the chain went on (or, for the identity the
     /// environment configures, stopped).
     Unavailable(String),
@@ -350,10 +351,7 @@ pub(crate) enum LinkOutcome {
 impl ChainSource {
     /// Asks the links in order, as a first fetch does, and says what each one did. The
     /// link that answers is remembered, as by `fetch`.
-    pub(crate) async fn walk(
-        &self,
-        scope: &str,
-    ) -> (Result<Token, TokenSourceError>, Vec<LinkTrace>) {
+    pub async fn walk(&self, scope: &str) -> (Result<Token, TokenSourceError>, Vec<LinkTrace>) {
         let mut trace = Vec::with_capacity(self.links.len());
         let result = self.walk_traced(scope, &mut trace).await;
         for link in &self.links[trace.len()..] {

@@ -10,19 +10,23 @@ use tokio::time::Instant;
 use super::secret::Secret;
 
 /// A token as the cache holds it.
-pub(crate) struct CachedToken {
-    pub(crate) secret: Arc<Secret>,
+pub struct CachedToken {
+    /// The secret, zeroed when the last copy is dropped.
+    pub secret: Arc<Secret>,
     /// `None`: never expires (a password).
-    pub(crate) deadline: Option<Instant>,
+    pub deadline: Option<Instant>,
     /// The same expiry on the wall clock, which keeps running while the machine sleeps.
-    pub(crate) expires_wall: Option<SystemTime>,
+    pub expires_wall: Option<SystemTime>,
     /// Remaining life when fetched.
-    pub(crate) lifetime: Option<Duration>,
-    pub(crate) fetched_at: Instant,
+    pub lifetime: Option<Duration>,
+    /// When the token was cached.
+    pub fetched_at: Instant,
     /// Since when a valid token has been cached without a gap: this token's fetch if the
     /// one before it had expired (or there was none), else that one's `usable_since`.
-    pub(crate) usable_since: Instant,
-    pub(crate) generation: u64,
+    pub usable_since: Instant,
+    /// Its place in the cache's sequence of tokens: 1 for the first, one more for each
+    /// new token.
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for CachedToken {
@@ -45,7 +49,7 @@ impl CachedToken {
     }
 
     /// Valid at `now` on tokio's clock and at `wall` on the wall clock.
-    pub(crate) fn is_valid_at(&self, now: Instant, wall: SystemTime) -> bool {
+    pub fn is_valid_at(&self, now: Instant, wall: SystemTime) -> bool {
         let safety = self.safety();
         let monotonic = self
             .deadline
@@ -58,7 +62,7 @@ impl CachedToken {
 }
 
 /// How many of the latest tokens the cache remembers for the retirement gate.
-pub(crate) const RECENT_TOKENS: usize = 4;
+pub const RECENT_TOKENS: usize = 4;
 
 /// The latest distinct tokens, oldest first: `(cached at, expiry)`.
-pub(crate) type RecentTokens = [Option<(Instant, Option<Instant>)>; RECENT_TOKENS];
+pub type RecentTokens = [Option<(Instant, Option<Instant>)>; RECENT_TOKENS];

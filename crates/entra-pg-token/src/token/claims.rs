@@ -5,7 +5,7 @@
 use base64::Engine;
 
 /// The token's claims (its payload, not checked: the server verifies the token).
-pub(crate) fn claims_of(token: &str) -> Option<serde_json::Value> {
+pub fn claims_of(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
@@ -14,14 +14,14 @@ pub(crate) fn claims_of(token: &str) -> Option<serde_json::Value> {
 }
 
 /// The token's `exp` claim (Unix seconds), if it has one.
-pub(crate) fn exp_of(token: &str) -> Option<u64> {
+pub fn exp_of(token: &str) -> Option<u64> {
     claims_of(token)?.get("exp")?.as_u64()
 }
 
 /// `upn`, `preferred_username`, `unique_name`, or the last path segment of `xms_mirid`
 /// (a user-assigned identity's resource id ends with its name; a system-assigned one's
 /// names the resource that owns it, whose name is the identity's).
-pub(crate) fn user_from_token(token: &str) -> Option<String> {
+pub fn user_from_token(token: &str) -> Option<String> {
     let claims = claims_of(token)?;
     for key in ["upn", "preferred_username", "unique_name"] {
         if let Some(v) = claims.get(key).and_then(|v| v.as_str())

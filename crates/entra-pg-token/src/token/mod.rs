@@ -1,15 +1,15 @@
 //! Tokens, where they come from ([`TokenSource`]), and the per-pool cache that keeps one
 //! valid token ready and refreshes it ahead of expiry.
 
-pub(crate) mod backoff;
-pub(crate) mod cache;
+pub mod backoff;
+pub mod cache;
 mod cached;
 mod certificate;
-pub(crate) mod chain;
-pub(crate) mod claims;
+pub mod chain;
+pub mod claims;
 mod error;
 mod metrics;
-pub(crate) mod secret;
+pub mod secret;
 mod sources;
 
 #[cfg(all(test, feature = "metrics"))]
@@ -174,7 +174,7 @@ impl std::error::Error for TokenSourceError {}
 /// ([`FnSource`]).
 ///
 /// ```
-/// use deadpool_entra::{BoxFuture, Token, TokenSource, TokenSourceError};
+/// use entra_pg_token::{BoxFuture, Token, TokenSource, TokenSourceError};
 /// use std::time::Duration;
 ///
 /// struct Fixed;

@@ -34,7 +34,7 @@ const CLOUDS: [(&str, &str, &str); 3] = [
 
 /// Where the scope in use came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ScopeFrom {
+pub enum ScopeFrom {
     /// Configured (`scope`, `AZURE_POSTGRESQL_SCOPE`, the builder).
     Explicit,
     /// The host name's suffix names the cloud.
@@ -46,7 +46,7 @@ pub(crate) enum ScopeFrom {
 
 /// The scope to request: the explicit one, else the one of the cloud the host name's
 /// suffix names, else the public cloud's.
-pub(crate) fn scope_for(explicit: Option<&str>, host: &str) -> (String, ScopeFrom) {
+pub fn scope_for(explicit: Option<&str>, host: &str) -> (String, ScopeFrom) {
     if let Some(s) = explicit {
         return (s.to_owned(), ScopeFrom::Explicit);
     }

@@ -12,14 +12,15 @@ use super::RefreshPolicy;
 
 /// The shortest retry delay, whatever the policy says: a failing endpoint is never asked
 /// in a tight loop.
-pub(crate) const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
 
-pub(crate) fn floor(policy: &RefreshPolicy) -> Duration {
+/// The policy's first retry delay, at least [`MIN_RETRY_DELAY`].
+pub fn floor(policy: &RefreshPolicy) -> Duration {
     policy.min_backoff.max(MIN_RETRY_DELAY)
 }
 
 /// Upper bound of the n-th retry delay (n >= 1): `min_backoff * 2^(n-1)`, capped.
-pub(crate) fn backoff_ceiling(policy: &RefreshPolicy, attempt: u32) -> Duration {
+pub fn backoff_ceiling(policy: &RefreshPolicy, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
     floor(policy)
         .saturating_mul(factor)
@@ -29,7 +30,7 @@ pub(crate) fn backoff_ceiling(policy: &RefreshPolicy, attempt: u32) -> Duration 
 
 /// The n-th retry delay: uniform in `[min_backoff, ceiling]` ("full jitter" with a floor,
 /// so a failing endpoint is never hammered in a tight loop).
-pub(crate) fn backoff(policy: &RefreshPolicy, attempt: u32) -> Duration {
+pub fn backoff(policy: &RefreshPolicy, attempt: u32) -> Duration {
     let ceiling = backoff_ceiling(policy, attempt);
     let span = ceiling.saturating_sub(floor(policy));
     floor(policy)
@@ -39,7 +40,7 @@ pub(crate) fn backoff(policy: &RefreshPolicy, attempt: u32) -> Duration {
 
 /// The delay before the next fetch after `attempt` failures: the endpoint's `Retry-After`
 /// when it sent one (at least the floor, at most [`RETRY_AFTER_CAP`]), else the backoff.
-pub(crate) fn retry_delay(
+pub fn retry_delay(
     policy: &RefreshPolicy,
     attempt: u32,
     retry_after: Option<Duration>,
@@ -53,7 +54,7 @@ pub(crate) fn retry_delay(
 /// When to ask again after the `same`-th answer in a row that returned the cached token
 /// (expiring at `deadline`): the backoff step, at most a quarter of the remaining life,
 /// at least [`MIN_RETRY_DELAY`].
-pub(crate) fn same_token_retry(
+pub fn same_token_retry(
     policy: &RefreshPolicy,
     same: u32,
     deadline: Option<Instant>,

@@ -23,7 +23,7 @@ const WALL_CHECK: Duration = Duration::from_secs(60);
 
 /// Starts the refresher under a supervisor that restarts it if it panics (logged and
 /// counted). Both hold only a `Weak` to the cache and end when it is dropped or shut down.
-pub(crate) fn spawn_refresher(cache: &Arc<TokenCache>) -> JoinHandle<()> {
+pub fn spawn_refresher(cache: &Arc<TokenCache>) -> JoinHandle<()> {
     let weak: Weak<TokenCache> = Arc::downgrade(cache);
     let shutdown = cache.shutdown.subscribe();
     let changed = cache.changed.clone();

@@ -8,15 +8,16 @@ use zeroize::Zeroizing;
 /// The bytes of a token or password. No `Display`; `Debug` prints `<redacted>`; the
 /// memory is overwritten with zeros when the value is dropped, so a secret does not linger
 /// in freed memory.
-pub(crate) struct Secret(Zeroizing<String>);
+pub struct Secret(Zeroizing<String>);
 
 impl Secret {
-    pub(crate) fn new(s: String) -> Self {
+    /// Takes ownership of the secret.
+    pub fn new(s: String) -> Self {
         Self(Zeroizing::new(s))
     }
 
     /// The secret itself, for a login or a comparison. Never log it.
-    pub(crate) fn expose(&self) -> &str {
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -43,7 +43,7 @@ pub(crate) fn certificate_credential(
     _path: String,
     _password: Option<String>,
 ) -> Result<Arc<dyn TokenCredential>, String> {
-    Err("AZURE_CLIENT_CERTIFICATE_PATH is set but deadpool-entra was built without its `client-certificate` feature".into())
+    Err("AZURE_CLIENT_CERTIFICATE_PATH is set but the pool was built without the `client-certificate` feature (of deadpool-entra, sqlx-entra or entra-pg-token)".into())
 }
 
 /// A PEM file starts (after any blank lines or comments) with a `-----BEGIN` line; a

@@ -34,31 +34,38 @@ use super::TokenError;
 use super::{TokenSource, backoff::floor, metrics::TokenMetrics};
 use crate::{sync::lock, time::later};
 
-/// Counters shown in [`crate::Stats`].
+/// The cache's counters (shown in [`crate::TokenStats`]).
 #[derive(Default)]
-pub(crate) struct TokenCounters {
-    pub(crate) refreshes_ok: AtomicU64,
-    pub(crate) refreshes_failed: AtomicU64,
-    pub(crate) identity_calls: AtomicU64,
+pub struct TokenCounters {
+    /// Fetches that brought a token.
+    pub refreshes_ok: AtomicU64,
+    /// Fetches that failed.
+    pub refreshes_failed: AtomicU64,
+    /// Calls to the token source.
+    pub identity_calls: AtomicU64,
     /// Answers that returned the token already cached (a credential serving its cache).
-    pub(crate) same_token_answers: AtomicU64,
+    pub same_token_answers: AtomicU64,
     /// Panics caught in the refresher, which was restarted each time.
-    pub(crate) refresher_panics: AtomicU64,
+    pub refresher_panics: AtomicU64,
 }
 
 /// The wall clock (a seam: tests simulate a suspended machine).
-pub(crate) type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// A fetch's outcome as the joiners of its flight see it.
 pub(super) type Outcome = Result<Arc<CachedToken>, TokenError>;
 
-pub(crate) struct TokenCache {
+/// One cached token, fetched single-flight, refreshed ahead of expiry by
+/// [`spawn_refresher`]'s task, with the memory of the last failure and the history of
+/// recent tokens that the pools' retirement reads. Most users reach it through
+/// [`crate::TokenProvider`].
+pub struct TokenCache {
     source: Arc<dyn TokenSource>,
     /// `source.is_password()`, asked once: user code is not called under our locks.
     password: bool,
     /// Test seam: the refresher panics once when set.
     #[cfg(test)]
-    pub(crate) panic_refresher_once: std::sync::atomic::AtomicBool,
+    pub panic_refresher_once: std::sync::atomic::AtomicBool,
     scope: Arc<str>,
     policy: RefreshPolicy,
     current: ArcSwapOption<CachedToken>,
@@ -72,7 +79,8 @@ pub(crate) struct TokenCache {
     recent: Mutex<VecDeque<(Instant, Option<Instant>)>>,
     /// When the current run of failed fetches began (`None`: the last fetch worked).
     failing_since: Mutex<Option<Instant>>,
-    pub(crate) counters: TokenCounters,
+    /// Counters of fetches and their outcomes.
+    pub counters: TokenCounters,
     metrics: TokenMetrics,
     source_name: Mutex<String>,
     changed: Arc<Notify>,
@@ -81,7 +89,8 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    pub(crate) fn new(
+    /// A cache of `scope` tokens from `source`, refreshed by `policy`.
+    pub fn new(
         source: Box<dyn TokenSource>,
         scope: impl Into<String>,
         policy: RefreshPolicy,
@@ -90,7 +99,7 @@ impl TokenCache {
     }
 
     /// A cache reading the wall clock from `wall`.
-    pub(crate) fn with_wall_clock(
+    pub fn with_wall_clock(
         source: Box<dyn TokenSource>,
         scope: impl Into<String>,
         policy: RefreshPolicy,
@@ -123,15 +132,17 @@ impl TokenCache {
     }
 
     /// The refresh policy (its backoff also paces the sweeper's probe logins).
-    pub(crate) fn policy(&self) -> &RefreshPolicy {
+    pub fn policy(&self) -> &RefreshPolicy {
         &self.policy
     }
 
-    pub(crate) fn is_password(&self) -> bool {
+    /// Whether the source is a static password (no refresh, no user from claims).
+    pub fn is_password(&self) -> bool {
         self.password
     }
 
-    pub(crate) fn source_name(&self) -> String {
+    /// The source's name (for a chain: the link in use).
+    pub fn source_name(&self) -> String {
         lock(&self.source_name).clone()
     }
 
@@ -140,28 +151,28 @@ impl TokenCache {
     }
 
     /// The cached token if it is still valid (by tokio's clock and the wall clock).
-    pub(crate) fn valid_now(&self) -> Option<Arc<CachedToken>> {
+    pub fn valid_now(&self) -> Option<Arc<CachedToken>> {
         let t = self.current.load_full()?;
         self.valid(&t, Instant::now()).then_some(t)
     }
 
     /// The cached token, valid or not (stats, fallbacks).
-    pub(crate) fn peek(&self) -> Option<Arc<CachedToken>> {
+    pub fn peek(&self) -> Option<Arc<CachedToken>> {
         self.current.load_full()
     }
 
     /// The last failure's text, cleared by the next success.
-    pub(crate) fn last_error(&self) -> Option<String> {
+    pub fn last_error(&self) -> Option<String> {
         lock(&self.last_failure).as_ref().map(|e| e.to_string())
     }
 
     /// When the next fetch may be made after a failure (`None`: no failure stands).
-    pub(crate) fn retry_at(&self) -> Option<Instant> {
+    pub fn retry_at(&self) -> Option<Instant> {
         lock(&self.flight).failure.as_ref().map(|f| f.until)
     }
 
     /// Shortest token lifetime seen so far.
-    pub(crate) fn shortest_lifetime(&self) -> Option<Duration> {
+    pub fn shortest_lifetime(&self) -> Option<Duration> {
         match self.shortest_lifetime_ms.load(Ordering::Relaxed) {
             u64::MAX => None,
             ms => Some(Duration::from_millis(ms)),
@@ -170,7 +181,7 @@ impl TokenCache {
 
     /// The deadline of the token that was replaced by the last refresh, if that refresh
     /// happened after `since`.
-    pub(crate) fn previous_deadline_since(&self, since: Instant) -> Option<Instant> {
+    pub fn previous_deadline_since(&self, since: Instant) -> Option<Instant> {
         match *lock(&self.previous) {
             Some((at, d)) if at >= since => d,
             _ => None,
@@ -179,7 +190,7 @@ impl TokenCache {
 
     /// A valid token: the cached one, or one fetched single-flight. While a failed fetch
     /// stands (its retry delay), its error is returned without asking the source.
-    pub(crate) async fn get(self: &Arc<Self>) -> Result<Arc<CachedToken>, TokenError> {
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<CachedToken>, TokenError> {
         if let Some(t) = self.valid_now() {
             return Ok(t);
         }
@@ -200,24 +211,20 @@ impl TokenCache {
     }
 
     /// Since when fetches have been failing (`None`: the last one worked).
-    pub(crate) fn failing_since(&self) -> Option<Instant> {
+    pub fn failing_since(&self) -> Option<Instant> {
         *lock(&self.failing_since)
     }
 
     /// `f` of the cached token, if it is valid at `now` (tokio's clock, and the wall
     /// clock's now); `None` otherwise. No `Arc` is cloned.
-    pub(crate) fn with_valid<R>(
-        &self,
-        now: Instant,
-        f: impl FnOnce(&CachedToken) -> R,
-    ) -> Option<R> {
+    pub fn with_valid<R>(&self, now: Instant, f: impl FnOnce(&CachedToken) -> R) -> Option<R> {
         let guard = self.current.load();
         let t = guard.as_ref()?;
         self.valid(t, now).then(|| f(t))
     }
 
     /// The latest distinct tokens, oldest first.
-    pub(crate) fn recent_tokens(&self) -> RecentTokens {
+    pub fn recent_tokens(&self) -> RecentTokens {
         let mut out: RecentTokens = [None; RECENT_TOKENS];
         for (slot, t) in out.iter_mut().zip(lock(&self.recent).iter()) {
             *slot = Some(*t);
@@ -231,7 +238,7 @@ impl TokenCache {
     /// than [`floor`] (`min_backoff`, 1 s by default) after it was fetched. A source whose
     /// tokens live milliseconds (a clock far off, a buggy source) is not asked every
     /// half-life in a tight loop; logins that find no valid token still fetch one.
-    pub(crate) fn next_refresh(&self) -> Option<Instant> {
+    pub fn next_refresh(&self) -> Option<Instant> {
         let t = self.current.load_full()?;
         let point = self.refresh_point_of(&t)?;
         Some(point.max(later(t.fetched_at, floor(&self.policy))))
@@ -246,12 +253,12 @@ impl TokenCache {
 
     /// Whether `token` is past its refresh point at `now` (the outgoing token: a newer
     /// one is due, and normally cached within moments).
-    pub(crate) fn is_outgoing(&self, token: &CachedToken, now: Instant) -> bool {
+    pub fn is_outgoing(&self, token: &CachedToken, now: Instant) -> bool {
         self.refresh_point_of(token).is_some_and(|p| now >= p)
     }
 
     /// Stops the refresher and any fetch in flight (pool closed).
-    pub(crate) fn shut_down(&self) {
+    pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
     }
 }
@@ -262,10 +269,10 @@ mod flight;
 mod refresher;
 #[path = "store.rs"]
 mod store;
-pub(crate) use super::cached::{CachedToken, RECENT_TOKENS, RecentTokens};
-pub(crate) use flight::Forced;
+pub use super::cached::{CachedToken, RECENT_TOKENS, RecentTokens};
+pub use flight::Forced;
 use flight::{Flight, Refresh, join, wait_shutdown};
-pub(crate) use refresher::spawn_refresher;
+pub use refresher::spawn_refresher;
 
 #[cfg(test)]
 #[path = "cache_tests.rs"]

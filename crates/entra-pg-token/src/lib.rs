@@ -1,0 +1,33 @@
+//! Microsoft Entra ID tokens for Azure Database for PostgreSQL logins, for any pool.
+//!
+//! - [`TokenSource`]: where tokens come from: an Azure credential ([`CredentialSource`]),
+//!   the documented credential chain ([`ChainSource`]), a closure ([`FnSource`]), or a
+//!   static password ([`StaticPassword`]).
+//! - [`TokenProvider`]: one cached token, fetched single-flight and refreshed by a
+//!   background task ahead of expiry, with backoff and a memory of the last failure;
+//!   several pools share one.
+//! - [`cloud`]: the token scope of each Azure cloud, from the server's host name.
+//! - [`claims`]: the user a token names, for the login's user name.
+//!
+//! This crate knows nothing of pools. `deadpool-entra` builds a deadpool-postgres pool on
+//! it, `sqlx-entra` a sqlx pool.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod cloud;
+mod provider;
+#[cfg(feature = "serde")]
+pub mod serde_util;
+pub mod stats;
+pub mod stopwatch;
+pub mod sync;
+pub mod time;
+pub mod token;
+
+pub use provider::TokenProvider;
+pub use stats::TokenStats;
+pub use token::{
+    BoxFuture, ChainSource, CredentialSource, FnSource, RETRY_AFTER_CAP, RefreshPolicy,
+    StaticPassword, Token, TokenError, TokenSource, TokenSourceError, UserAssignedId, claims,
+};
