@@ -17,6 +17,7 @@
 
 pub mod cloud;
 mod provider;
+pub mod retire;
 #[cfg(feature = "serde")]
 pub mod serde_util;
 pub mod stats;
@@ -26,6 +27,7 @@ pub mod time;
 pub mod token;
 
 pub use provider::TokenProvider;
+pub use retire::RetirePolicy;
 pub use stats::TokenStats;
 pub use token::{
     BoxFuture, ChainSource, CredentialSource, FnSource, RETRY_AFTER_CAP, RefreshPolicy,

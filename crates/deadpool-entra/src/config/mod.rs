@@ -306,7 +306,7 @@ impl Config {
 
     /// The hosts, as the comma-separated `host` lists them (trimmed; one empty entry when
     /// no host is set). The one place the list is split.
-    pub(crate) fn host_list(&self) -> Vec<&str> {
+    pub fn host_list(&self) -> Vec<&str> {
         self.host
             .as_deref()
             .unwrap_or_default()
@@ -317,12 +317,12 @@ impl Config {
 
     /// The first host (several hosts are one server's replicas: the scope is read from the
     /// first), `""` when none is set.
-    pub(crate) fn first_host(&self) -> &str {
+    pub fn first_host(&self) -> &str {
         self.host_list().first().copied().unwrap_or_default()
     }
 
     /// The port of the `i`-th host: its own from `ports`, else `port`, else 5432.
-    pub(crate) fn port_of(&self, i: usize) -> u16 {
+    pub fn port_of(&self, i: usize) -> u16 {
         self.ports.get(i).copied().or(self.port).unwrap_or(5432)
     }
 

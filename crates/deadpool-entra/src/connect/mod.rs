@@ -416,10 +416,7 @@ where
 }
 
 pub(crate) fn no_user_error() -> ConfigError {
-    ConfigError::new(
-        "user",
-        "no user configured and the token names none (no upn, preferred_username, unique_name or xms_mirid claim): set PGUSER or AZURE_POSTGRESQL_USER to the identity's name (the PostgreSQL role created with pgaadauth_create_principal)",
-    )
+    ConfigError::no_user()
 }
 
 #[cfg(test)]

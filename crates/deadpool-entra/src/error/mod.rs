@@ -152,6 +152,14 @@ impl ConfigError {
         }
     }
 
+    /// No user is configured and the token names none: what to set.
+    pub fn no_user() -> Self {
+        Self::new(
+            "user",
+            "no user configured and the token names none (no upn, preferred_username, unique_name or xms_mirid claim): set PGUSER or AZURE_POSTGRESQL_USER to the identity's name (the PostgreSQL role created with pgaadauth_create_principal)",
+        )
+    }
+
     /// The setting at fault.
     pub fn field(&self) -> &str {
         &self.field

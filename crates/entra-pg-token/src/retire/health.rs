@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 /// How a login ended, for [`LoginHealth`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LoginOutcome {
+pub enum LoginOutcome {
     /// Logged in.
     Ok,
     /// Refused (token, role, permission, TLS) or failed for a reason that another login
@@ -23,14 +23,14 @@ pub(crate) enum LoginOutcome {
 /// The shortest gap between two checkout logins while logins fail to reach the server:
 /// after a failover the first one that reaches the new primary ends the failure, and no
 /// login storm hits a server that refuses connections.
-pub(crate) const UNREACHABLE_TRIAL_GAP: Duration = Duration::from_millis(250);
+pub const UNREACHABLE_TRIAL_GAP: Duration = Duration::from_millis(250);
 
 /// Whether logins are succeeding: any failed login pauses voluntary retirements until a
 /// login succeeds again, so that the pool never trades a working session for a failing
 /// login. A refusal also makes checkouts wait for a session rather than log in; a login
 /// that could not reach the server does not (a failover moved it: logging in again is
 /// how the pool gets there), but such logins are spaced by [`UNREACHABLE_TRIAL_GAP`].
-pub(crate) struct LoginHealth {
+pub struct LoginHealth {
     state: Mutex<LoginState>,
 }
 
@@ -47,7 +47,8 @@ struct LoginState {
 }
 
 impl LoginHealth {
-    pub(crate) fn new(now: Instant) -> Self {
+    /// Logins counted as succeeding since `now` (none tried yet).
+    pub fn new(now: Instant) -> Self {
         Self {
             state: Mutex::new(LoginState {
                 failing_since: None,
@@ -64,7 +65,7 @@ impl LoginHealth {
     }
 
     /// A login succeeded at `now`.
-    pub(crate) fn succeeded(&self, now: Instant) {
+    pub fn succeeded(&self, now: Instant) {
         let mut s = self.state();
         s.refused_since = None;
         s.next_trial = None;
@@ -81,7 +82,7 @@ impl LoginHealth {
     }
 
     /// A login was refused (or was cut off) at `now`.
-    pub(crate) fn failed(&self, now: Instant) {
+    pub fn failed(&self, now: Instant) {
         self.record_failure(now, LoginOutcome::Refused);
     }
 
@@ -102,7 +103,7 @@ impl LoginHealth {
     }
 
     /// Records a login's outcome at `now`.
-    pub(crate) fn record(&self, outcome: LoginOutcome, now: Instant) {
+    pub fn record(&self, outcome: LoginOutcome, now: Instant) {
         match outcome {
             LoginOutcome::Ok => self.succeeded(now),
             o => self.record_failure(now, o),
@@ -110,13 +111,13 @@ impl LoginHealth {
     }
 
     /// Since when logins have been succeeding (`None`: failing now).
-    pub(crate) fn ok_since(&self) -> Option<Instant> {
+    pub fn ok_since(&self) -> Option<Instant> {
         let s = self.state();
         s.failing_since.is_none().then_some(s.ok_since)
     }
 
     /// Since when logins have been failing (`None`: they succeed).
-    pub(crate) fn failing_since(&self) -> Option<Instant> {
+    pub fn failing_since(&self) -> Option<Instant> {
         self.state().failing_since
     }
 
@@ -126,7 +127,7 @@ impl LoginHealth {
     /// through (up to its wait timeout) instead of failing at once. Before the first
     /// successful login, a failure is reported at once: it is most likely the
     /// configuration (a wrong host or port).
-    pub(crate) fn outage(&self) -> bool {
+    pub fn outage(&self) -> bool {
         let s = self.state();
         s.ever_ok && s.failing_since.is_some() && s.refused_since.is_none()
     }
@@ -134,7 +135,7 @@ impl LoginHealth {
     /// Whether a checkout that needs a login should wait for a session instead, at
     /// `now`: while logins are refused, always; while they only fail to reach the server,
     /// all but one checkout login per [`UNREACHABLE_TRIAL_GAP`] (that one is claimed).
-    pub(crate) fn should_wait(&self, now: Instant) -> bool {
+    pub fn should_wait(&self, now: Instant) -> bool {
         let mut s = self.state();
         if s.refused_since.is_some() {
             return true;
@@ -154,7 +155,7 @@ impl LoginHealth {
 /// as failed only if it ran for `limit` (cut off by `create_timeout`); one dropped sooner
 /// was abandoned by its caller (a request cancelled, a client gone) and says nothing
 /// about whether logins work.
-pub(crate) struct LoginAttempt<'a> {
+pub struct LoginAttempt<'a> {
     health: &'a LoginHealth,
     recorded: bool,
     started: Instant,
@@ -162,7 +163,8 @@ pub(crate) struct LoginAttempt<'a> {
 }
 
 impl<'a> LoginAttempt<'a> {
-    pub(crate) fn start(health: &'a LoginHealth, limit: Option<Duration>) -> Self {
+    /// A login starting now, which counts as failed if dropped after `limit`.
+    pub fn start(health: &'a LoginHealth, limit: Option<Duration>) -> Self {
         Self {
             health,
             recorded: false,
@@ -171,7 +173,8 @@ impl<'a> LoginAttempt<'a> {
         }
     }
 
-    pub(crate) fn record(mut self, outcome: LoginOutcome) {
+    /// Records how the login ended.
+    pub fn record(mut self, outcome: LoginOutcome) {
         self.recorded = true;
         self.health.record(outcome, Instant::now());
     }

@@ -16,21 +16,17 @@ use crate::token::cache::{RecentTokens, TokenCache};
 
 /// A token that a replacement could log in with now.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct ReadyToken {
+pub struct ReadyToken {
     /// Its expiry (`None`: never, a password).
-    pub(crate) expiry: Option<Instant>,
+    pub expiry: Option<Instant>,
     /// Since when a usable token has been cached without a gap (the end of the last
     /// stretch with no valid token).
-    pub(crate) usable_since: Instant,
+    pub usable_since: Instant,
 }
 
 /// The cached token, if a replacement connection could log in with it now: valid, with
 /// more than its retirement margin left (a password always).
-pub(crate) fn ready_token(
-    cache: &TokenCache,
-    now: Instant,
-    policy: &RetirePolicy,
-) -> Option<ReadyToken> {
+pub fn ready_token(cache: &TokenCache, now: Instant, policy: &RetirePolicy) -> Option<ReadyToken> {
     cache
         .with_valid(now, |t| {
             let near_expiry = matches!((t.deadline, t.lifetime), (Some(d), Some(life))
@@ -45,20 +41,20 @@ pub(crate) fn ready_token(
 
 /// What the pool knows, at one moment, about whether a replacement could log in.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Gate {
+pub struct Gate {
     /// [`super::RetirePolicy::retire_without_replacement`]: retire on schedule whatever.
-    pub(crate) unconditional: bool,
+    pub unconditional: bool,
     /// The cached token, if it is valid for longer than its retirement margin.
-    pub(crate) token: Option<ReadyToken>,
+    pub token: Option<ReadyToken>,
     /// The latest tokens, to tell since when one newer than a connection's own exists.
-    pub(crate) recent: RecentTokens,
+    pub recent: RecentTokens,
     /// Since when logins have been succeeding (`None`: the last one failed).
-    pub(crate) logins_ok_since: Option<Instant>,
+    pub logins_ok_since: Option<Instant>,
 }
 
 /// What to do with a connection at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// Not due.
     Keep,
     /// Due, but kept in service: no replacement can log in yet, or it waits for its
@@ -121,7 +117,7 @@ fn rule(
 /// once, and in normal operation none leaves before the newer token exists (it would
 /// log in with the outgoing token and be retired again minutes later). Maximum lifetime:
 /// at its deadline, or at `G + recovery_spread * u` if that passed before `G`.
-pub(crate) fn decide(plan: &RetirePlan, gate: &Gate, at: Instant) -> Decision {
+pub fn decide(plan: &RetirePlan, gate: &Gate, at: Instant) -> Decision {
     let Some((first, first_reason)) = plan.earliest else {
         return Decision::Keep;
     };

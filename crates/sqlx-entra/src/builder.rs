@@ -1,0 +1,193 @@
+//! Building the pool: the configuration checked, the token provider, the first token and
+//! the user, the connect options, sqlx's pool with our hooks, the first login, the
+//! watcher.
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_entra::{Config, error::ConfigError};
+use entra_pg_token::{
+    TokenProvider, TokenSource, claims::user_from_token, cloud::scope_for,
+    retire::health::LoginHealth, token::cache::CachedToken,
+};
+use sqlx::postgres::PgPoolOptions;
+use tokio::time::Instant;
+
+use crate::{
+    Error, Pool, hooks, options,
+    shared::{Counters, Shared},
+    switches::{Switch, Switches},
+    watcher,
+};
+
+/// Builds a [`Pool`] from a [`Config`]: the same configuration, environment variables
+/// and URL as a deadpool-entra pool.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), sqlx_entra::Error> {
+/// let pool = sqlx_entra::PoolBuilder::from_env()?.build().await?;
+/// let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&*pool).await.unwrap();
+/// # Ok(()) }
+/// ```
+pub struct PoolBuilder {
+    cfg: Config,
+    provider: Option<TokenProvider>,
+    source: Option<Box<dyn TokenSource>>,
+}
+
+impl PoolBuilder {
+    /// A builder for `cfg`.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            provider: None,
+            source: None,
+        }
+    }
+
+    /// A builder for the configuration in the environment (`Config::from_env`).
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(Self::new(Config::from_env()?))
+    }
+
+    /// Logs in with `provider`'s token, shared with other pools (a deadpool-entra pool
+    /// gives its provider with `TokenProvider::shared`): one identity call per refresh
+    /// for all of them.
+    pub fn token_provider(mut self, provider: &TokenProvider) -> Self {
+        self.provider = Some(provider.clone());
+        self
+    }
+
+    /// Takes tokens from `source` instead of the configuration's credential chain.
+    pub fn token_source(mut self, source: impl TokenSource) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Builds the pool. Unless the configuration is `lazy`, it logs in once, so that a
+    /// wrong host, user or token is reported here.
+    pub async fn build(self) -> Result<Pool, Error> {
+        let cfg = self.cfg;
+        cfg.validate()?;
+        let tokens = provider(&cfg, self.provider, self.source)?;
+        tokens.start_refresher();
+        let token = first_token(&cfg, &tokens).await?;
+        let user = match (&cfg.user, tokens.cache().is_password()) {
+            (Some(u), _) => u.clone(),
+            (None, true) => {
+                return Err(ConfigError::new(
+                    "user",
+                    "password mode needs a user: set PGUSER or AZURE_POSTGRESQL_USER",
+                )
+                .into());
+            }
+            (None, false) => {
+                user_from_token(token.secret.expose()).ok_or_else(ConfigError::no_user)?
+            }
+        };
+        let base = options::connect_options(&cfg, &user)?;
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            tokens,
+            policy: cfg.retire.clone(),
+            switches: Switches::new(Switch {
+                at: now,
+                generation: token.generation,
+                expiry: token.deadline,
+            }),
+            health: LoginHealth::new(now),
+            counters: Counters::default(),
+            epoch: now,
+            seed: rand_unit(),
+            last_retired: Default::default(),
+            last_login_ok: Default::default(),
+            login_limit: cfg.create_timeout.unwrap_or(Duration::from_secs(30)),
+            base: base.clone(),
+        });
+        let (on_connect, on_acquire) = (shared.clone(), shared.clone());
+        let pg = PgPoolOptions::new()
+            .max_connections(options::max_connections(&cfg))
+            .min_connections(u32::try_from(cfg.min_connections).unwrap_or(u32::MAX))
+            .acquire_timeout(options::acquire_timeout(&cfg))
+            // Retirement by lifetime is ours: jittered, and only when a replacement can
+            // log in.
+            .max_lifetime(None)
+            .after_connect(move |_conn, _meta| {
+                hooks::connected(&on_connect);
+                Box::pin(async { Ok(()) })
+            })
+            .before_acquire(move |_conn, meta| {
+                let keep = hooks::keep(&on_acquire, meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
+            .connect_lazy_with(watcher::with_password(&base, token.secret.expose()));
+        if !cfg.lazy {
+            // The first login, timed (it sets the login window), then the rest of
+            // `min_connections` together: sqlx's own upkeep tops the pool up only every
+            // few minutes.
+            let started = Instant::now();
+            let mut held = Vec::new();
+            let first = pg.acquire().await;
+            shared.switches.saw_login(started.elapsed());
+            held.push(first);
+            let more = (1..cfg
+                .min_connections
+                .min(options::max_connections(&cfg) as usize))
+                .map(|_| pg.acquire());
+            held.extend(futures_util::future::join_all(more).await);
+            if let Some(Err(_)) = held.iter().find(|r| r.is_err()) {
+                let e = held.into_iter().find_map(Result::err);
+                pg.close().await;
+                return Err(Error::Login(e.unwrap_or(sqlx::Error::PoolTimedOut)));
+            }
+        }
+        tokio::spawn(watcher::run(pg.clone(), shared.clone()));
+        Ok(Pool { pg, shared })
+    }
+}
+
+/// The provider given, or one around the source given, or the configuration's own.
+fn provider(
+    cfg: &Config,
+    provider: Option<TokenProvider>,
+    source: Option<Box<dyn TokenSource>>,
+) -> Result<TokenProvider, ConfigError> {
+    match (provider, source) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "token_provider",
+            "both a token source and a token provider were given: the provider holds its own source; give one",
+        )),
+        (Some(p), None) => Ok(p),
+        (None, Some(source)) => {
+            let (scope, _) = scope_for(cfg.scope.as_deref(), cfg.first_host());
+            Ok(TokenProvider::from_parts(
+                source,
+                scope,
+                cfg.refresh.clone(),
+            ))
+        }
+        (None, None) => Ok(deadpool_entra::TokenProvider::from_config(cfg)?
+            .shared()
+            .clone()),
+    }
+}
+
+/// The first token, within the startup limit: at least 30 s, and longer than one fetch
+/// may take, so that a source that never answers is reported as the token error.
+async fn first_token(cfg: &Config, tokens: &TokenProvider) -> Result<Arc<CachedToken>, Error> {
+    let fetch = cfg.refresh.fetch_timeout.unwrap_or_default();
+    let limit = cfg
+        .create_timeout
+        .unwrap_or_default()
+        .max(Duration::from_secs(30))
+        .max(fetch.saturating_add(Duration::from_secs(1)));
+    match tokio::time::timeout(limit, tokens.cache().get()).await {
+        Ok(t) => Ok(t?),
+        Err(_) => Err(Error::TokenTimeout(limit)),
+    }
+}
+
+/// A random number in `[0, 1)`, from the standard library's randomly keyed hasher.
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,87 @@
+//! The hooks sqlx calls: `after_connect` records a login, `before_acquire` decides by the
+//! shared retirement rule whether an idle session leaves before it is handed out.
+//!
+//! A session's place in its spread windows comes from its creation time (sqlx keeps no
+//! data of ours per session): a Weyl sequence over the millisecond it was created, so
+//! that sessions created together leave spread out.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use entra_pg_token::retire::{
+    RetireReason,
+    gate::{Decision, Gate, decide, ready_token},
+    plan,
+};
+use tokio::time::Instant;
+
+use crate::shared::{Counters, Shared};
+
+const GOLDEN_RATIO_CONJUGATE: f64 = 0.618_033_988_749_894_9;
+
+/// The place in `[0, 1)` of a session created at `created`, for the `k`-th of its windows.
+fn place(shared: &Shared, created: Instant, k: f64) -> f64 {
+    let ms = created.saturating_duration_since(shared.epoch).as_millis() as f64;
+    (shared.seed + k * 0.5 + ms * GOLDEN_RATIO_CONJUGATE).fract()
+}
+
+/// `after_connect`: a login succeeded.
+pub(crate) fn connected(shared: &Shared) {
+    Counters::bump(&shared.counters.logins_ok);
+    shared.login_ok(Instant::now());
+}
+
+/// `before_acquire`: whether the session of age `age` stays (`true`) or leaves.
+pub(crate) fn keep(shared: &Shared, age: Duration) -> bool {
+    let now = Instant::now();
+    let Some(created) = now.checked_sub(age) else {
+        return true;
+    };
+    let token = shared.switches.token_of(created);
+    let p = plan(
+        &shared.policy,
+        created,
+        token.expiry,
+        place(shared, created, 0.0),
+        place(shared, created, 1.0),
+    );
+    if p.earliest.is_none_or(|(t, _)| now < t) {
+        return true;
+    }
+    let latest = shared.switches.latest();
+    let cache = shared.tokens.cache();
+    // A replacement logs in with the token in the options: only that one counts, and
+    // only while the cache still holds it with more than its margin left.
+    let ready = ready_token(cache, now, &shared.policy).filter(|_| {
+        cache
+            .peek()
+            .is_some_and(|t| t.generation == latest.generation)
+    });
+    let gate = Gate {
+        unconditional: shared.policy.retire_without_replacement,
+        token: ready,
+        recent: shared.switches.recent(),
+        logins_ok_since: shared
+            .health
+            .ok_since()
+            .filter(|_| !shared.retirement_unproven()),
+    };
+    match decide(&p, &gate, now) {
+        Decision::Keep => true,
+        Decision::Overdue(_) => {
+            Counters::bump(&shared.counters.overdue_checks);
+            true
+        }
+        Decision::Retire(reason) => {
+            let c = &shared.counters;
+            Counters::bump(match reason {
+                RetireReason::MaxLifetime => &c.retired_max_lifetime,
+                _ => &c.retired_token_age,
+            });
+            shared
+                .last_retired
+                .fetch_max(shared.nanos(now).max(1), Ordering::Relaxed);
+            tracing::debug!(target: "deadpool_entra", reason = reason.as_str(), "session retired");
+            false
+        }
+    }
+}

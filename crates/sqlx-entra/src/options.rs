@@ -1,0 +1,192 @@
+//! The sqlx connect options and pool sizes a [`Config`] names: the same host, port,
+//! database, user and TLS rules as the deadpool pool, and a clear error for what sqlx
+//! cannot do (several hosts, `hostaddr`, an unsupported `options`).
+
+use std::time::Duration;
+
+use deadpool_entra::{Config, SslMode, error::ConfigError};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+/// The connect options without a password: the watcher adds each token.
+pub(crate) fn connect_options(cfg: &Config, user: &str) -> Result<PgConnectOptions, ConfigError> {
+    let hosts = cfg.host_list();
+    if hosts.len() > 1 {
+        return Err(ConfigError::new(
+            "host",
+            format!(
+                "sqlx connects to one host, and {} are given; give the one server to connect to (a read replica gets a pool of its own)",
+                hosts.len()
+            ),
+        ));
+    }
+    if cfg.hostaddr.iter().any(Option::is_some) {
+        return Err(ConfigError::new(
+            "hostaddr",
+            "sqlx has no hostaddr (it resolves the host name itself); remove it",
+        ));
+    }
+    // `new_without_pgpass`: no password from a file; the token is the password.
+    let mut o = PgConnectOptions::new_without_pgpass()
+        .host(cfg.first_host())
+        .port(cfg.port_of(0))
+        .username(user)
+        .ssl_mode(ssl_mode(cfg.ssl_mode));
+    if let Some(db) = &cfg.dbname {
+        o = o.database(db);
+    }
+    if let Some(app) = &cfg.application_name {
+        o = o.application_name(app);
+    }
+    match cfg.ssl_root_cert.as_deref() {
+        // `system`: the public roots, which is what sqlx trusts anyway.
+        Some(p) if p.as_os_str() == "system" => {}
+        Some(p) => o = o.ssl_root_cert(p),
+        None => {}
+    }
+    if let Some(opts) = &cfg.options {
+        o = o.options(server_options(opts)?);
+    }
+    Ok(o)
+}
+
+/// libpq's `sslmode` as sqlx spells it. `Config::validate` has already refused the modes
+/// that would send a token in clear text (unless to loopback, with the opt-out).
+fn ssl_mode(m: SslMode) -> PgSslMode {
+    match m {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Allow => PgSslMode::Allow,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// `options` (`-c name=value ...`, libpq's form) as the name/value pairs sqlx takes.
+fn server_options(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "options",
+            format!(
+                "only `-c name=value` settings are supported with sqlx, found {s:?}; write each as -c name=value"
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    let mut words = s.split_whitespace();
+    while let Some(w) = words.next() {
+        let setting = match w.strip_prefix("-c") {
+            Some("") => words.next().ok_or_else(bad)?,
+            Some(rest) => rest,
+            None => return Err(bad()),
+        };
+        let (k, v) = setting.split_once('=').ok_or_else(bad)?;
+        if k.is_empty() {
+            return Err(bad());
+        }
+        out.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(out)
+}
+
+/// The pool size: the configuration's, or deadpool's default (four per CPU), so that both
+/// pools size alike from one configuration.
+pub(crate) fn max_connections(cfg: &Config) -> u32 {
+    let n = cfg
+        .max_size
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get() * 4));
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
+/// How long an acquire may wait, login included: `wait_timeout` plus `create_timeout`
+/// (deadpool's two), 30 s when neither is set.
+pub(crate) fn acquire_timeout(cfg: &Config) -> Duration {
+    match (cfg.wait_timeout, cfg.create_timeout) {
+        (None, None) => Duration::from_secs(30),
+        (w, c) => w
+            .unwrap_or_default()
+            .saturating_add(c.unwrap_or_default())
+            .max(Duration::from_millis(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let mut c = Config::new();
+        for (k, v) in pairs {
+            c.set(k, v).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn the_options_carry_the_configured_server_and_verify_full_by_default() {
+        let c = cfg(&[
+            ("host", "srv.postgres.database.azure.com"),
+            ("port", "6432"),
+            ("dbname", "app"),
+            ("application_name", "svc"),
+        ]);
+        let o = connect_options(&c, "me@contoso.com").unwrap();
+        assert_eq!(o.get_host(), "srv.postgres.database.azure.com");
+        assert_eq!(o.get_port(), 6432);
+        assert_eq!(o.get_username(), "me@contoso.com");
+        assert_eq!(o.get_database(), Some("app"));
+        assert_eq!(o.get_application_name(), Some("svc"));
+        assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
+    }
+
+    #[test]
+    fn what_sqlx_cannot_do_is_a_clear_error() {
+        let two = cfg(&[("host", "a.example,b.example")]);
+        let e = connect_options(&two, "u").unwrap_err();
+        assert_eq!(e.field, "host");
+        assert!(e.reason.contains("one host"), "{e}");
+        let mut addr = cfg(&[("host", "a.example")]);
+        addr.hostaddr = vec![Some("10.0.0.1".parse().unwrap())];
+        assert_eq!(connect_options(&addr, "u").unwrap_err().field, "hostaddr");
+        for bad in ["--search_path=x", "-c", "-c =x", "-c noequals"] {
+            let c = cfg(&[("host", "a.example"), ("options", bad)]);
+            assert_eq!(
+                connect_options(&c, "u").unwrap_err().field,
+                "options",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_options_are_read_in_both_libpq_forms() {
+        assert_eq!(
+            server_options("-c search_path=app -cstatement_timeout=5s").unwrap(),
+            vec![
+                ("search_path".to_owned(), "app".to_owned()),
+                ("statement_timeout".to_owned(), "5s".to_owned())
+            ]
+        );
+        assert!(server_options("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn sizes_and_timeouts_follow_the_deadpool_pool() {
+        let mut c = Config::new();
+        c.max_size = Some(7);
+        assert_eq!(max_connections(&c), 7);
+        c.max_size = Some(0);
+        assert_eq!(max_connections(&c), 1);
+        c.max_size = Some(usize::MAX);
+        assert_eq!(max_connections(&c), u32::MAX);
+        c.wait_timeout = None;
+        c.create_timeout = None;
+        assert_eq!(acquire_timeout(&c), Duration::from_secs(30));
+        c.wait_timeout = Some(Duration::from_secs(2));
+        c.create_timeout = Some(Duration::from_secs(3));
+        assert_eq!(acquire_timeout(&c), Duration::from_secs(5));
+        c.wait_timeout = Some(Duration::ZERO);
+        c.create_timeout = None;
+        assert_eq!(acquire_timeout(&c), Duration::from_millis(1));
+    }
+}

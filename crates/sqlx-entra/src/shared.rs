@@ -1,0 +1,69 @@
+//! What the hooks, the watcher and the pool handle share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deadpool_entra::RetirePolicy;
+use entra_pg_token::{TokenProvider, retire::health::LoginHealth};
+use sqlx::postgres::PgConnectOptions;
+use tokio::time::Instant;
+
+use crate::switches::Switches;
+
+/// Event counters behind [`crate::Stats`] (named as deadpool-entra's).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) logins_ok: AtomicU64,
+    pub(crate) logins_failed: AtomicU64,
+    pub(crate) probe_logins: AtomicU64,
+    pub(crate) retired_token_age: AtomicU64,
+    pub(crate) retired_max_lifetime: AtomicU64,
+    pub(crate) overdue_checks: AtomicU64,
+    pub(crate) token_switches: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) tokens: TokenProvider,
+    pub(crate) policy: RetirePolicy,
+    /// The connect options without a password.
+    pub(crate) base: PgConnectOptions,
+    pub(crate) switches: Switches,
+    pub(crate) health: LoginHealth,
+    pub(crate) counters: Counters,
+    /// The origin of the times below, and of each session's place in its spread window.
+    pub(crate) epoch: Instant,
+    /// A random offset for those places, per pool.
+    pub(crate) seed: f64,
+    /// When a session was last retired, and when a login last succeeded (nanoseconds
+    /// since `epoch`): a retirement waits until the one before it has been followed by a
+    /// successful login, so that a server that stops accepting logins costs at most one
+    /// session before the pool notices.
+    pub(crate) last_retired: AtomicU64,
+    pub(crate) last_login_ok: AtomicU64,
+    /// How long a probe login may take.
+    pub(crate) login_limit: std::time::Duration,
+}
+
+impl Shared {
+    /// `at` as nanoseconds since the epoch (0 before it).
+    pub(crate) fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A login succeeded at `at`.
+    pub(crate) fn login_ok(&self, at: Instant) {
+        self.health.succeeded(at);
+        self.last_login_ok
+            .fetch_max(self.nanos(at).max(1), Ordering::Relaxed);
+    }
+
+    /// A retirement since the last successful login is still unproven.
+    pub(crate) fn retirement_unproven(&self) -> bool {
+        self.last_retired.load(Ordering::Relaxed) > self.last_login_ok.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,128 @@
+//! The watcher: a task per pool that puts each new token into the pool's connect options
+//! once a login with it has worked, and makes probe logins when nothing else tells
+//! whether logins work. It ends when the pool is closed.
+//!
+//! - **A new token** in the cache is first tried in a probe login. If the server takes
+//!   it, it goes into the options (new sessions log in with it) and retirements by token
+//!   age may begin. If the server refuses it, the options keep the older token while it
+//!   is valid (new logins keep working), retirements pause, and the probe is tried again
+//!   after a backoff; once the older token has expired, the new one goes in anyway.
+//! - **A retirement not followed by a successful login** (the pool had other idle
+//!   sessions, so none was opened) is checked with a probe, so that a server that stops
+//!   accepting logins pauses retirements within one tick.
+//! - **While logins fail**, a probe per backoff step (at most 5 s apart) finds when they
+//!   work again.
+
+use std::{sync::Arc, time::Duration};
+
+use entra_pg_token::token::backoff::backoff;
+use sqlx::{ConnectOptions, Connection, PgPool, postgres::PgConnectOptions};
+use tokio::time::Instant;
+
+use crate::{
+    shared::{Counters, Shared},
+    switches::Switch,
+};
+
+/// The longest gap between two probes while logins fail.
+const MAX_PROBE_GAP: Duration = Duration::from_secs(5);
+
+/// How often the watcher looks: the retirement policy's sweep interval, never more than
+/// a quarter of the shortest token lifetime seen, at least 50 ms.
+fn tick(shared: &Shared) -> Duration {
+    let mut t = shared.policy.sweep_interval;
+    if let Some(life) = shared.tokens.cache().shortest_lifetime() {
+        t = t.min(life / 4);
+    }
+    t.max(Duration::from_millis(50))
+}
+
+/// The options with `secret` as the password.
+pub(crate) fn with_password(base: &PgConnectOptions, secret: &str) -> PgConnectOptions {
+    base.clone().password(secret)
+}
+
+/// Runs until `pool` is closed.
+pub(crate) async fn run(pool: PgPool, shared: Arc<Shared>) {
+    let closed = pool.close_event();
+    tokio::pin!(closed);
+    let mut failures: u32 = 0;
+    let mut next_probe = Instant::now();
+    loop {
+        tokio::select! {
+            _ = &mut closed => return,
+            _ = tokio::time::sleep(tick(&shared)) => {}
+        }
+        let now = Instant::now();
+        let cache = shared.tokens.cache();
+        let latest = shared.switches.latest();
+        let fresh = cache
+            .valid_now()
+            .filter(|t| t.generation != latest.generation);
+        let unproven = shared.retirement_unproven();
+        let failing = shared.health.failing_since().is_some();
+        if fresh.is_none() && !unproven && !failing {
+            continue;
+        }
+        if now < next_probe {
+            continue;
+        }
+        let options = match &fresh {
+            Some(t) => with_password(&shared.base, t.secret.expose()),
+            None => (*pool.connect_options()).clone(),
+        };
+        let ok = probe(&shared, &options).await;
+        if ok {
+            failures = 0;
+            next_probe = now;
+        } else {
+            failures = failures.saturating_add(1);
+            let policy = cache.policy();
+            next_probe = Instant::now() + backoff(policy, failures).min(MAX_PROBE_GAP);
+        }
+        // The new token goes in once it has logged in, or once the token in the options
+        // has expired (nothing is lost then).
+        let old_expired = latest.expiry.is_some_and(|e| e <= Instant::now());
+        if let Some(t) = fresh
+            && (ok || old_expired)
+        {
+            pool.set_connect_options(options);
+            shared.switches.record(Switch {
+                at: Instant::now(),
+                generation: t.generation,
+                expiry: t.deadline,
+            });
+            Counters::bump(&shared.counters.token_switches);
+            tracing::debug!(target: "deadpool_entra", generation = t.generation, proven = ok, "new token in the connect options");
+        }
+    }
+}
+
+/// One probe login: opened, timed, closed. Records the outcome.
+async fn probe(shared: &Shared, options: &PgConnectOptions) -> bool {
+    Counters::bump(&shared.counters.probe_logins);
+    let started = Instant::now();
+    let limit = shared.login_limit;
+    let result = tokio::time::timeout(limit, options.connect()).await;
+    match result {
+        Ok(Ok(conn)) => {
+            shared.switches.saw_login(started.elapsed());
+            shared.login_ok(Instant::now());
+            Counters::bump(&shared.counters.logins_ok);
+            let _ = conn.close().await;
+            true
+        }
+        Ok(Err(e)) => {
+            shared.health.failed(Instant::now());
+            Counters::bump(&shared.counters.logins_failed);
+            tracing::warn!(target: "deadpool_entra", error = %e, "probe login failed: retirements pause until logins work");
+            false
+        }
+        Err(_) => {
+            shared.health.failed(Instant::now());
+            Counters::bump(&shared.counters.logins_failed);
+            tracing::warn!(target: "deadpool_entra", limit_secs = limit.as_secs_f64(), "probe login timed out: retirements pause until logins work");
+            false
+        }
+    }
+}
