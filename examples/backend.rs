@@ -151,7 +151,10 @@ async fn from_env(var: &str, max_size: Option<usize>) -> Result<Backend, BoxErro
     })
 }
 
-async fn host_emulator(options: ConnectOptions) -> Result<(), BoxError> {
+/// Starts the emulator, runs this program again as a child process with the emulator's
+/// environment (as App Service would give it), and waits for it. For examples that build
+/// their own pool (the sqlx one).
+pub async fn host_emulator(options: ConnectOptions) -> Result<(), BoxError> {
     // Registered before the child starts: Ctrl-C goes to the whole foreground process
     // group, and this process must outlive its child to stop the emulator afterwards.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod notes;
 pub mod notes_actix;
 pub mod notes_axum;
+pub mod sqlx_notes_axum;
 
 /// The error type of the example `main` functions: anything, with a readable `Display`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
