@@ -14,6 +14,8 @@ fn colour(p: PoolKind) -> RGBColor {
         PoolKind::Baseline => RGBColor(40, 40, 40),
         PoolKind::PerConnect => RGBColor(255, 127, 14),
         PoolKind::Rebuild => RGBColor(44, 160, 44),
+        PoolKind::SqlxOurs => RGBColor(148, 103, 189),
+        PoolKind::SqlxBaseline => RGBColor(127, 127, 127),
     }
 }
 

@@ -308,13 +308,11 @@ pub async fn run(
             }
         })
         .collect();
-    if let Some(base) = results
-        .iter()
-        .find(|r| r.pool == PoolKind::Baseline)
-        .cloned()
-    {
-        for r in &mut results {
-            let mut x = Ratios::against(r, &base);
+    // Each pool against its own baseline (plain sqlx for the sqlx pools), when it ran.
+    let bases: Vec<_> = results.clone();
+    for r in &mut results {
+        if let Some(base) = bases.iter().find(|b| b.pool == r.pool.baseline()) {
+            let mut x = Ratios::against(r, base);
             x.throughput_median_of_rounds = median_round_ratio(&round_results, r.pool);
             r.ratios = Some(x);
         }
@@ -481,7 +479,7 @@ fn progress_line(
     ));
 }
 
-/// The median over rounds of `pool`'s throughput divided by the baseline's in the same
+/// The median over rounds of `pool`'s throughput divided by its baseline's in the same
 /// round: robust against a noisy machine, where one disturbed round skews a plain ratio.
 fn median_round_ratio(rounds: &[RoundResult], pool: PoolKind) -> Option<f64> {
     let mut ratios: Vec<f64> = rounds
@@ -490,7 +488,7 @@ fn median_round_ratio(rounds: &[RoundResult], pool: PoolKind) -> Option<f64> {
         .filter_map(|r| {
             rounds
                 .iter()
-                .find(|b| b.pool == PoolKind::Baseline && b.round == r.round && b.rps > 0.0)
+                .find(|b| b.pool == pool.baseline() && b.round == r.round && b.rps > 0.0)
                 .map(|b| r.rps / b.rps)
         })
         .collect();

@@ -8,7 +8,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::metrics::{Slots, record};
-use crate::pools::{PoolUnderTest, ReqError, classify_query_error};
+use crate::pools::{Checkout, PoolUnderTest, ReqError, classify_query_error};
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -53,7 +53,19 @@ pub struct Workload {
 }
 
 /// Runs one query on a checked-out client.
-pub async fn run_query(
+pub async fn run_query(client: &mut Checkout, q: QueryKind) -> Result<(), ReqError> {
+    match client {
+        Checkout::Deadpool(c) => run_on_deadpool(c, q)
+            .await
+            .map_err(|e| classify_query_error(&e)),
+        Checkout::Sqlx(c) => run_on_sqlx(c, q)
+            .await
+            .map_err(|e| crate::pools::sqlx::classify_sqlx_query_error(&e)),
+    }
+}
+
+/// The query on a deadpool-postgres client (prepared statements, cached per connection).
+async fn run_on_deadpool(
     client: &mut deadpool_postgres::Client,
     q: QueryKind,
 ) -> Result<(), tokio_postgres::Error> {
@@ -80,6 +92,40 @@ pub async fn run_query(
                 .prepare_cached("INSERT INTO churn_log (item) VALUES ($1)")
                 .await?;
             tx.execute(&ins, &[&id]).await?;
+            tx.commit().await?;
+        }
+        QueryKind::None => {}
+    }
+    Ok(())
+}
+
+/// The same queries on a sqlx connection (sqlx prepares and caches them per connection).
+async fn run_on_sqlx(
+    conn: &mut ::sqlx::pool::PoolConnection<::sqlx::Postgres>,
+    q: QueryKind,
+) -> Result<(), ::sqlx::Error> {
+    match q {
+        QueryKind::Select1 => {
+            ::sqlx::query("SELECT 1").fetch_one(&mut **conn).await?;
+        }
+        QueryKind::PointRead => {
+            let id: i32 = rand::rng().random_range(1..=ITEMS);
+            ::sqlx::query("SELECT v, name FROM churn_items WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut **conn)
+                .await?;
+        }
+        QueryKind::WriteTxn => {
+            let id: i32 = rand::rng().random_range(1..=ITEMS);
+            let mut tx = ::sqlx::Connection::begin(&mut **conn).await?;
+            ::sqlx::query("UPDATE churn_items SET v = v + 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            ::sqlx::query("INSERT INTO churn_log (item) VALUES ($1)")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         }
         QueryKind::None => {}
@@ -161,8 +207,7 @@ pub async fn task_loop(
                             s.ok += 1;
                             record(&mut s.query, t2 - t1);
                         }
-                        Err(e) => {
-                            let ReqError { kind, message } = classify_query_error(&e);
+                        Err(ReqError { kind, message }) => {
                             s.error(&kind, &message);
                         }
                     }

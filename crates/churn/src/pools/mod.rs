@@ -1,7 +1,7 @@
 //! The pools under test, behind one trait so the workload engine drives them alike.
 //!
-//! All four hand out `deadpool_postgres::Client`s, so the workload, the query code and the
-//! "did this checkout wait for a login" rule are the same for every pool.
+//! The deadpool pools hand out `deadpool_postgres::Client`s, the sqlx pools sqlx
+//! connections ([`Checkout`]); the workload runs the same queries on either.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +19,7 @@ pub mod ours;
 
 pub mod plain;
 pub mod rebuild;
+pub mod sqlx;
 
 /// The pools under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
@@ -32,6 +33,10 @@ pub enum PoolKind {
     PerConnect,
     /// `deadpool-postgres` rebuilt on a timer with a fresh token.
     Rebuild,
+    /// `sqlx-entra`: a sqlx pool on the same token layer.
+    SqlxOurs,
+    /// Plain sqlx, static password, no rotation: `sqlx-ours`' baseline.
+    SqlxBaseline,
 }
 
 impl PoolKind {
@@ -42,8 +47,27 @@ impl PoolKind {
             PoolKind::Baseline => "baseline",
             PoolKind::PerConnect => "per-connect",
             PoolKind::Rebuild => "rebuild",
+            PoolKind::SqlxOurs => "sqlx-ours",
+            PoolKind::SqlxBaseline => "sqlx-baseline",
         }
     }
+
+    /// The pool this one's ratios are taken against: plain sqlx for the sqlx pools,
+    /// plain deadpool-postgres for the others.
+    pub fn baseline(self) -> PoolKind {
+        match self {
+            PoolKind::SqlxOurs | PoolKind::SqlxBaseline => PoolKind::SqlxBaseline,
+            _ => PoolKind::Baseline,
+        }
+    }
+}
+
+/// A checked-out connection of either kind of pool.
+pub enum Checkout {
+    /// From a deadpool-postgres pool (ours, baseline, per-connect, rebuild).
+    Deadpool(deadpool_postgres::Client),
+    /// From a sqlx pool.
+    Sqlx(::sqlx::pool::PoolConnection<::sqlx::Postgres>),
 }
 
 /// The pools `churn matrix` compares, in its first order: the baseline, ours, and the
@@ -104,7 +128,7 @@ pub trait PoolUnderTest: Send + Sync {
     /// Which pool this is.
     fn kind(&self) -> PoolKind;
     /// Checks a client out.
-    fn get(&self) -> BoxFuture<'_, Result<deadpool_postgres::Client, ReqError>>;
+    fn get(&self) -> BoxFuture<'_, Result<Checkout, ReqError>>;
     /// Cumulative counters.
     fn counters(&self) -> PoolCounters;
     /// Current occupancy.
@@ -118,8 +142,12 @@ pub trait PoolUnderTest: Send + Sync {
     /// Whether the checkout that started at `t0` and returned `client` waited for a
     /// login. By default: deadpool created the object during the checkout (every
     /// creation of a plain deadpool-postgres pool is a login).
-    fn logged_in_during(&self, client: &deadpool_postgres::Client, t0: Instant) -> bool {
-        created_during(client, t0)
+    fn logged_in_during(&self, client: &Checkout, t0: Instant) -> bool {
+        match client {
+            Checkout::Deadpool(c) => created_during(c, t0),
+            // sqlx does not say whether an acquire opened the connection.
+            Checkout::Sqlx(_) => false,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 
-use super::{Occupancy, PoolCounters, PoolUnderTest, ReqError};
+use super::{Checkout, Occupancy, PoolCounters, PoolUnderTest, ReqError};
 use crate::pools::PoolKind;
 
 /// Our pool; or several of ours on one `TokenProvider`, taking requests in turn.
@@ -65,8 +65,14 @@ impl PoolUnderTest for OursPool {
         PoolKind::Ours
     }
 
-    fn get(&self) -> BoxFuture<'_, Result<deadpool_postgres::Client, ReqError>> {
-        Box::pin(async move { self.pick().get().await.map_err(|e| classify_entra(&e)) })
+    fn get(&self) -> BoxFuture<'_, Result<Checkout, ReqError>> {
+        Box::pin(async move {
+            self.pick()
+                .get()
+                .await
+                .map(Checkout::Deadpool)
+                .map_err(|e| classify_entra(&e))
+        })
     }
 
     fn counters(&self) -> PoolCounters {
@@ -111,11 +117,10 @@ impl PoolUnderTest for OursPool {
 
     /// A spare logged in by the background is created by deadpool during the checkout
     /// but costs it no login: the pool knows when each connection logged in.
-    fn logged_in_during(
-        &self,
-        client: &deadpool_postgres::Client,
-        t0: tokio::time::Instant,
-    ) -> bool {
+    fn logged_in_during(&self, client: &Checkout, t0: tokio::time::Instant) -> bool {
+        let Checkout::Deadpool(client) = client else {
+            return false;
+        };
         // A connection deadpool recycled did not log in: ask the pool only about ones
         // deadpool created during this checkout (a login, or a spare taken), so that
         // the measurement adds no lookup to the warm path the baseline does not have.

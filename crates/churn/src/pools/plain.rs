@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
 
 use super::mi::MiEndpoint;
-use super::{Occupancy, PoolCounters, PoolUnderTest, ReqError, ServerSettings};
+use super::{Checkout, Occupancy, PoolCounters, PoolUnderTest, ReqError, ServerSettings};
 use crate::pools::PoolKind;
 
 /// Where a login's password comes from.
@@ -195,11 +195,12 @@ impl PoolUnderTest for PlainPool {
         self.kind
     }
 
-    fn get(&self) -> BoxFuture<'_, Result<deadpool_postgres::Client, ReqError>> {
+    fn get(&self) -> BoxFuture<'_, Result<Checkout, ReqError>> {
         Box::pin(async move {
             self.pool
                 .get()
                 .await
+                .map(Checkout::Deadpool)
                 .map_err(|e| super::classify_pool_error(&e))
         })
     }

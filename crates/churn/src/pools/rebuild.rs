@@ -109,14 +109,19 @@ impl PoolUnderTest for RebuildPool {
         PoolKind::Rebuild
     }
 
-    fn get(&self) -> BoxFuture<'_, Result<deadpool_postgres::Client, ReqError>> {
+    fn get(&self) -> BoxFuture<'_, Result<super::Checkout, ReqError>> {
         let pool = self
             .shared
             .current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Box::pin(async move { pool.get().await.map_err(|e| super::classify_pool_error(&e)) })
+        Box::pin(async move {
+            pool.get()
+                .await
+                .map(super::Checkout::Deadpool)
+                .map_err(|e| super::classify_pool_error(&e))
+        })
     }
 
     fn counters(&self) -> PoolCounters {

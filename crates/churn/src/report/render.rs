@@ -66,12 +66,13 @@ pub fn table(r: &RunResult) -> String {
     );
     for p in &r.pools {
         if let Some(x) = &p.ratios
-            && p.pool != PoolKind::Baseline
+            && p.pool != p.pool.baseline()
         {
             let _ = writeln!(
                 s,
-                "{:<11} vs baseline: throughput x{:.3} (median of rounds x{}), p99 checkout x{:.3}, p50 checkout x{:.3}{}",
+                "{:<11} vs {}: throughput x{:.3} (median of rounds x{}), p99 checkout x{:.3}, p50 checkout x{:.3}{}",
                 p.pool.name(),
+                p.pool.baseline().name(),
                 x.throughput,
                 x.throughput_median_of_rounds
                     .map(|v| format!("{v:.3}"))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use entra_emulator::Emulator;
 
-use super::{Setup, refresh_timings, with_ours_settings};
+use super::{Setup, azure_scale, refresh_timings, retire_timings, with_ours_settings};
 use crate::cli::Args;
 use crate::fault::{FaultKind, FaultSink, Node};
 use crate::pools::PoolKind;
@@ -15,6 +15,7 @@ use crate::pools::mi::MiEndpoint;
 use crate::pools::ours::OursPool;
 use crate::pools::plain::PlainPool;
 use crate::pools::rebuild::RebuildPool;
+use crate::pools::sqlx::SqlxPool;
 use crate::pools::{PoolUnderTest, ServerSettings, tls_from_ca};
 use crate::run::{ServerCounters, ServerProbe};
 use crate::workload::QueryKind;
@@ -343,6 +344,52 @@ impl EmulatorServer {
                 PoolKind::Rebuild => {
                     Arc::new(RebuildPool::start(&settings, &mi_user, new_mi(emu)?).await?)
                 }
+                PoolKind::SqlxOurs => {
+                    let mut cfg = deadpool_entra::Config::new();
+                    for (k, v) in [
+                        ("host", host.clone()),
+                        ("port", emu.pg_port().to_string()),
+                        ("dbname", emu.database().to_owned()),
+                        ("user", mi_user.clone()),
+                        ("sslrootcert", emu.ca_cert_path().display().to_string()),
+                    ] {
+                        cfg.set(k, &v).map_err(|e| e.to_string())?;
+                    }
+                    cfg.max_size = Some(args.max_size);
+                    cfg.min_connections = args.min_connections;
+                    cfg.wait_timeout = Some(args.wait_timeout);
+                    cfg.create_timeout = None;
+                    cfg.lazy = args.cold;
+                    cfg.retire = deadpool_entra::RetirePolicy {
+                        retire_without_replacement: args.retire_without_replacement,
+                        ..retire_timings(args)
+                    };
+                    if azure_scale(args).is_some() {
+                        cfg.refresh = refresh_timings(args);
+                    }
+                    let source: Arc<dyn deadpool_entra::TokenSource> = match &credential {
+                        Some(c) => Arc::new(deadpool_entra::CredentialSource::new(c.clone())),
+                        None => Arc::new(mi_source(new_mi(emu)?)),
+                    };
+                    let pool = sqlx_entra::PoolBuilder::new(cfg)
+                        .token_source(source)
+                        .build()
+                        .await
+                        .map_err(|e| format!("building sqlx-entra's pool: {e}"))?;
+                    Arc::new(SqlxPool::ours(pool))
+                }
+                PoolKind::SqlxBaseline => Arc::new(
+                    SqlxPool::baseline(
+                        host,
+                        emu.pg_port(),
+                        emu.database(),
+                        emu.ca_cert_path(),
+                        (BASELINE_ROLE, password),
+                        args.max_size,
+                        args.wait_timeout,
+                    )
+                    .await?,
+                ),
             };
             pools.push(p);
         }

@@ -75,6 +75,12 @@ pub(super) async fn setup(args: &Args, kinds: &[PoolKind]) -> Result<Setup, Stri
                 };
                 Arc::new(PlainPool::baseline(&settings, u, p)?)
             }
+            PoolKind::SqlxOurs | PoolKind::SqlxBaseline => {
+                return Err(
+                    "the sqlx pools run against the emulator target only (a real server's baseline role and CA are not wired for them yet)"
+                        .into(),
+                );
+            }
             PoolKind::PerConnect | PoolKind::Rebuild => {
                 let (e, h) = mi.clone().ok_or(
                     "per-connect and rebuild on the env target need IDENTITY_ENDPOINT and IDENTITY_HEADER",
@@ -94,14 +100,22 @@ pub(super) async fn setup(args: &Args, kinds: &[PoolKind]) -> Result<Setup, Stri
             }
         };
         if !schema_done && matches!(args.query, QueryKind::PointRead | QueryKind::WriteTxn) {
-            let client = p
+            match p
                 .get()
                 .await
-                .map_err(|e| format!("schema: {}", e.message))?;
-            client
-                .batch_execute(SCHEMA)
-                .await
-                .map_err(|e| format!("creating the schema: {e}"))?;
+                .map_err(|e| format!("schema: {}", e.message))?
+            {
+                crate::pools::Checkout::Deadpool(client) => client
+                    .batch_execute(SCHEMA)
+                    .await
+                    .map_err(|e| format!("creating the schema: {e}"))?,
+                crate::pools::Checkout::Sqlx(mut conn) => {
+                    ::sqlx::raw_sql(SCHEMA)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| format!("creating the schema: {e}"))?;
+                }
+            }
             schema_done = true;
         }
         pools.push(p);
