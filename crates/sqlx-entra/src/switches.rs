@@ -8,9 +8,10 @@
 //! token). Erring towards the older token retires a session early (one more login);
 //! erring the other way would keep it past its token's expiry, which the server allows.
 
-use std::{collections::VecDeque, sync::Mutex, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use entra_pg_token::{sync::lock, token::cache::RecentTokens};
+use arc_swap::ArcSwap;
+use entra_pg_token::token::cache::RecentTokens;
 use tokio::time::Instant;
 
 /// How many switches are kept: a session older than the oldest is attributed to it (its
@@ -32,32 +33,49 @@ pub(crate) struct Switch {
     pub(crate) expiry: Option<Instant>,
 }
 
-/// The switches, oldest first, and the login window.
+/// The history: switches oldest first, and the login window.
+#[derive(Clone)]
+struct History {
+    list: VecDeque<Switch>,
+    window: Duration,
+}
+
+/// The switches and the login window. Read at every checkout without a lock (a snapshot
+/// swapped in whole); written at each switch and each slower login seen, rarely.
 pub(crate) struct Switches {
-    list: Mutex<(VecDeque<Switch>, Duration)>,
+    history: ArcSwap<History>,
 }
 
 impl Switches {
     /// The history with its first switch (the token the pool was built with).
     pub(crate) fn new(first: Switch) -> Self {
         Self {
-            list: Mutex::new((VecDeque::from([first]), MIN_WINDOW)),
+            history: ArcSwap::from_pointee(History {
+                list: VecDeque::from([first]),
+                window: MIN_WINDOW,
+            }),
         }
     }
 
     /// Records a switch.
     pub(crate) fn record(&self, s: Switch) {
-        let mut g = lock(&self.list);
-        if g.0.len() == KEPT {
-            g.0.pop_front();
-        }
-        g.0.push_back(s);
+        self.history.rcu(|h| {
+            let mut h = History::clone(h);
+            if h.list.len() == KEPT {
+                h.list.pop_front();
+            }
+            h.list.push_back(s);
+            Arc::new(h)
+        });
     }
 
     /// The token in the options now.
     pub(crate) fn latest(&self) -> Switch {
-        let g = lock(&self.list);
-        *g.0.back()
+        *self
+            .history
+            .load()
+            .list
+            .back()
             .expect("the history starts with one switch and never empties")
     }
 
@@ -65,33 +83,37 @@ impl Switches {
     /// [`MIN_WINDOW`], [`MAX_WINDOW`]); it never narrows.
     pub(crate) fn saw_login(&self, took: Duration) {
         let w = took.saturating_mul(4).clamp(MIN_WINDOW, MAX_WINDOW);
-        let mut g = lock(&self.list);
-        g.1 = g.1.max(w);
+        if w <= self.history.load().window {
+            return;
+        }
+        self.history.rcu(|h| {
+            let mut h = History::clone(h);
+            h.window = h.window.max(w);
+            Arc::new(h)
+        });
     }
 
     /// The token a session created at `created` logged in with.
     pub(crate) fn token_of(&self, created: Instant) -> Switch {
-        let g = lock(&self.list);
-        let (list, window) = &*g;
-        let began = created.checked_sub(*window).unwrap_or(created);
-        list.iter()
+        let h = self.history.load();
+        let began = created.checked_sub(h.window).unwrap_or(created);
+        h.list
+            .iter()
             .rev()
             .find(|s| s.at <= began)
-            .or_else(|| list.front())
+            .or_else(|| h.list.front())
             .copied()
-            .expect("the history starts with one switch and never empties")
+            .unwrap_or_else(|| self.latest())
     }
 
     /// The latest switches as the retirement gate reads token history: when each token
     /// entered the options, and its expiry, oldest first.
     pub(crate) fn recent(&self) -> RecentTokens {
-        let g = lock(&self.list);
+        let h = self.history.load();
         let mut out: RecentTokens = Default::default();
         let n = out.len();
-        for (slot, s) in out
-            .iter_mut()
-            .zip(g.0.iter().skip(g.0.len().saturating_sub(n)))
-        {
+        let kept = h.list.iter().skip(h.list.len().saturating_sub(n));
+        for (slot, s) in out.iter_mut().zip(kept) {
             *slot = Some((s.at, s.expiry));
         }
         out
