@@ -171,8 +171,23 @@ mod tests {
     }
 
     #[test]
+    fn the_root_certificate_is_the_file_given_and_system_means_the_public_roots() {
+        let printed = |root: &str| {
+            let c = cfg(&[("host", "a.example"), ("sslrootcert", root)]);
+            format!("{:?}", connect_options(&c, "u").unwrap())
+        };
+        let file = printed("/etc/ssl/our-ca.pem");
+        assert!(file.contains("our-ca.pem"), "{file}");
+        let system = printed("system");
+        assert!(system.contains("ssl_root_cert: None"), "{system}");
+    }
+
+    #[test]
     fn sizes_and_timeouts_follow_the_deadpool_pool() {
         let mut c = Config::new();
+        c.max_size = None;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(max_connections(&c), u32::try_from(cpus * 4).unwrap());
         c.max_size = Some(7);
         assert_eq!(max_connections(&c), 7);
         c.max_size = Some(0);
