@@ -232,6 +232,44 @@ async fn refused_logins_keep_the_sessions_and_the_older_token_in_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_that_kills_every_session_costs_only_the_requests_in_flight() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, LIFETIME * 15, Arc::default());
+    let pool = PoolBuilder::new(config(&emu, &mi, 3))
+        .token_source(src)
+        .build()
+        .await
+        .unwrap();
+    filled(&pool, 3).await;
+    let killer = {
+        let emu = emu.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            emu.faults().kill_all_sessions()
+        })
+    };
+    let errors = load(&pool, 3, Duration::from_millis(10), Duration::from_secs(4)).await;
+    let killed = killer.await.unwrap();
+    let stats = pool.stats();
+    eprintln!("killed {killed}, errors {errors}, {stats:?}");
+    assert!(killed >= 3, "the sessions were killed: {killed}");
+    // sqlx pings an idle session before handing it out: only a query in flight on a
+    // killed session fails, one per task at most.
+    assert!(errors <= 3, "{errors} failed");
+    // Whole again: every task's next request works.
+    assert_eq!(
+        load(&pool, 3, Duration::ZERO, Duration::from_millis(500)).await,
+        0
+    );
+    assert!(
+        stats.logins_ok >= 6,
+        "the sessions were replaced: {stats:?}"
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_provider_serves_a_deadpool_pool_and_a_sqlx_pool_with_one_identity_call_per_refresh() {
     let emu = emulator().await;
     let mi = emu.default_identity().name.clone();
