@@ -56,7 +56,9 @@ fn ssl_mode(m: SslMode) -> PgSslMode {
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Allow => PgSslMode::Allow,
         SslMode::Prefer => PgSslMode::Prefer,
-        SslMode::Require => PgSslMode::Require,
+        // deadpool-entra's `require` verifies the chain and the name; sqlx's would accept
+        // any certificate and hand the token to whoever answers.
+        SslMode::Require => PgSslMode::VerifyFull,
         SslMode::VerifyCa => PgSslMode::VerifyCa,
         SslMode::VerifyFull => PgSslMode::VerifyFull,
     }
@@ -168,6 +170,16 @@ mod tests {
             ]
         );
         assert!(server_options("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn sslmode_require_verifies_the_certificate_as_deadpool_entra_does() {
+        let c = cfg(&[
+            ("host", "srv.postgres.database.azure.com"),
+            ("sslmode", "require"),
+        ]);
+        let o = connect_options(&c, "u").unwrap();
+        assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
     }
 
     #[test]
