@@ -230,6 +230,23 @@ fn bad_input_names_the_field() {
         let e = cfg.validate().expect_err("refused");
         assert_eq!(e.field, field, "{e}");
     }
+    // A pool no server could hold: PostgreSQL's own ceiling on max_connections is
+    // 262,143 (and sqlx would allocate a slot per session at build).
+    for (max, ok) in [(262_143, true), (262_144, false), (usize::MAX, false)] {
+        let cfg = deadpool_entra::Config {
+            host: Some("h.example.com".into()),
+            max_size: Some(max),
+            ..Default::default()
+        };
+        match cfg.validate() {
+            Ok(()) => assert!(ok, "{max} accepted"),
+            Err(e) => {
+                assert!(!ok, "{max} refused: {e}");
+                assert_eq!(e.field, "max_size");
+                assert!(e.reason.contains("262143"), "{e}");
+            }
+        }
+    }
     // Empty host.
     assert_eq!(field_of("postgresql://:5432/app".parse()), "host");
     assert_eq!(field_of(env(&[("PGDATABASE", "app")])), "host");
@@ -892,6 +909,11 @@ fn tcp_settings_read_as_libpq_reads_them() {
         "0: the system's default, not the pool's"
     );
     assert_eq!(c.keepalives, Some(true));
+    // libpq spells the probe count `keepalives_count`; tokio-postgres `keepalives_retries`.
+    for key in ["keepalives_count", "keepalives_retries"] {
+        let c: Config = format!("host=db.example.com {key}=4").parse().unwrap();
+        assert_eq!(c.keepalives_retries, Some(4), "{key}");
+    }
     let off: Config = "host=db.example.com keepalives=0".parse().unwrap();
     assert_eq!(off.keepalives, Some(false));
     let e = "host=db.example.com keepalives=off"

@@ -9,7 +9,6 @@ use entra_pg_token::{
     TokenProvider, TokenSource, claims::user_from_token, cloud::scope_for,
     retire::health::LoginHealth, token::cache::CachedToken,
 };
-use sqlx::postgres::PgPoolOptions;
 use tokio::time::Instant;
 
 use crate::{
@@ -85,6 +84,10 @@ impl PoolBuilder {
             }
         };
         let base = options::connect_options(&cfg, &user)?;
+        let ignored = options::ignored(&cfg);
+        if !ignored.is_empty() {
+            tracing::warn!(target: "deadpool_entra", settings = ?ignored, "sqlx has no TCP timeouts or keepalives: these settings are ignored (sqlx pings an idle session before handing it out, and acquire_timeout bounds a login)");
+        }
         let now = Instant::now();
         let shared = Arc::new(Shared {
             tokens,
@@ -104,13 +107,7 @@ impl PoolBuilder {
             base: base.clone(),
         });
         let (on_connect, on_acquire) = (shared.clone(), shared.clone());
-        let pg = PgPoolOptions::new()
-            .max_connections(options::max_connections(&cfg))
-            .min_connections(u32::try_from(cfg.min_connections).unwrap_or(u32::MAX))
-            .acquire_timeout(options::acquire_timeout(&cfg))
-            // Retirement by lifetime is ours: jittered, and only when a replacement can
-            // log in.
-            .max_lifetime(None)
+        let pg = options::pool_options(&cfg)
             .after_connect(move |_conn, _meta| {
                 hooks::connected(&on_connect);
                 Box::pin(async { Ok(()) })

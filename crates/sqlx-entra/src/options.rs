@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use deadpool_entra::{Config, SslMode, error::ConfigError};
-use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use deadpool_entra::{ChannelBinding, Config, SslMode, TargetSessionAttrs, error::ConfigError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 /// The connect options without a password: the watcher adds each token.
 pub(crate) fn connect_options(cfg: &Config, user: &str) -> Result<PgConnectOptions, ConfigError> {
@@ -23,6 +23,30 @@ pub(crate) fn connect_options(cfg: &Config, user: &str) -> Result<PgConnectOptio
         return Err(ConfigError::new(
             "hostaddr",
             "sqlx has no hostaddr (it resolves the host name itself); remove it",
+        ));
+    }
+    if cfg.target_session_attrs != TargetSessionAttrs::Any {
+        return Err(ConfigError::new(
+            "target_session_attrs",
+            format!(
+                "sqlx cannot check a server's role at login (target_session_attrs={}); remove it and point host at the server wanted (the primary's name, or a replica's)",
+                cfg.target_session_attrs.as_str()
+            ),
+        ));
+    }
+    if cfg.channel_binding == ChannelBinding::Require {
+        return Err(ConfigError::new(
+            "channel_binding",
+            "sqlx never uses channel binding (SCRAM without -PLUS), so channel_binding=require cannot be met; use prefer or disable",
+        ));
+    }
+    if cfg.ssl_mode == SslMode::VerifyCa {
+        // sqlx adds `sslrootcert` to the public roots rather than trusting it alone, and
+        // verify-ca skips the host name: anyone holding any publicly trusted certificate
+        // would pass.
+        return Err(ConfigError::new(
+            "sslmode",
+            "sqlx's verify-ca trusts the public roots as well as sslrootcert and does not check the host name, so anyone who can redirect the connection and holds any publicly trusted certificate would receive the token; use verify-full (the default), with sslrootcert for a private CA",
         ));
     }
     // `new_without_pgpass`: no password from a file; the token is the password.
@@ -49,6 +73,23 @@ pub(crate) fn connect_options(cfg: &Config, user: &str) -> Result<PgConnectOptio
     Ok(o)
 }
 
+/// The settings given that sqlx has no place for: TCP timeouts and keepalives (sqlx
+/// pings an idle session before handing it out instead, and `acquire_timeout` bounds a
+/// login). The builder names them in a warning.
+pub(crate) fn ignored(cfg: &Config) -> Vec<&'static str> {
+    [
+        ("connect_timeout", cfg.connect_timeout.is_some()),
+        ("keepalives", cfg.keepalives.is_some()),
+        ("keepalives_idle", cfg.keepalives_idle.is_some()),
+        ("keepalives_interval", cfg.keepalives_interval.is_some()),
+        ("keepalives_retries", cfg.keepalives_retries.is_some()),
+        ("tcp_user_timeout", cfg.tcp_user_timeout.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
 /// libpq's `sslmode` as sqlx spells it. `Config::validate` has already refused the modes
 /// that would send a token in clear text (unless to loopback, with the opt-out).
 fn ssl_mode(m: SslMode) -> PgSslMode {
@@ -59,7 +100,8 @@ fn ssl_mode(m: SslMode) -> PgSslMode {
         // deadpool-entra's `require` verifies the chain and the name; sqlx's would accept
         // any certificate and hand the token to whoever answers.
         SslMode::Require => PgSslMode::VerifyFull,
-        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        // Refused in `connect_options`.
+        SslMode::VerifyCa => PgSslMode::VerifyFull,
         SslMode::VerifyFull => PgSslMode::VerifyFull,
     }
 }
@@ -91,29 +133,55 @@ fn server_options(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
     Ok(out)
 }
 
-/// The pool size: the configuration's, or deadpool's default (four per CPU), so that both
-/// pools size alike from one configuration.
+/// The pool size: the configuration's (`Config::validate` bounds it), or the deadpool
+/// pool's default (deadpool's own, two per logical CPU, raised to `min_connections`), so
+/// that both pools size alike from one configuration.
 pub(crate) fn max_connections(cfg: &Config) -> u32 {
-    let n = cfg
-        .max_size
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get() * 4));
+    let n = cfg.max_size.unwrap_or_else(|| {
+        deadpool_entra::deadpool_postgres::PoolConfig::default()
+            .max_size
+            .max(cfg.min_connections)
+    });
     u32::try_from(n).unwrap_or(u32::MAX).max(1)
 }
 
+/// sqlx's pool options for `cfg`, hooks aside: its size, its acquire timeout, and none of
+/// sqlx's own closing of sessions by age or idleness.
+pub(crate) fn pool_options(cfg: &Config) -> PgPoolOptions {
+    let max = max_connections(cfg);
+    PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(u32::try_from(cfg.min_connections).map_or(max, |n| n.min(max)))
+        .acquire_timeout(acquire_timeout(cfg))
+        // Retirement by lifetime is ours: jittered, and only when a replacement can log
+        // in.
+        .max_lifetime(None)
+        // sqlx would close a session idle for 10 minutes, even while no replacement can
+        // log in (an identity outage, refused logins): sessions stay, as in the deadpool
+        // pool.
+        .idle_timeout(None)
+}
+
+/// The longest acquire timeout: sqlx adds it to `Instant::now()`, which panics on
+/// overflow, and has no "for ever".
+pub(crate) const MAX_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How long an acquire may wait, login included: `wait_timeout` plus `create_timeout`
-/// (deadpool's two), 30 s when neither is set.
+/// (deadpool's two), 30 s when neither is set, at most [`MAX_ACQUIRE_TIMEOUT`].
 pub(crate) fn acquire_timeout(cfg: &Config) -> Duration {
     match (cfg.wait_timeout, cfg.create_timeout) {
         (None, None) => Duration::from_secs(30),
         (w, c) => w
             .unwrap_or_default()
             .saturating_add(c.unwrap_or_default())
-            .max(Duration::from_millis(1)),
+            .clamp(Duration::from_millis(1), MAX_ACQUIRE_TIMEOUT),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Config {
@@ -150,6 +218,21 @@ mod tests {
         let mut addr = cfg(&[("host", "a.example")]);
         addr.hostaddr = vec![Some("10.0.0.1".parse().unwrap())];
         assert_eq!(connect_options(&addr, "u").unwrap_err().field, "hostaddr");
+        for (k, v) in [
+            ("target_session_attrs", "read-write"),
+            ("target_session_attrs", "standby"),
+            ("channel_binding", "require"),
+        ] {
+            let c = cfg(&[("host", "a.example"), (k, v)]);
+            let e = connect_options(&c, "u").unwrap_err();
+            assert_eq!(e.field, k, "{e}");
+        }
+        for ok in [
+            ("target_session_attrs", "any"),
+            ("channel_binding", "disable"),
+        ] {
+            connect_options(&cfg(&[("host", "a.example"), ok]), "u").unwrap();
+        }
         for bad in ["--search_path=x", "-c", "-c =x", "-c noequals"] {
             let c = cfg(&[("host", "a.example"), ("options", bad)]);
             assert_eq!(
@@ -183,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn verify_ca_is_refused_because_sqlx_adds_the_public_roots_and_skips_the_host_name() {
+        for root in ["/etc/ssl/our-ca.pem", "system"] {
+            let c = cfg(&[
+                ("host", "srv.postgres.database.azure.com"),
+                ("sslmode", "verify-ca"),
+                ("sslrootcert", root),
+            ]);
+            let e = connect_options(&c, "u").unwrap_err();
+            assert_eq!(e.field, "sslmode", "{root}");
+            assert!(e.reason.contains("verify-full"), "{e}");
+        }
+    }
+
+    #[test]
     fn the_root_certificate_is_the_file_given_and_system_means_the_public_roots() {
         let printed = |root: &str| {
             let c = cfg(&[("host", "a.example"), ("sslrootcert", root)]);
@@ -195,17 +292,56 @@ mod tests {
     }
 
     #[test]
+    fn settings_sqlx_has_no_place_for_are_named() {
+        assert!(ignored(&cfg(&[("host", "a.example")])).is_empty());
+        let c = cfg(&[
+            ("host", "a.example"),
+            ("connect_timeout", "3"),
+            ("keepalives", "1"),
+            ("keepalives_idle", "10"),
+            ("keepalives_interval", "2"),
+            ("keepalives_retries", "4"),
+            ("tcp_user_timeout", "5000"),
+        ]);
+        assert_eq!(
+            ignored(&c),
+            [
+                "connect_timeout",
+                "keepalives",
+                "keepalives_idle",
+                "keepalives_interval",
+                "keepalives_retries",
+                "tcp_user_timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn sqlx_closes_no_session_by_age_or_idleness_of_its_own() {
+        let mut c = cfg(&[("host", "a.example")]);
+        c.max_size = Some(6);
+        c.min_connections = 2;
+        let o = pool_options(&c);
+        assert_eq!(o.get_idle_timeout(), None);
+        assert_eq!(o.get_max_lifetime(), None);
+        assert_eq!(o.get_max_connections(), 6);
+        assert_eq!(o.get_min_connections(), 2);
+        assert_eq!(o.get_acquire_timeout(), acquire_timeout(&c));
+    }
+
+    #[test]
     fn sizes_and_timeouts_follow_the_deadpool_pool() {
         let mut c = Config::new();
         c.max_size = None;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(max_connections(&c), u32::try_from(cpus * 4).unwrap());
+        assert_eq!(max_connections(&c), u32::try_from(cpus * 2).unwrap());
+        c.min_connections = cpus * 2 + 3;
+        assert_eq!(max_connections(&c), u32::try_from(cpus * 2 + 3).unwrap());
+        c.min_connections = 0;
         c.max_size = Some(7);
         assert_eq!(max_connections(&c), 7);
         c.max_size = Some(0);
         assert_eq!(max_connections(&c), 1);
-        c.max_size = Some(usize::MAX);
-        assert_eq!(max_connections(&c), u32::MAX);
         c.wait_timeout = None;
         c.create_timeout = None;
         assert_eq!(acquire_timeout(&c), Duration::from_secs(30));
@@ -215,5 +351,11 @@ mod tests {
         c.wait_timeout = Some(Duration::ZERO);
         c.create_timeout = None;
         assert_eq!(acquire_timeout(&c), Duration::from_millis(1));
+        // sqlx adds the timeout to `Instant::now()` and panics on overflow: a wait "for
+        // ever" is capped at a year.
+        c.wait_timeout = Some(Duration::MAX);
+        c.create_timeout = Some(Duration::MAX);
+        assert_eq!(acquire_timeout(&c), MAX_ACQUIRE_TIMEOUT);
+        assert!(Instant::now().checked_add(acquire_timeout(&c)).is_some());
     }
 }

@@ -41,6 +41,7 @@ pub(super) const KEYS: &[&str] = &[
     "keepalives_idle",
     "keepalives_interval",
     "keepalives_retries",
+    "keepalives_count",
     "tcp_user_timeout",
     "client_id",
     "azure_client_id",

@@ -265,7 +265,8 @@ impl Config {
             "keepalives" => self.keepalives = parse_keepalives(key, value)?,
             "keepalives_idle" => self.keepalives_idle = parse_secs_opt(key, value)?,
             "keepalives_interval" => self.keepalives_interval = parse_secs_opt(key, value)?,
-            "keepalives_retries" => {
+            // libpq's name, and tokio-postgres'.
+            "keepalives_count" | "keepalives_retries" => {
                 self.keepalives_retries = Some(
                     value
                         .trim()

@@ -58,6 +58,11 @@ fn hosts(cfg: &Config) -> Result<Vec<&str>, ConfigError> {
     Ok(hosts)
 }
 
+/// PostgreSQL's ceiling on `max_connections` (`MAX_BACKENDS`, 2^18 - 1): no server holds a
+/// larger pool, and a pool that allocates per slot (sqlx) would abort on a size near
+/// `usize::MAX`.
+pub(crate) const MAX_POOL_SIZE: usize = 262_143;
+
 /// A size that lets a checkout succeed, and holds the floor.
 fn pool_size(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(max) = cfg.max_size
@@ -75,6 +80,16 @@ fn pool_size(cfg: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             "max_size",
             "max_size 0 would make every checkout wait for ever",
+        ));
+    }
+    if let Some(max) = cfg.max_size
+        && max > MAX_POOL_SIZE
+    {
+        return Err(ConfigError::new(
+            "max_size",
+            format!(
+                "max_size {max} is more sessions than any PostgreSQL server accepts (its max_connections is at most {MAX_POOL_SIZE}; Azure's is a few thousand); size the pool for the server"
+            ),
         ));
     }
     Ok(())
