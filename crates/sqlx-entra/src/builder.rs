@@ -9,6 +9,7 @@ use entra_pg_token::{
     TokenProvider, TokenSource, claims::user_from_token, cloud::scope_for,
     retire::health::LoginHealth, token::cache::CachedToken,
 };
+use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::{
@@ -62,8 +63,11 @@ impl PoolBuilder {
         self
     }
 
-    /// Builds the pool. Unless the configuration is `lazy`, it logs in once, so that a
-    /// wrong host, user or token is reported here.
+    /// Builds the pool. It waits for the first token (sqlx's connect options need it as
+    /// the password, and the user may come from its claims). Unless the configuration is
+    /// `lazy`, it then logs in `min_connections` sessions (at least one), so that a wrong
+    /// host, user or token is reported here; when lazy, it logs them in in the
+    /// background.
     pub async fn build(self) -> Result<Pool, Error> {
         let cfg = self.cfg;
         cfg.validate()?;
@@ -101,8 +105,7 @@ impl PoolBuilder {
             counters: Counters::default(),
             epoch: now,
             seed: rand_unit(),
-            last_retired: Default::default(),
-            last_login_ok: Default::default(),
+            proof: Default::default(),
             login_limit: cfg.create_timeout.unwrap_or(Duration::from_secs(30)),
             base: base.clone(),
         });
@@ -117,29 +120,39 @@ impl PoolBuilder {
                 Box::pin(async move { Ok(keep) })
             })
             .connect_lazy_with(watcher::with_password(&base, token.secret.expose()));
-        if !cfg.lazy {
-            // The first login, timed (it sets the login window), then the rest of
-            // `min_connections` together: sqlx's own upkeep tops the pool up only every
-            // few minutes.
-            let started = Instant::now();
-            let mut held = Vec::new();
-            let first = pg.acquire().await;
-            shared.switches.saw_login(started.elapsed());
-            held.push(first);
-            let more = (1..cfg
-                .min_connections
-                .min(options::max_connections(&cfg) as usize))
-                .map(|_| pg.acquire());
-            held.extend(futures_util::future::join_all(more).await);
-            if let Some(Err(_)) = held.iter().find(|r| r.is_err()) {
-                let e = held.into_iter().find_map(Result::err);
-                pg.close().await;
-                return Err(Error::Login(e.unwrap_or(sqlx::Error::PoolTimedOut)));
-            }
+        let floor = cfg
+            .min_connections
+            .min(options::max_connections(&cfg) as usize);
+        if cfg.lazy {
+            // sqlx fills `min_connections` only when it reaps a session: log them in in
+            // the background.
+            let (pg, shared) = (pg.clone(), shared.clone());
+            tokio::spawn(async move {
+                if let Err(e) = fill(&pg, &shared, floor).await {
+                    tracing::warn!(target: "deadpool_entra", error = %e, "logging in min_connections in the background failed; sessions open on demand");
+                }
+            });
+        } else if let Err(e) = fill(&pg, &shared, floor.max(1)).await {
+            pg.close().await;
+            return Err(Error::Login(e));
         }
         tokio::spawn(watcher::run(pg.clone(), shared.clone()));
         Ok(Pool { pg, shared })
     }
+}
+
+/// Logs in `n` sessions (the first alone and timed, as it sets the login window, then the
+/// rest together) and returns them to the pool.
+async fn fill(pg: &PgPool, shared: &Shared, n: usize) -> Result<(), sqlx::Error> {
+    if n == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let first = pg.acquire().await?;
+    shared.switches.saw_login(started.elapsed());
+    let more = futures_util::future::join_all((1..n).map(|_| pg.acquire())).await;
+    drop(first);
+    more.into_iter().collect::<Result<Vec<_>, _>>().map(drop)
 }
 
 /// The provider given, or one around the source given, or the configuration's own.

@@ -5,7 +5,7 @@
 //! data of ours per session): a Weyl sequence over the millisecond it was created, so
 //! that sessions created together leave spread out.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::time::Duration;
 
 use entra_pg_token::retire::{
     RetireReason,
@@ -63,7 +63,7 @@ pub(crate) fn keep(shared: &Shared, age: Duration) -> bool {
         logins_ok_since: shared
             .health
             .ok_since()
-            .filter(|_| !shared.retirement_unproven()),
+            .filter(|_| !shared.proof.unproven()),
     };
     match decide(&p, &gate, now) {
         Decision::Keep => true,
@@ -72,14 +72,19 @@ pub(crate) fn keep(shared: &Shared, age: Duration) -> bool {
             true
         }
         Decision::Retire(reason) => {
+            let at = shared.nanos(now);
+            if gate.unconditional {
+                shared.proof.force(at);
+            } else if !shared.proof.claim(at) {
+                // Another checkout retired one a moment ago, unproven yet.
+                Counters::bump(&shared.counters.overdue_checks);
+                return true;
+            }
             let c = &shared.counters;
             Counters::bump(match reason {
                 RetireReason::MaxLifetime => &c.retired_max_lifetime,
                 _ => &c.retired_token_age,
             });
-            shared
-                .last_retired
-                .fetch_max(shared.nanos(now).max(1), Ordering::Relaxed);
             tracing::debug!(target: "deadpool_entra", reason = reason.as_str(), "session retired");
             false
         }

@@ -31,6 +31,7 @@ mod error;
 mod hooks;
 mod options;
 mod pool;
+mod proof;
 mod shared;
 mod stats;
 mod switches;

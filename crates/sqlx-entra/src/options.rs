@@ -145,8 +145,8 @@ pub(crate) fn max_connections(cfg: &Config) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX).max(1)
 }
 
-/// sqlx's pool options for `cfg`, hooks aside: its size, its acquire timeout, and none of
-/// sqlx's own closing of sessions by age or idleness.
+/// sqlx's pool options for `cfg`, hooks aside: its size, its acquire timeout, no closing
+/// by age (the retirement rule's instead), and sqlx's own idle timeout.
 pub(crate) fn pool_options(cfg: &Config) -> PgPoolOptions {
     let max = max_connections(cfg);
     PgPoolOptions::new()
@@ -156,10 +156,10 @@ pub(crate) fn pool_options(cfg: &Config) -> PgPoolOptions {
         // Retirement by lifetime is ours: jittered, and only when a replacement can log
         // in.
         .max_lifetime(None)
-        // sqlx would close a session idle for 10 minutes, even while no replacement can
-        // log in (an identity outage, refused logins): sessions stay, as in the deadpool
-        // pool.
-        .idle_timeout(None)
+    // sqlx's idle timeout (10 minutes) stays. It closes idle sessions during an outage
+    // too, but sqlx sets no TCP keepalives, so a session idle that long behind Azure's
+    // 4-minute idle drop (load balancers, NAT) is likely dead already, and handing it out
+    // would hang its ping until the acquire times out. A plain sqlx pool does the same.
 }
 
 /// The longest acquire timeout: sqlx adds it to `Instant::now()`, which panics on
@@ -317,12 +317,16 @@ mod tests {
     }
 
     #[test]
-    fn sqlx_closes_no_session_by_age_or_idleness_of_its_own() {
+    fn sqlx_closes_no_session_by_age_and_keeps_its_idle_timeout() {
         let mut c = cfg(&[("host", "a.example")]);
         c.max_size = Some(6);
         c.min_connections = 2;
         let o = pool_options(&c);
-        assert_eq!(o.get_idle_timeout(), None);
+        assert_eq!(
+            o.get_idle_timeout(),
+            PgPoolOptions::new().get_idle_timeout(),
+            "sqlx's own"
+        );
         assert_eq!(o.get_max_lifetime(), None);
         assert_eq!(o.get_max_connections(), 6);
         assert_eq!(o.get_min_connections(), 2);

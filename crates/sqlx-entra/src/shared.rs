@@ -7,7 +7,7 @@ use entra_pg_token::{TokenProvider, retire::health::LoginHealth};
 use sqlx::postgres::PgConnectOptions;
 use tokio::time::Instant;
 
-use crate::switches::Switches;
+use crate::{proof::Proof, switches::Switches};
 
 /// Event counters behind [`crate::Stats`] (named as deadpool-entra's).
 #[derive(Default)]
@@ -39,12 +39,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// A random offset for those places, per pool.
     pub(crate) seed: f64,
-    /// When a session was last retired, and when a login last succeeded (nanoseconds
-    /// since `epoch`): a retirement waits until the one before it has been followed by a
-    /// successful login, so that a server that stops accepting logins costs at most one
-    /// session before the pool notices.
-    pub(crate) last_retired: AtomicU64,
-    pub(crate) last_login_ok: AtomicU64,
+    /// One retirement at a time until a login follows it.
+    pub(crate) proof: Proof,
     /// How long a probe login may take.
     pub(crate) login_limit: std::time::Duration,
 }
@@ -58,12 +54,6 @@ impl Shared {
     /// A login succeeded at `at`.
     pub(crate) fn login_ok(&self, at: Instant) {
         self.health.succeeded(at);
-        self.last_login_ok
-            .fetch_max(self.nanos(at).max(1), Ordering::Relaxed);
-    }
-
-    /// A retirement since the last successful login is still unproven.
-    pub(crate) fn retirement_unproven(&self) -> bool {
-        self.last_retired.load(Ordering::Relaxed) > self.last_login_ok.load(Ordering::Relaxed)
+        self.proof.login_ok(self.nanos(at));
     }
 }

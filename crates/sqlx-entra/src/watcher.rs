@@ -59,7 +59,7 @@ pub(crate) async fn run(pool: PgPool, shared: Arc<Shared>) {
         let fresh = cache
             .valid_now()
             .filter(|t| t.generation != latest.generation);
-        let unproven = shared.retirement_unproven();
+        let unproven = shared.proof.unproven();
         let failing = shared.health.failing_since().is_some();
         if fresh.is_none() && !unproven && !failing {
             continue;

@@ -130,6 +130,25 @@ async fn filled(pool: &sqlx_entra::Pool, n: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_pool_returns_before_any_login_and_logs_in_its_floor_in_the_background() {
+    let emu = emulator().await;
+    let mi = emu.default_identity().name.clone();
+    let (src, _) = source(&emu, &mi, LIFETIME, Arc::default());
+    let mut cfg = config(&emu, &mi, 4);
+    cfg.min_connections = 3;
+    cfg.lazy = true;
+    let pool = PoolBuilder::new(cfg)
+        .token_source(src)
+        .build()
+        .await
+        .unwrap();
+    // No checkout at all: the floor comes from the background.
+    filled(&pool, 3).await;
+    assert_eq!(pool.stats().logins_ok, 3, "{:?}", pool.stats());
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_retired_by_token_age_with_no_error_and_no_expired_token_login() {
     let emu = emulator().await;
     let mi = emu.default_identity().name.clone();
