@@ -49,6 +49,30 @@ impl TokenProvider {
         Ok(Self::from_parts(source, scope, cfg.refresh.clone()))
     }
 
+    /// The provider a pool logs in with, from what its builder was given: `provider`
+    /// (shared with other pools), or a new one around `source`, or around the
+    /// configuration's own source (as [`TokenProvider::from_config`]); and whether it is
+    /// the pool's own rather than shared. Giving both is a configuration error. Both pool
+    /// crates' builders (deadpool-entra's and sqlx-entra's) choose with this.
+    pub fn for_pool(
+        cfg: &Config,
+        provider: Option<TokenProvider>,
+        source: Option<Box<dyn TokenSource>>,
+    ) -> Result<(Self, bool), ConfigError> {
+        match (provider, source) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                "token_provider",
+                "both a token source and a token provider were given: the provider holds its own source; give one",
+            )),
+            (Some(p), None) => Ok((p, false)),
+            (None, Some(source)) => {
+                let scope = token_scope(cfg, source.is_password());
+                Ok((Self::from_parts(source, scope, cfg.refresh.clone()), true))
+            }
+            (None, None) => Ok((Self::from_config(cfg)?, true)),
+        }
+    }
+
     pub(crate) fn from_parts(
         source: Box<dyn TokenSource>,
         scope: String,

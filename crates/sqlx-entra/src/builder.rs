@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_entra::{Config, error::ConfigError};
 use entra_pg_token::{
-    TokenProvider, TokenSource, claims::user_from_token, cloud::scope_for,
-    retire::health::LoginHealth, token::cache::CachedToken,
+    TokenProvider, TokenSource, claims::user_from_token, retire::health::LoginHealth,
+    token::cache::CachedToken,
 };
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -71,7 +71,12 @@ impl PoolBuilder {
     pub async fn build(self) -> Result<Pool, Error> {
         let cfg = self.cfg;
         cfg.validate()?;
-        let tokens = provider(&cfg, self.provider, self.source)?;
+        let (tokens, _) = deadpool_entra::TokenProvider::for_pool(
+            &cfg,
+            self.provider.map(Into::into),
+            self.source,
+        )?;
+        let tokens = tokens.shared().clone();
         tokens.start_refresher();
         let token = first_token(&cfg, &tokens).await?;
         let user = match (&cfg.user, tokens.cache().is_password()) {
@@ -153,32 +158,6 @@ async fn fill(pg: &PgPool, shared: &Shared, n: usize) -> Result<(), sqlx::Error>
     let more = futures_util::future::join_all((1..n).map(|_| pg.acquire())).await;
     drop(first);
     more.into_iter().collect::<Result<Vec<_>, _>>().map(drop)
-}
-
-/// The provider given, or one around the source given, or the configuration's own.
-fn provider(
-    cfg: &Config,
-    provider: Option<TokenProvider>,
-    source: Option<Box<dyn TokenSource>>,
-) -> Result<TokenProvider, ConfigError> {
-    match (provider, source) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            "token_provider",
-            "both a token source and a token provider were given: the provider holds its own source; give one",
-        )),
-        (Some(p), None) => Ok(p),
-        (None, Some(source)) => {
-            let (scope, _) = scope_for(cfg.scope.as_deref(), cfg.first_host());
-            Ok(TokenProvider::from_parts(
-                source,
-                scope,
-                cfg.refresh.clone(),
-            ))
-        }
-        (None, None) => Ok(deadpool_entra::TokenProvider::from_config(cfg)?
-            .shared()
-            .clone()),
-    }
 }
 
 /// The first token, within the startup limit: at least 30 s, and longer than one fetch

@@ -243,7 +243,7 @@ impl PoolBuilder {
     /// the pool.
     pub async fn build(self) -> Result<Pool, Error> {
         let cfg = self.config;
-        let (provider, owned) = steps::token_provider(self.provider, self.source, &cfg)?;
+        let (provider, owned) = TokenProvider::for_pool(&cfg, self.provider, self.source)?;
         let cache = provider.cache().clone();
         validate(&cfg, cache.is_password())?;
         let tls = steps::tls_connector(&cfg)?;

@@ -1,5 +1,5 @@
-//! The steps [`PoolBuilder::build`](crate::PoolBuilder::build) takes, in order: the
-//! token provider, the TLS connector, the first token, the shared state, and deadpool's
+//! The steps [`PoolBuilder::build`](crate::PoolBuilder::build) takes, in order (the
+//! token provider is [`TokenProvider::for_pool`](crate::TokenProvider::for_pool)): the TLS connector, the first token, the shared state, and deadpool's
 //! pool with our hooks in front of the user's.
 
 use std::{
@@ -12,43 +12,15 @@ use tokio::{sync::watch, time::Instant};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    Config, ConfigError, Error, TimeoutKind, TokenSource,
+    Config, ConfigError, Error, TimeoutKind,
     connect::{EntraConnect, no_user_error},
     pool::hooks,
-    provider::{TokenProvider, default_source, token_scope},
     retire::{self, ConnTable, health::LoginHealth},
     shared::Shared,
     stats::PoolCounters,
     tls::Tls,
     token::{cache::TokenCache, claims::user_from_token},
 };
-
-/// The token provider to use, and whether it is the pool's own (not a shared one): the
-/// one given, or one around the source given, or around the configuration's default.
-pub(crate) fn token_provider(
-    provider: Option<TokenProvider>,
-    source: Option<Box<dyn TokenSource>>,
-    cfg: &Config,
-) -> Result<(TokenProvider, bool), ConfigError> {
-    match (provider, source) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            "token_provider",
-            "both a token source and a token provider were given: the provider holds its own source; give one",
-        )),
-        (Some(p), None) => Ok((p, false)),
-        (None, source) => {
-            let source = match source {
-                Some(s) => s,
-                None => default_source(cfg)?,
-            };
-            let scope = token_scope(cfg, source.is_password());
-            Ok((
-                TokenProvider::from_parts(source, scope, cfg.refresh.clone()),
-                true,
-            ))
-        }
-    }
-}
 
 /// rustls with the configuration's roots, or none (the loopback opt-out).
 pub(crate) fn tls_connector(cfg: &Config) -> Result<Tls, ConfigError> {
