@@ -13,7 +13,8 @@ pub mod doctor;
 pub mod error;
 
 mod hosts;
-mod metrics;
+#[doc(hidden)]
+pub mod metrics;
 mod network;
 mod otel;
 mod pool;

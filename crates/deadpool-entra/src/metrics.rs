@@ -14,38 +14,67 @@
 //!
 //! `db.client.connection.use_time` is not exported: deadpool has no hook when a client
 //! goes back to the pool.
+//!
+//! Public but hidden from the docs: sqlx-entra's pool records into the same handles, so
+//! that both pools write the same names. It is not a stable API of its own.
 
 use std::time::Duration;
+
+use entra_pg_token::token::cache::CachedToken;
+use tokio::time::Instant;
 
 #[cfg(feature = "metrics")]
 use crate::otel::POOL_NAME;
 
-pub(crate) use entra_pg_token::stopwatch::Stopwatch;
+pub use entra_pg_token::stopwatch::Stopwatch;
 
 /// Who made a login, for the `origin` attribute.
-#[derive(Clone, Copy)]
-pub(crate) enum LoginOrigin {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginOrigin {
+    /// A checkout logged in (its caller waited for the login).
     Checkout = 0,
+    /// The pool logged in ahead of need (spares, `min_connections`).
     Background = 1,
+    /// A login made only to learn whether logins work.
     Probe = 2,
 }
 
 /// What the sweeper samples into the gauges.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) struct Sample {
-    pub(crate) size: usize,
-    pub(crate) idle: usize,
-    pub(crate) max: usize,
-    pub(crate) min: usize,
-    pub(crate) waiting: usize,
-    pub(crate) spares: usize,
-    pub(crate) token_expires_in: Option<Duration>,
-    pub(crate) token_age: Option<Duration>,
+#[derive(Debug, Default)]
+pub struct Sample {
+    /// Connections open.
+    pub size: usize,
+    /// Of which idle.
+    pub idle: usize,
+    /// The most the pool may open.
+    pub max: usize,
+    /// The floor it keeps (`min_connections`).
+    pub min: usize,
+    /// Checkouts waiting (`None`: the pool cannot tell; the gauge is left alone).
+    pub waiting: Option<usize>,
+    /// Spares logged in ahead of need.
+    pub spares: usize,
+    /// Time until the token expires.
+    pub token_expires_in: Option<Duration>,
+    /// Time since the token was fetched.
+    pub token_age: Option<Duration>,
+}
+
+impl Sample {
+    /// Sets the token's gauges from `token` at `now`.
+    pub fn with_token(mut self, token: Option<&CachedToken>, now: Instant) -> Self {
+        self.token_expires_in = token
+            .and_then(|t| t.deadline)
+            .map(|d| d.saturating_duration_since(now));
+        self.token_age = token.map(|t| now.saturating_duration_since(t.fetched_at));
+        self
+    }
 }
 
 /// One pool's metric handles.
 #[derive(Default)]
-pub(crate) struct PoolMetrics {
+pub struct PoolMetrics {
     #[cfg(feature = "metrics")]
     h: Option<enabled::PoolHandles>,
     /// Set when the pool closed; under this lock a sweep that samples while the pool
@@ -56,7 +85,7 @@ pub(crate) struct PoolMetrics {
 
 impl PoolMetrics {
     /// Registers the handles of the pool named `name` with the installed recorder.
-    pub(crate) fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         #[cfg(feature = "metrics")]
         return Self {
             h: Some(enabled::PoolHandles::new(name)),
@@ -71,7 +100,7 @@ impl PoolMetrics {
 
     /// A checkout that got a connection after `waited`.
     #[inline]
-    pub(crate) fn checkout(&self, waited: &Stopwatch) {
+    pub fn checkout(&self, waited: &Stopwatch) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             h.wait_time.record(waited.secs());
@@ -82,7 +111,7 @@ impl PoolMetrics {
 
     /// A checkout that timed out.
     #[inline]
-    pub(crate) fn timeout(&self) {
+    pub fn timeout(&self) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             h.timeouts.increment(1);
@@ -91,21 +120,32 @@ impl PoolMetrics {
 
     /// A login that ended, timed from `took`.
     #[inline]
-    pub(crate) fn login(&self, took: &Stopwatch, ok: bool, origin: LoginOrigin) {
+    pub fn login(&self, took: &Stopwatch, ok: bool, origin: LoginOrigin) {
+        self.counted_login(ok, origin);
+        #[cfg(feature = "metrics")]
+        if let Some(h) = &self.h
+            && ok
+        {
+            h.create_time.record(took.secs());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
+    }
+
+    /// A login that ended, counted only (its duration unknown: sqlx's `after_connect`).
+    #[inline]
+    pub fn counted_login(&self, ok: bool, origin: LoginOrigin) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             h.logins[usize::from(!ok)][origin as usize].increment(1);
-            if ok {
-                h.create_time.record(took.secs());
-            }
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = (took, ok, origin);
+        let _ = (ok, origin);
     }
 
     /// `n` connections retired for `reason`.
     #[inline]
-    pub(crate) fn retired(&self, reason: crate::retire::RetireReason, n: u64) {
+    pub fn retired(&self, reason: crate::retire::RetireReason, n: u64) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             use crate::retire::RetireReason::*;
@@ -123,7 +163,7 @@ impl PoolMetrics {
 
     /// A spare handed to a checkout.
     #[inline]
-    pub(crate) fn spare_used(&self) {
+    pub fn spare_used(&self) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             h.spares_used.increment(1);
@@ -131,7 +171,7 @@ impl PoolMetrics {
     }
 
     /// The gauges, as the sweeper sees them (nothing once the pool closed).
-    pub(crate) fn sample(&self, s: &Sample) {
+    pub fn sample(&self, s: &Sample) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,7 +182,9 @@ impl PoolMetrics {
             h.used.set(s.size.saturating_sub(s.idle) as f64);
             h.max.set(s.max as f64);
             h.idle_min.set(s.min as f64);
-            h.pending.set(s.waiting as f64);
+            if let Some(w) = s.waiting {
+                h.pending.set(w as f64);
+            }
             h.spares.set(s.spares as f64);
             if let Some(d) = s.token_expires_in {
                 h.token_ttl.set(d.as_secs_f64());
@@ -157,7 +199,7 @@ impl PoolMetrics {
 
     /// The pool closed (or is gone): every gauge reads 0 and the sweeper samples no more,
     /// so a closed pool reports no connections, waiters or token.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         #[cfg(feature = "metrics")]
         if let Some(h) = &self.h {
             let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());

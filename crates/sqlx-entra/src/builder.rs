@@ -13,8 +13,10 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::{
-    Error, Pool, hooks, options,
-    shared::{Counters, Shared},
+    Error, Pool,
+    counters::Counters,
+    hooks, options,
+    shared::Shared,
     switches::{Switch, Switches},
     watcher,
 };
@@ -107,7 +109,7 @@ impl PoolBuilder {
                 expiry: token.deadline,
             }),
             health: LoginHealth::new(now),
-            counters: Counters::default(),
+            counters: Counters::new(&cfg.metrics_pool_name()),
             epoch: now,
             seed: rand_unit(),
             proof: Default::default(),

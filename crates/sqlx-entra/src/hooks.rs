@@ -8,13 +8,14 @@
 use std::time::Duration;
 
 use entra_pg_token::retire::{
-    RetireReason,
     gate::{Decision, Gate, decide, ready_token},
     plan,
 };
 use tokio::time::Instant;
 
-use crate::shared::{Counters, Shared};
+use deadpool_entra::metrics::LoginOrigin;
+
+use crate::shared::Shared;
 
 const GOLDEN_RATIO_CONJUGATE: f64 = 0.618_033_988_749_894_9;
 
@@ -26,7 +27,7 @@ fn place(shared: &Shared, created: Instant, k: f64) -> f64 {
 
 /// `after_connect`: a login succeeded.
 pub(crate) fn connected(shared: &Shared) {
-    Counters::bump(&shared.counters.logins_ok);
+    shared.counters.login(None, true, LoginOrigin::Checkout);
     shared.login_ok(Instant::now());
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn keep(shared: &Shared, age: Duration) -> bool {
     match decide(&p, &gate, now) {
         Decision::Keep => true,
         Decision::Overdue(_) => {
-            Counters::bump(&shared.counters.overdue_checks);
+            shared.counters.overdue();
             true
         }
         Decision::Retire(reason) => {
@@ -77,14 +78,10 @@ pub(crate) fn keep(shared: &Shared, age: Duration) -> bool {
                 shared.proof.force(at);
             } else if !shared.proof.claim(at) {
                 // Another checkout retired one a moment ago, unproven yet.
-                Counters::bump(&shared.counters.overdue_checks);
+                shared.counters.overdue();
                 return true;
             }
-            let c = &shared.counters;
-            Counters::bump(match reason {
-                RetireReason::MaxLifetime => &c.retired_max_lifetime,
-                _ => &c.retired_token_age,
-            });
+            shared.counters.retired(reason);
             tracing::debug!(target: "deadpool_entra", reason = reason.as_str(), "session retired");
             false
         }

@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod counters;
 mod error;
 mod hooks;
 mod options;

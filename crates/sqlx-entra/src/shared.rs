@@ -1,31 +1,11 @@
 //! What the hooks, the watcher and the pool handle share.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use deadpool_entra::RetirePolicy;
 use entra_pg_token::{TokenProvider, retire::health::LoginHealth};
 use sqlx::postgres::PgConnectOptions;
 use tokio::time::Instant;
 
-use crate::{proof::Proof, switches::Switches};
-
-/// Event counters behind [`crate::Stats`] (named as deadpool-entra's).
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) logins_ok: AtomicU64,
-    pub(crate) logins_failed: AtomicU64,
-    pub(crate) probe_logins: AtomicU64,
-    pub(crate) retired_token_age: AtomicU64,
-    pub(crate) retired_max_lifetime: AtomicU64,
-    pub(crate) overdue_checks: AtomicU64,
-    pub(crate) token_switches: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
+use crate::{counters::Counters, proof::Proof, switches::Switches};
 
 pub(crate) struct Shared {
     pub(crate) tokens: TokenProvider,

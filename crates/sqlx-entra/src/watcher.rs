@@ -19,10 +19,9 @@ use entra_pg_token::token::backoff::backoff;
 use sqlx::{ConnectOptions, Connection, PgPool, postgres::PgConnectOptions};
 use tokio::time::Instant;
 
-use crate::{
-    shared::{Counters, Shared},
-    switches::Switch,
-};
+use deadpool_entra::metrics::{LoginOrigin, Sample, Stopwatch};
+
+use crate::{shared::Shared, switches::Switch};
 
 /// The longest gap between two probes while logins fail.
 const MAX_PROBE_GAP: Duration = Duration::from_secs(5);
@@ -50,10 +49,14 @@ pub(crate) async fn run(pool: PgPool, shared: Arc<Shared>) {
     let mut next_probe = Instant::now();
     loop {
         tokio::select! {
-            _ = &mut closed => return,
+            _ = &mut closed => {
+                shared.counters.close();
+                return;
+            }
             _ = tokio::time::sleep(tick(&shared)) => {}
         }
         let now = Instant::now();
+        sample(&pool, &shared, now);
         let cache = shared.tokens.cache();
         let latest = shared.switches.latest();
         let fresh = cache
@@ -92,35 +95,57 @@ pub(crate) async fn run(pool: PgPool, shared: Arc<Shared>) {
                 generation: t.generation,
                 expiry: t.deadline,
             });
-            Counters::bump(&shared.counters.token_switches);
+            shared.counters.switched();
             tracing::debug!(target: "deadpool_entra", generation = t.generation, proven = ok, "new token in the connect options");
         }
     }
 }
 
+/// The gauges, once a tick: sessions, the floor and the cap, the token's times (sqlx
+/// does not tell how many acquires wait).
+fn sample(pool: &PgPool, shared: &Shared, now: Instant) {
+    let options = pool.options();
+    let s = Sample {
+        size: pool.size() as usize,
+        idle: pool.num_idle(),
+        max: options.get_max_connections() as usize,
+        min: options.get_min_connections() as usize,
+        ..Default::default()
+    };
+    shared
+        .counters
+        .sample(&s.with_token(shared.tokens.cache().peek().as_deref(), now));
+}
+
 /// One probe login: opened, timed, closed. Records the outcome.
 async fn probe(shared: &Shared, options: &PgConnectOptions) -> bool {
-    Counters::bump(&shared.counters.probe_logins);
     let started = Instant::now();
+    let watch = Stopwatch::start();
     let limit = shared.login_limit;
     let result = tokio::time::timeout(limit, options.connect()).await;
     match result {
         Ok(Ok(conn)) => {
             shared.switches.saw_login(started.elapsed());
             shared.login_ok(Instant::now());
-            Counters::bump(&shared.counters.logins_ok);
+            shared
+                .counters
+                .login(Some(&watch), true, LoginOrigin::Probe);
             let _ = conn.close().await;
             true
         }
         Ok(Err(e)) => {
             shared.health.failed(Instant::now());
-            Counters::bump(&shared.counters.logins_failed);
+            shared
+                .counters
+                .login(Some(&watch), false, LoginOrigin::Probe);
             tracing::warn!(target: "deadpool_entra", error = %e, "probe login failed: retirements pause until logins work");
             false
         }
         Err(_) => {
             shared.health.failed(Instant::now());
-            Counters::bump(&shared.counters.logins_failed);
+            shared
+                .counters
+                .login(Some(&watch), false, LoginOrigin::Probe);
             tracing::warn!(target: "deadpool_entra", limit_secs = limit.as_secs_f64(), "probe login timed out: retirements pause until logins work");
             false
         }

@@ -4,69 +4,18 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use deadpool_entra::{Config, RetirePolicy};
-use entra_emulator::{Emulator, OSSRDBMS_SCOPE};
-use entra_pg_token::{FnSource, RefreshPolicy, Token, TokenSourceError};
+mod common;
+
+use common::{LIFETIME, config, emulator, source};
+use entra_emulator::OSSRDBMS_SCOPE;
+use entra_pg_token::RefreshPolicy;
 use sqlx::PgPool;
 use sqlx_entra::PoolBuilder;
-
-/// Short tokens: the refresher renews at half-life, every 2 s.
-const LIFETIME: Duration = Duration::from_secs(4);
-
-async fn emulator() -> Arc<Emulator> {
-    Arc::new(Emulator::start().await.expect("emulator starts"))
-}
-
-/// The emulator's server, verify-full with its CA, the given user and pool size.
-fn config(emu: &Emulator, user: &str, size: usize) -> Config {
-    let mut c = Config::new();
-    for (k, v) in [
-        ("host", emu.pg_host().to_owned()),
-        ("port", emu.pg_port().to_string()),
-        ("dbname", emu.database().to_owned()),
-        ("sslrootcert", emu.ca_cert_path().display().to_string()),
-        ("user", user.to_owned()),
-    ] {
-        c.set(k, &v).unwrap();
-    }
-    c.scope = Some(OSSRDBMS_SCOPE.to_owned());
-    c.max_size = Some(size);
-    c.min_connections = size;
-    c.retire = RetirePolicy {
-        sweep_interval: Duration::from_millis(200),
-        ..RetirePolicy::default()
-    };
-    c
-}
-
-/// Tokens for `principal`, each valid for `lifetime`, counted; failing while `down`.
-fn source(
-    emu: &Arc<Emulator>,
-    principal: &str,
-    lifetime: Duration,
-    down: Arc<AtomicBool>,
-) -> (FnSource, Arc<AtomicU64>) {
-    let calls = Arc::new(AtomicU64::new(0));
-    let (emu, c, p) = (emu.clone(), calls.clone(), principal.to_owned());
-    let s = FnSource::new("EmulatorTokens", move |scope| {
-        c.fetch_add(1, Ordering::SeqCst);
-        let result = if down.load(Ordering::SeqCst) {
-            Err(TokenSourceError::new("identity endpoint down (test)"))
-        } else {
-            Ok(Token::expiring_in(
-                emu.issue_token(&p, &scope, lifetime),
-                lifetime,
-            ))
-        };
-        async move { result }
-    });
-    (s, calls)
-}
 
 /// `tasks` tasks run `SELECT 1` and think `think`, for `run`; returns the errors.
 async fn load(pool: &PgPool, tasks: usize, think: Duration, run: Duration) -> usize {

@@ -71,10 +71,7 @@ pub(crate) fn shared_state(
     let uses_tls = matches!(tls, Tls::Rustls(_));
     let pg = crate::config::pg_config(cfg, uses_tls);
     let (closed, _) = watch::channel(false);
-    let pool_name = cfg
-        .pool_name
-        .clone()
-        .unwrap_or_else(|| crate::config::default_pool_name(cfg));
+    let pool_name = cfg.metrics_pool_name();
     Arc::new(Shared {
         cache,
         conns: ConnTable::default(),

@@ -237,6 +237,14 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// The pool's name in metrics: `pool_name`, else `host:port/database` (the database
+    /// being `dbname`, else `user`).
+    pub fn metrics_pool_name(&self) -> String {
+        self.pool_name
+            .clone()
+            .unwrap_or_else(|| default_pool_name(self))
+    }
+
     /// A default configuration (verify-full, auth `auto`, no host yet).
     pub fn new() -> Self {
         Self::default()

@@ -172,21 +172,19 @@ fn follow_network(shared: &Shared, state: &mut SweeperState, now: Instant) {
 fn sample_metrics(shared: &Shared, inner: &deadpool_postgres::Pool, now: Instant) {
     let status = inner.status();
     let token = shared.cache.peek();
-    shared.counters.metrics.sample(&crate::metrics::Sample {
+    let sample = crate::metrics::Sample {
         size: status.size,
         idle: status.available,
         max: status.max_size,
         min: shared.min_connections,
-        waiting: status.waiting,
+        waiting: Some(status.waiting),
         spares: shared.spares.ready(),
-        token_expires_in: token
-            .as_ref()
-            .and_then(|t| t.deadline)
-            .map(|d| d.saturating_duration_since(now)),
-        token_age: token
-            .as_ref()
-            .map(|t| now.saturating_duration_since(t.fetched_at)),
-    });
+        ..Default::default()
+    };
+    shared
+        .counters
+        .metrics
+        .sample(&sample.with_token(token.as_deref(), now));
 }
 
 /// How many sweeps ahead the sweeper has replacements logged in for connections that
