@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use deadpool_entra::{FnSource, Pool, StaticPassword, Token, TokenSourceError};
+use deadpool_entra::{FnSource, Pool, Token, TokenSourceError};
 use deadpool_entra_tests::secrets::{
     captured_bytes, captured_contains, scan_for_leaks, secrets_recorded,
 };
@@ -150,7 +150,7 @@ async fn no_token_or_password_ever_reaches_logs_or_error_messages() {
             .dbname(emu.database())
             .user("hygiene_pw")
             .ssl_root_cert(emu.ca_cert_path())
-            .token_source(StaticPassword::new(pw))
+            .password(pw)
             .max_size(1);
         note_text(&format!("{b:?}"));
         match b.build().await {

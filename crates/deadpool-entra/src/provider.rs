@@ -44,9 +44,23 @@ impl TokenProvider {
     /// or the credential chain), its scope (configured, or the host's cloud) and its
     /// refresh policy. Fails only as the builder would (password mode with no password).
     pub fn from_config(cfg: &Config) -> Result<Self, ConfigError> {
-        let source = default_source(cfg)?;
-        let scope = token_scope(cfg, source.is_password());
-        Ok(Self::from_parts(source, scope, cfg.refresh.clone()))
+        if cfg.uses_password() {
+            return match &cfg.password {
+                Some(p) => Ok(Self(entra_pg_token::TokenProvider::password(
+                    StaticPassword::new(p.clone()),
+                ))),
+                None => Err(ConfigError::new(
+                    "password",
+                    "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
+                )),
+            };
+        }
+        let scope = token_scope(cfg);
+        Ok(Self::from_parts(
+            default_source(cfg),
+            scope,
+            cfg.refresh.clone(),
+        ))
     }
 
     /// The provider a pool logs in with, from what its builder was given: `provider`
@@ -66,7 +80,7 @@ impl TokenProvider {
             )),
             (Some(p), None) => Ok((p, false)),
             (None, Some(source)) => {
-                let scope = token_scope(cfg, source.is_password());
+                let scope = token_scope(cfg);
                 Ok((Self::from_parts(source, scope, cfg.refresh.clone()), true))
             }
             (None, None) => Ok((Self::from_config(cfg)?, true)),
@@ -85,6 +99,11 @@ impl TokenProvider {
 
     pub(crate) fn cache(&self) -> &Arc<TokenCache> {
         self.0.cache()
+    }
+
+    /// Whether the secret is a static password (password mode) rather than Entra tokens.
+    pub fn is_password(&self) -> bool {
+        self.0.is_password()
     }
 
     /// Starts the refresher, once (never for a password).
@@ -117,41 +136,30 @@ impl From<entra_pg_token::TokenProvider> for TokenProvider {
     }
 }
 
-/// The token source a configuration names when none is given: its password, or the
-/// credential chain (managed identity only with `auth_method = managed-identity`).
-pub(crate) fn default_source(cfg: &Config) -> Result<Box<dyn TokenSource>, ConfigError> {
-    if cfg.uses_password() {
-        return match &cfg.password {
-            Some(p) => Ok(Box::new(StaticPassword::new(p.clone()))),
-            None => Err(ConfigError::new(
-                "password",
-                "password mode needs a password (PGPASSWORD or AZURE_POSTGRESQL_PASSWORD)",
-            )),
-        };
-    }
+/// The token source a configuration names in token mode: the credential chain (managed
+/// identity only with `auth_method = managed-identity`).
+fn default_source(cfg: &Config) -> Box<dyn TokenSource> {
     let id = cfg.client_id.clone().map(UserAssignedId::ClientId);
-    Ok(match cfg.auth_method {
+    match cfg.auth_method {
         AuthMethod::ManagedIdentity => Box::new(ChainSource::managed_identity_only(id)),
         _ => Box::new(ChainSource::with_managed_identity(id)),
-    })
+    }
 }
 
 /// The token scope for a configuration: the configured one, or the one of the Azure
 /// cloud its first host names (several hosts are one server's replicas); said once in
 /// an `info` event.
-pub(crate) fn token_scope(cfg: &Config, password_mode: bool) -> String {
+fn token_scope(cfg: &Config) -> String {
     let host = cfg.host.clone().unwrap_or_default();
     let first_host = cfg.first_host().to_owned();
     let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
-    if !password_mode {
-        let from = match scope_from {
-            ScopeFrom::Explicit => "configured".to_owned(),
-            ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
-            ScopeFrom::Default => {
-                "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
-            }
-        };
-        tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
-    }
+    let from = match scope_from {
+        ScopeFrom::Explicit => "configured".to_owned(),
+        ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),
+        ScopeFrom::Default => {
+            "the public cloud's (the host name names no Azure cloud; set the scope for a sovereign cloud behind a custom name)".to_owned()
+        }
+    };
+    tracing::info!(target: "deadpool_entra", host = %host, scope = %scope, chosen = %from, "token scope");
     scope
 }

@@ -1,11 +1,11 @@
 //! Microsoft Entra ID tokens for Azure Database for PostgreSQL logins, for any pool.
 //!
 //! - [`TokenSource`]: where tokens come from: an Azure credential ([`CredentialSource`]),
-//!   the documented credential chain ([`ChainSource`]), a closure ([`FnSource`]), or a
-//!   static password ([`StaticPassword`]).
+//!   the documented credential chain ([`ChainSource`]), or a closure ([`FnSource`]).
 //! - [`TokenProvider`]: one cached token, fetched single-flight and refreshed by a
 //!   background task ahead of expiry, with backoff and a memory of the last failure;
-//!   several pools share one.
+//!   several pools share one. Or a static password ([`StaticPassword`],
+//!   [`TokenProvider::password`]), which is not a token source: never refreshed.
 //! - [`cloud`]: the token scope of each Azure cloud, from the server's host name.
 //! - [`claims`]: the user a token names, for the login's user name.
 //!

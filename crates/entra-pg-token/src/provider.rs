@@ -10,7 +10,7 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    RefreshPolicy, TokenSource,
+    RefreshPolicy, StaticPassword, TokenSource,
     stats::TokenStats,
     token::cache::{TokenCache, spawn_refresher},
 };
@@ -25,7 +25,16 @@ use crate::{
 #[derive(Clone)]
 pub struct TokenProvider {
     cache: Arc<TokenCache>,
-    refresher: Arc<Once>,
+    secret: Secret,
+}
+
+/// What a provider's secret is: pools log in with either.
+#[derive(Clone)]
+enum Secret {
+    /// A static password: no refresher, no scope, no user from claims.
+    Password,
+    /// Entra tokens, refreshed by a task that the first pool starts.
+    Tokens { refresher: Arc<Once> },
 }
 
 impl fmt::Debug for TokenProvider {
@@ -46,8 +55,25 @@ impl TokenProvider {
     pub fn from_parts(source: Box<dyn TokenSource>, scope: String, policy: RefreshPolicy) -> Self {
         Self {
             cache: TokenCache::new(source, scope, policy),
-            refresher: Arc::new(Once::new()),
+            secret: Secret::Tokens {
+                refresher: Arc::new(Once::new()),
+            },
         }
+    }
+
+    /// A provider of a static password (local development, migration): the same secret
+    /// at every login, no identity call, no refresher. A pool on it needs a configured
+    /// user, since no token names one.
+    pub fn password(password: StaticPassword) -> Self {
+        Self {
+            cache: TokenCache::fixed(password),
+            secret: Secret::Password,
+        }
+    }
+
+    /// Whether the secret is a static password rather than Entra tokens.
+    pub fn is_password(&self) -> bool {
+        matches!(self.secret, Secret::Password)
     }
 
     /// The shared cache, which the pools read their token from.
@@ -55,15 +81,14 @@ impl TokenProvider {
         &self.cache
     }
 
-    /// Starts the refresher, once (never for a password). A pool calls it when it is
+    /// Starts the refresher, once (a password has none). A pool calls it when it is
     /// built.
     pub fn start_refresher(&self) {
-        if self.cache.is_password() {
-            return;
+        if let Secret::Tokens { refresher } = &self.secret {
+            refresher.call_once(|| {
+                spawn_refresher(&self.cache);
+            });
         }
-        self.refresher.call_once(|| {
-            spawn_refresher(&self.cache);
-        });
     }
 
     /// The shared token's state and counters (each pool's stats show the same).

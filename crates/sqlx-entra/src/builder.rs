@@ -81,7 +81,7 @@ impl PoolBuilder {
         let tokens = tokens.shared().clone();
         tokens.start_refresher();
         let token = first_token(&cfg, &tokens).await?;
-        let user = match (&cfg.user, tokens.cache().is_password()) {
+        let user = match (&cfg.user, tokens.is_password()) {
             (Some(u), _) => u.clone(),
             (None, true) => {
                 return Err(ConfigError::new(

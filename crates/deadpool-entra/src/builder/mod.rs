@@ -245,7 +245,7 @@ impl PoolBuilder {
         let cfg = self.config;
         let (provider, owned) = TokenProvider::for_pool(&cfg, self.provider, self.source)?;
         let cache = provider.cache().clone();
-        validate(&cfg, cache.is_password())?;
+        validate(&cfg, provider.is_password())?;
         let tls = steps::tls_connector(&cfg)?;
         let initial_name = cache.source_name();
         let credential_name = OnceLock::new();

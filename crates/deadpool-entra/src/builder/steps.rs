@@ -50,10 +50,8 @@ pub(crate) async fn first_token(cfg: &Config, cache: &Arc<TokenCache>) -> Result
             .map_err(|_| Error::Timeout(TimeoutKind::Create))??,
         None => first.await?,
     };
-    if cfg.user.is_none()
-        && !cache.is_password()
-        && user_from_token(token.secret.expose()).is_none()
-    {
+    // Password mode without a user was refused by `validate`.
+    if cfg.user.is_none() && user_from_token(token.secret.expose()).is_none() {
         return Err(no_user_error().into());
     }
     Ok(())

@@ -177,7 +177,7 @@ pub(crate) async fn connect_with_token(
         }
     };
     match login(shared, pg_config, &token).await {
-        Err(e) if is_auth_refusal(&e) && !shared.cache.is_password() && refresh_may_help(&e) => {
+        Err(e) if is_auth_refusal(&e) && shared.cache.can_refresh() && refresh_may_help(&e) => {
             // Retry only with a different secret: the same one would be refused again.
             match shared.cache.force_refresh(&token).await {
                 Forced::New(fresh) => {

@@ -35,11 +35,8 @@ pub(crate) fn may_log_in(shared: &Shared, gate: &Gate, now: Instant) -> bool {
         return false;
     }
     match shared.cache.valid_now() {
-        Some(t) => {
-            !shared.cache.is_outgoing(&t, now)
-                || shared.cache.failing_since().is_some()
-                || shared.cache.is_password()
-        }
+        // A password never expires, so it is never outgoing.
+        Some(t) => !shared.cache.is_outgoing(&t, now) || shared.cache.failing_since().is_some(),
         None => false,
     }
 }

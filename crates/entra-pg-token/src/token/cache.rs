@@ -61,8 +61,8 @@ pub(super) type Outcome = Result<Arc<CachedToken>, TokenError>;
 /// [`crate::TokenProvider`].
 pub struct TokenCache {
     source: Arc<dyn TokenSource>,
-    /// `source.is_password()`, asked once: user code is not called under our locks.
-    password: bool,
+    /// Whether a fetch may bring another secret (`false`: a password provider's cache).
+    refreshable: bool,
     /// Test seam: the refresher panics once when set.
     #[cfg(test)]
     pub panic_refresher_once: std::sync::atomic::AtomicBool,
@@ -98,6 +98,18 @@ impl TokenCache {
         Self::with_wall_clock(source, scope, policy, Arc::new(SystemTime::now))
     }
 
+    /// A cache of `password`: the same secret at every login, never refreshed (a
+    /// password provider's).
+    pub(crate) fn fixed(password: super::StaticPassword) -> Arc<Self> {
+        Self::build(
+            Box::new(super::sources::Fixed(password)),
+            String::new(),
+            RefreshPolicy::default(),
+            Arc::new(SystemTime::now),
+            false,
+        )
+    }
+
     /// A cache reading the wall clock from `wall`.
     pub fn with_wall_clock(
         source: Box<dyn TokenSource>,
@@ -105,14 +117,23 @@ impl TokenCache {
         policy: RefreshPolicy,
         wall: WallClock,
     ) -> Arc<Self> {
+        Self::build(source, scope.into(), policy, wall, true)
+    }
+
+    fn build(
+        source: Box<dyn TokenSource>,
+        scope: String,
+        policy: RefreshPolicy,
+        wall: WallClock,
+        refreshable: bool,
+    ) -> Arc<Self> {
         let name = source.name();
-        let password = source.is_password();
         Arc::new(Self {
             source: Arc::from(source),
-            password,
+            refreshable,
             #[cfg(test)]
             panic_refresher_once: std::sync::atomic::AtomicBool::new(false),
-            scope: Arc::from(scope.into()),
+            scope: Arc::from(scope),
             policy,
             current: ArcSwapOption::empty(),
             previous: Mutex::new(None),
@@ -136,9 +157,10 @@ impl TokenCache {
         &self.policy
     }
 
-    /// Whether the source is a static password (no refresh, no user from claims).
-    pub fn is_password(&self) -> bool {
-        self.password
+    /// Whether a refresh may bring another secret: `false` for a password provider's
+    /// cache, whose login refused is not retried with the same password.
+    pub fn can_refresh(&self) -> bool {
+        self.refreshable
     }
 
     /// The source's name (for a chain: the link in use).

@@ -919,11 +919,7 @@ async fn recent_tokens_keep_the_latest_four() {
 
 #[tokio::test(start_paused = true)]
 async fn a_password_is_not_an_identity_call() {
-    let cache = TokenCache::new(
-        Box::new(crate::StaticPassword::new("pw")),
-        "s",
-        RefreshPolicy::default(),
-    );
+    let cache = TokenCache::fixed(crate::StaticPassword::new("pw"));
     cache.get().await.unwrap();
     assert_eq!(cache.counters.identity_calls.load(Ordering::Relaxed), 0);
     assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 0);
@@ -962,7 +958,7 @@ async fn what_the_pool_reads_from_the_cache() {
     let (source, h) = fake(Duration::from_secs(60), Duration::ZERO);
     let cache = cache_with(source);
     assert_eq!(cache.shortest_lifetime(), None);
-    assert!(!cache.is_password());
+    assert!(cache.can_refresh());
     let first = cache.get().await.unwrap();
     assert_eq!(cache.source_name(), "Fake");
     assert_eq!(cache.shortest_lifetime(), Some(Duration::from_secs(60)));
@@ -996,12 +992,8 @@ async fn what_the_pool_reads_from_the_cache() {
         None
     );
     assert!(second.generation > first.generation);
-    let password = TokenCache::new(
-        Box::new(crate::StaticPassword::new("pw")),
-        "s",
-        RefreshPolicy::default(),
-    );
-    assert!(password.is_password());
+    let password = TokenCache::fixed(crate::StaticPassword::new("pw"));
+    assert!(!password.can_refresh());
     assert_eq!(password.policy(), &RefreshPolicy::default());
 }
 

@@ -155,7 +155,7 @@ impl TokenCache {
         let (tx, rx) = watch::channel(None);
         flight.inflight = Some(rx.clone());
         flight.inflight_fresh = fresh;
-        let counted = !self.password;
+        let counted = self.refreshable;
         if counted {
             self.counters.identity_calls.fetch_add(1, Ordering::Relaxed);
         }
@@ -223,14 +223,14 @@ impl TokenCache {
     fn fetch_ended(&self, name: &str, took: &Stopwatch, outcome: RefreshOutcome) {
         let counter = match outcome {
             // A password is no refresh.
-            RefreshOutcome::Ok => (!self.password).then_some(&self.counters.refreshes_ok),
+            RefreshOutcome::Ok => self.refreshable.then_some(&self.counters.refreshes_ok),
             RefreshOutcome::SameToken => Some(&self.counters.same_token_answers),
             RefreshOutcome::Failed => Some(&self.counters.refreshes_failed),
         };
         if let Some(c) = counter {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        self.metrics.fetched(name, took, outcome, self.password);
+        self.metrics.fetched(name, took, outcome, !self.refreshable);
     }
 
     pub(super) fn closed_error(&self) -> TokenError {

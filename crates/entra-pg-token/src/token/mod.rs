@@ -167,11 +167,11 @@ impl fmt::Display for TokenSourceError {
 
 impl std::error::Error for TokenSourceError {}
 
-/// Something that yields a token (or password) and its expiry.
+/// Something that yields a token and its expiry.
 ///
 /// Implemented for any Azure credential ([`CredentialSource`]), the documented credential
-/// chain ([`ChainSource`]), a static password ([`StaticPassword`]) and closures
-/// ([`FnSource`]).
+/// chain ([`ChainSource`]) and closures ([`FnSource`]). A static password is not a token
+/// source: a provider holds one with [`crate::TokenProvider::password`].
 ///
 /// ```
 /// use entra_pg_token::{BoxFuture, Token, TokenSource, TokenSourceError};
@@ -201,12 +201,6 @@ pub trait TokenSource: Send + Sync + 'static {
     fn fetch_fresh<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
         self.fetch(scope)
     }
-
-    /// `true` when the secret is a password rather than an Entra token (no refresh, no
-    /// user derivation from claims, channel binding allowed).
-    fn is_password(&self) -> bool {
-        false
-    }
 }
 
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
@@ -218,9 +212,6 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     }
     fn name(&self) -> String {
         (**self).name()
-    }
-    fn is_password(&self) -> bool {
-        (**self).is_password()
     }
 }
 

@@ -73,7 +73,7 @@ async fn refresh_loop(
     loop {
         {
             let Some(cache) = weak.upgrade() else { return };
-            if *shutdown.borrow() || cache.is_password() {
+            if *shutdown.borrow() || !cache.can_refresh() {
                 return;
             }
             let point = cache.next_refresh();

@@ -239,19 +239,27 @@ impl fmt::Debug for StaticPassword {
     }
 }
 
-impl TokenSource for StaticPassword {
-    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
-        let t = Token {
+impl StaticPassword {
+    /// The password as a secret that never expires, sharing the one zeroized copy.
+    pub(crate) fn token(&self) -> Token {
+        Token {
             secret: self.password.clone(),
             expiry: super::Expiry::Never,
-        };
+        }
+    }
+}
+
+/// What a password provider's cache fetches from: the password, at once, every time. Not
+/// public: a password is not a token source.
+pub(crate) struct Fixed(pub(crate) StaticPassword);
+
+impl TokenSource for Fixed {
+    fn fetch<'a>(&'a self, _scope: &'a str) -> BoxFuture<'a, Result<Token, TokenSourceError>> {
+        let t = self.0.token();
         Box::pin(async move { Ok(t) })
     }
     fn name(&self) -> String {
         "StaticPassword".to_owned()
-    }
-    fn is_password(&self) -> bool {
-        true
     }
 }
 
