@@ -87,3 +87,145 @@ pub(crate) fn keep(shared: &Shared, age: Duration) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
+    use deadpool_entra::RetirePolicy;
+    use entra_pg_token::{
+        FnSource, RefreshPolicy, Token, TokenProvider, retire::health::LoginHealth,
+        token::cache::CachedToken,
+    };
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::*;
+    use crate::{
+        counters::Counters,
+        proof::Proof,
+        switches::{Switch, Switches},
+    };
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A pool's shared state on hour-long tokens, none fetched yet.
+    fn shared() -> Shared {
+        let n = Arc::new(AtomicU64::new(0));
+        let source = FnSource::new("Counted", move |_scope| {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(Token::expiring_in(format!("token-{i}"), HOUR)) }
+        });
+        let now = Instant::now();
+        Shared {
+            tokens: TokenProvider::new(source, "scope", RefreshPolicy::default()),
+            // Token age only: a lifetime would be due first at these ages.
+            policy: RetirePolicy {
+                max_lifetime: None,
+                ..RetirePolicy::default()
+            },
+            base: PgConnectOptions::new_without_pgpass(),
+            switches: Switches::new(Switch {
+                at: now,
+                generation: 0,
+                expiry: None,
+            }),
+            health: LoginHealth::new(now),
+            counters: Counters::default(),
+            epoch: now,
+            seed: 0.25,
+            proof: Proof::default(),
+            login_limit: Duration::from_secs(5),
+        }
+    }
+
+    fn switch_to(s: &Shared, t: &CachedToken) {
+        s.switches.record(Switch {
+            at: Instant::now(),
+            generation: t.generation,
+            expiry: t.deadline,
+        });
+    }
+
+    fn retired(s: &Shared) -> u64 {
+        s.counters.retired_token_age.load(Ordering::Relaxed)
+    }
+
+    /// The first token goes into the options, a session logs in with it a second later
+    /// (returned: when), and at half-life a second token is cached (returned).
+    async fn two_tokens(s: &Shared) -> (Instant, Arc<CachedToken>) {
+        let first = s.tokens.cache().get().await.unwrap();
+        switch_to(s, &first);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let created = Instant::now();
+        tokio::time::sleep(HOUR / 2).await;
+        match s.tokens.cache().force_refresh(&first).await {
+            entra_pg_token::token::cache::Forced::New(t) => (created, t),
+            _ => panic!("a second token"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_leaves_once_its_token_nears_expiry_and_the_newer_one_is_in_the_options() {
+        let s = shared();
+        let (created, second) = two_tokens(&s).await;
+        // Past the end of the first token's window (expiry less its 60 s margin).
+        tokio::time::sleep_until(s.epoch + HOUR - Duration::from_secs(55)).await;
+        let age = Instant::now() - created;
+        assert!(keep(&s, age), "the newer token is not in the options yet");
+        assert_eq!(retired(&s), 0);
+        switch_to(&s, &second);
+        assert!(!keep(&s, age), "due, and a replacement can log in");
+        assert_eq!(retired(&s), 1);
+        // A session created with the second token stays.
+        assert!(keep(&s, Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_retirement_waits_for_a_login_after_the_one_before() {
+        let s = shared();
+        let (created, second) = two_tokens(&s).await;
+        switch_to(&s, &second);
+        tokio::time::sleep_until(s.epoch + HOUR - Duration::from_secs(55)).await;
+        let age = Instant::now() - created;
+        assert!(!keep(&s, age));
+        assert!(keep(&s, age), "the first retirement is unproven");
+        assert_eq!(s.counters.overdue_checks.load(Ordering::Relaxed), 1);
+        connected(&s);
+        assert!(!keep(&s, age), "a login proved it");
+        assert_eq!(retired(&s), 2);
+        assert_eq!(s.counters.logins_ok.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_logins_fail_a_due_session_stays() {
+        let s = shared();
+        let (created, second) = two_tokens(&s).await;
+        switch_to(&s, &second);
+        tokio::time::sleep_until(s.epoch + HOUR - Duration::from_secs(55)).await;
+        s.health.failed(Instant::now());
+        let age = Instant::now() - created;
+        assert!(keep(&s, age));
+        assert_eq!(retired(&s), 0);
+        // Past its own token's expiry too: Azure checks a token only at login.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(keep(&s, age + Duration::from_secs(120)));
+        // A session older than the pool's clock can tell is kept.
+        assert!(keep(&s, Duration::MAX));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_replacement_a_due_session_leaves_whatever() {
+        let mut s = shared();
+        s.policy.retire_without_replacement = true;
+        let (created, _) = two_tokens(&s).await;
+        tokio::time::sleep_until(s.epoch + HOUR - Duration::from_secs(55)).await;
+        s.health.failed(Instant::now());
+        let age = Instant::now() - created;
+        assert!(!keep(&s, age));
+        assert!(!keep(&s, age), "no wait for a proving login either");
+        assert!(s.proof.unproven());
+    }
+}
