@@ -182,3 +182,68 @@ fn rand_unit() -> f64 {
     use std::hash::{BuildHasher, RandomState};
     (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use entra_pg_token::{FnSource, RefreshPolicy, Token};
+
+    use super::*;
+
+    fn never_answers() -> TokenProvider {
+        let source = FnSource::new("Silent", |_scope| async {
+            std::future::pending::<Result<Token, entra_pg_token::TokenSourceError>>().await
+        });
+        TokenProvider::new(
+            source,
+            "scope",
+            RefreshPolicy {
+                fetch_timeout: None,
+                ..RefreshPolicy::default()
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_that_never_answers_is_a_token_timeout_of_at_least_30_s() {
+        let mut cfg = Config::new();
+        cfg.create_timeout = Some(Duration::from_secs(2));
+        cfg.refresh.fetch_timeout = None;
+        let started = Instant::now();
+        let e = first_token(&cfg, &never_answers()).await.unwrap_err();
+        assert!(
+            matches!(e, Error::TokenTimeout(d) if d == Duration::from_secs(30)),
+            "{e}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        // A longer creation limit is the limit.
+        cfg.create_timeout = Some(Duration::from_secs(45));
+        let e = first_token(&cfg, &never_answers()).await.unwrap_err();
+        assert!(
+            matches!(e, Error::TokenTimeout(d) if d == Duration::from_secs(45)),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_startup_limit_outlasts_one_fetch_so_the_fetchs_own_error_is_reported() {
+        let mut cfg = Config::new();
+        cfg.create_timeout = Some(Duration::from_secs(2));
+        cfg.refresh.fetch_timeout = Some(Duration::from_secs(40));
+        let source = FnSource::new("Silent", |_scope| async {
+            std::future::pending::<Result<Token, entra_pg_token::TokenSourceError>>().await
+        });
+        let tokens = TokenProvider::new(source, "scope", cfg.refresh.clone());
+        let started = Instant::now();
+        let e = first_token(&cfg, &tokens).await.unwrap_err();
+        assert!(matches!(e, Error::Token(_)), "{e}");
+        assert_eq!(started.elapsed(), Duration::from_secs(40));
+    }
+
+    #[test]
+    fn the_seed_is_a_unit_fraction() {
+        for _ in 0..1000 {
+            let u = rand_unit();
+            assert!((0.0..1.0).contains(&u), "{u}");
+        }
+    }
+}

@@ -78,3 +78,35 @@ impl Counters {
         self.metrics.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn each_event_lands_in_its_own_counter() {
+        let c = Counters::new("p");
+        c.login(None, true, LoginOrigin::Checkout);
+        c.login(Some(&Stopwatch::start()), true, LoginOrigin::Probe);
+        c.login(Some(&Stopwatch::start()), false, LoginOrigin::Probe);
+        assert_eq!(
+            (n(&c.logins_ok), n(&c.logins_failed), n(&c.probe_logins)),
+            (2, 1, 2)
+        );
+        c.retired(RetireReason::TokenAge);
+        c.retired(RetireReason::MaxLifetime);
+        c.retired(RetireReason::MaxLifetime);
+        assert_eq!(
+            (n(&c.retired_token_age), n(&c.retired_max_lifetime)),
+            (1, 2)
+        );
+        c.overdue();
+        c.switched();
+        c.switched();
+        assert_eq!((n(&c.overdue_checks), n(&c.token_switches)), (1, 2));
+    }
+}

@@ -200,6 +200,49 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn sessions_created_together_take_places_spread_over_their_window() {
+        let s = shared();
+        let places: Vec<f64> = (0..100)
+            .map(|ms| place(&s, s.epoch + Duration::from_millis(ms), 0.0))
+            .collect();
+        assert!(places.iter().all(|p| (0.0..1.0).contains(p)), "{places:?}");
+        // Every tenth of the window holds some of 100 sessions made a millisecond apart.
+        for tenth in 0..10 {
+            let lo = f64::from(tenth) / 10.0;
+            let n = places
+                .iter()
+                .filter(|p| (lo..lo + 0.1).contains(*p))
+                .count();
+            assert!((5..=15).contains(&n), "{n} in tenth {tenth}: {places:?}");
+        }
+        // The seed shifts them all; the lifetime's place is half a turn from the token's.
+        let at = s.epoch + Duration::from_millis(7);
+        let expected = (0.25 + 7.0 * GOLDEN_RATIO_CONJUGATE).fract();
+        assert!((place(&s, at, 0.0) - expected).abs() < 1e-9);
+        let life = place(&s, at, 1.0);
+        assert!((life - (expected + 0.5).fract()).abs() < 1e-9, "{life}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inside_its_window_a_session_leaves_at_its_place() {
+        let s = shared();
+        let (created, second) = two_tokens(&s).await;
+        switch_to(&s, &second);
+        // The first token's window, as the rule computes it.
+        let expiry = s.switches.token_of(created).expiry;
+        let u = place(&s, created, 0.0);
+        let p = plan(&s.policy, created, expiry, u, place(&s, created, 1.0));
+        let (start, end) = p.token_window.unwrap();
+        assert!(end - start >= Duration::from_secs(60), "{:?}", end - start);
+        let leaves = p.token_due().unwrap();
+        assert!(start < leaves && leaves < end);
+        tokio::time::sleep_until(leaves - Duration::from_secs(2)).await;
+        assert!(keep(&s, Instant::now() - created), "before its place ({u})");
+        tokio::time::sleep_until(leaves + Duration::from_secs(2)).await;
+        assert!(!keep(&s, Instant::now() - created), "after its place ({u})");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn while_logins_fail_a_due_session_stays() {
         let s = shared();
         let (created, second) = two_tokens(&s).await;

@@ -360,6 +360,7 @@ mod tests {
         c.wait_timeout = Some(Duration::MAX);
         c.create_timeout = Some(Duration::MAX);
         assert_eq!(acquire_timeout(&c), MAX_ACQUIRE_TIMEOUT);
+        assert_eq!(MAX_ACQUIRE_TIMEOUT.as_secs() / 86_400, 365, "a year");
         assert!(Instant::now().checked_add(acquire_timeout(&c)).is_some());
     }
 }

@@ -24,7 +24,13 @@ impl Proof {
 
     /// A retirement has not yet been followed by a successful login.
     pub(crate) fn unproven(&self) -> bool {
-        self.last_retired.load(Ordering::Acquire) > self.last_login_ok.load(Ordering::Acquire)
+        self.unproven_since().is_some()
+    }
+
+    /// When the retirement not yet followed by a successful login was claimed.
+    pub(crate) fn unproven_since(&self) -> Option<u64> {
+        let retired = self.last_retired.load(Ordering::Acquire);
+        (retired > self.last_login_ok.load(Ordering::Acquire)).then_some(retired)
     }
 
     /// Claims a retirement at `at`: `false` when an earlier one is unproven, or another
@@ -60,9 +66,11 @@ mod tests {
         assert!(!p.unproven());
         assert!(p.claim(10));
         assert!(p.unproven());
+        assert_eq!(p.unproven_since(), Some(10));
         assert!(!p.claim(11), "the first is unproven");
         p.login_ok(12);
         assert!(!p.unproven());
+        assert_eq!(p.unproven_since(), None);
         assert!(p.claim(13));
         // A login recorded by another thread at a later instant than the claim's clock.
         p.login_ok(20);

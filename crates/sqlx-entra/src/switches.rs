@@ -93,6 +93,11 @@ impl Switches {
         });
     }
 
+    /// How long a login is taken to last: four times the slowest seen, 250 ms to 5 s.
+    pub(crate) fn window(&self) -> Duration {
+        self.history.load().window
+    }
+
     /// The token a session created at `created` logged in with.
     pub(crate) fn token_of(&self, created: Instant) -> Switch {
         let h = self.history.load();

@@ -7,9 +7,9 @@
 //!   age may begin. If the server refuses it, the options keep the older token while it
 //!   is valid (new logins keep working), retirements pause, and the probe is tried again
 //!   after a backoff; once the older token has expired, the new one goes in anyway.
-//! - **A retirement not followed by a successful login** (the pool had other idle
-//!   sessions, so none was opened) is checked with a probe, so that a server that stops
-//!   accepting logins pauses retirements within one tick.
+//! - **A retirement not followed by a successful login** within a login's time (its
+//!   replacement failed, and the caller got the error) is checked with a probe, so that
+//!   a server that stops accepting logins pauses retirements within one tick.
 //! - **While logins fail**, a probe per backoff step (at most 5 s apart) finds when they
 //!   work again.
 
@@ -62,7 +62,11 @@ pub(crate) async fn run(pool: PgPool, shared: Arc<Shared>) {
         let fresh = cache
             .valid_now()
             .filter(|t| t.generation != latest.generation);
-        let unproven = shared.proof.unproven();
+        // The retirement's own replacement logs in within its checkout: probe only when
+        // that has had a login's time and not succeeded.
+        let unproven = shared.proof.unproven_since().is_some_and(|at| {
+            Duration::from_nanos(shared.nanos(now).saturating_sub(at)) >= shared.switches.window()
+        });
         let failing = shared.health.failing_since().is_some();
         if fresh.is_none() && !unproven && !failing {
             continue;
@@ -130,7 +134,8 @@ async fn probe(shared: &Shared, options: &PgConnectOptions) -> bool {
             shared
                 .counters
                 .login(Some(&watch), true, LoginOrigin::Probe);
-            let _ = conn.close().await;
+            // A server gone half-open would never answer the goodbye.
+            let _ = tokio::time::timeout(limit, conn.close()).await;
             true
         }
         Ok(Err(e)) => {
