@@ -48,6 +48,7 @@ impl TokenProvider {
             return match &cfg.password {
                 Some(p) => Ok(Self(entra_pg_token::TokenProvider::password(
                     StaticPassword::new(p.clone()),
+                    cfg.refresh.clone(),
                 ))),
                 None => Err(ConfigError::new(
                     "password",

@@ -232,6 +232,12 @@ fn bad_input_names_the_field() {
     }
     // A pool no server could hold: PostgreSQL's own ceiling on max_connections is
     // 262,143 (and sqlx would allocate a slot per session at build).
+    let huge_floor = deadpool_entra::Config {
+        host: Some("h.example.com".into()),
+        min_connections: usize::MAX,
+        ..Default::default()
+    };
+    assert_eq!(huge_floor.validate().unwrap_err().field, "min_connections");
     for (max, ok) in [(262_143, true), (262_144, false), (usize::MAX, false)] {
         let cfg = deadpool_entra::Config {
             host: Some("h.example.com".into()),

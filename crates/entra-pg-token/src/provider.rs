@@ -63,10 +63,11 @@ impl TokenProvider {
 
     /// A provider of a static password (local development, migration): the same secret
     /// at every login, no identity call, no refresher. A pool on it needs a configured
-    /// user, since no token names one.
-    pub fn password(password: StaticPassword) -> Self {
+    /// user, since no token names one. `policy`'s backoff paces the pools' probe logins
+    /// while logins fail.
+    pub fn password(password: StaticPassword, policy: RefreshPolicy) -> Self {
         Self {
-            cache: TokenCache::fixed(password),
+            cache: TokenCache::fixed(password, policy),
             secret: Secret::Password,
         }
     }

@@ -109,7 +109,7 @@ impl PoolBuilder {
                 expiry: token.deadline,
             }),
             health: LoginHealth::new(now),
-            counters: Counters::new(&cfg.metrics_pool_name()),
+            counters: Counters::new(&metrics_name(&cfg)),
             epoch: now,
             seed: rand_unit(),
             proof: Default::default(),
@@ -127,12 +127,13 @@ impl PoolBuilder {
                 Box::pin(async move { Ok(keep) })
             })
             .connect_lazy_with(watcher::with_password(&base, token.secret.expose()));
-        let floor = cfg
-            .min_connections
-            .min(options::max_connections(&cfg) as usize);
+        let max = options::max_connections(&cfg) as usize;
+        let floor = cfg.min_connections.min(max);
         if cfg.lazy {
             // sqlx fills `min_connections` only when it reaps a session: log them in in
-            // the background.
+            // the background. Callers come meanwhile, and the fill holds what it has
+            // logged in until its last login ends: it leaves them at least one slot.
+            let floor = floor.min(max.saturating_sub(1));
             let (pg, shared) = (pg.clone(), shared.clone());
             tokio::spawn(async move {
                 if let Err(e) = fill(&pg, &shared, floor).await {
@@ -154,12 +155,16 @@ async fn fill(pg: &PgPool, shared: &Shared, n: usize) -> Result<(), sqlx::Error>
     if n == 0 {
         return Ok(());
     }
-    let started = Instant::now();
-    let first = pg.acquire().await?;
-    shared.switches.saw_login(started.elapsed());
-    let more = futures_util::future::join_all((1..n).map(|_| pg.acquire())).await;
-    drop(first);
-    more.into_iter().collect::<Result<Vec<_>, _>>().map(drop)
+    hooks::AHEAD_OF_NEED
+        .scope((), async {
+            let started = Instant::now();
+            let first = pg.acquire().await?;
+            shared.switches.saw_login(started.elapsed());
+            let more = futures_util::future::join_all((1..n).map(|_| pg.acquire())).await;
+            drop(first);
+            more.into_iter().collect::<Result<Vec<_>, _>>().map(drop)
+        })
+        .await
 }
 
 /// The first token, within the startup limit: at least 30 s, and longer than one fetch
@@ -174,6 +179,16 @@ async fn first_token(cfg: &Config, tokens: &TokenProvider) -> Result<Arc<CachedT
     match tokio::time::timeout(limit, tokens.cache().get()).await {
         Ok(t) => Ok(t?),
         Err(_) => Err(Error::TokenTimeout(limit)),
+    }
+}
+
+/// The pool's name in metrics: the configured `pool_name`, else the deadpool pool's
+/// default (`host:port/database`) marked `(sqlx)`, so that a deadpool pool and a sqlx
+/// pool on one configuration write two series.
+fn metrics_name(cfg: &Config) -> String {
+    match &cfg.pool_name {
+        Some(name) => name.clone(),
+        None => format!("{} (sqlx)", cfg.metrics_pool_name()),
     }
 }
 
@@ -237,6 +252,15 @@ mod tests {
         let e = first_token(&cfg, &tokens).await.unwrap_err();
         assert!(matches!(e, Error::Token(_)), "{e}");
         assert_eq!(started.elapsed(), Duration::from_secs(40));
+    }
+
+    #[test]
+    fn the_metrics_name_is_the_configured_one_or_the_deadpool_default_marked_sqlx() {
+        let mut cfg: Config = "postgresql://srv.example:6432/app".parse().unwrap();
+        assert_eq!(metrics_name(&cfg), "srv.example:6432/app (sqlx)");
+        assert_ne!(metrics_name(&cfg), cfg.metrics_pool_name());
+        cfg.pool_name = Some("orders".into());
+        assert_eq!(metrics_name(&cfg), "orders");
     }
 
     #[test]

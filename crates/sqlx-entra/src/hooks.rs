@@ -19,6 +19,13 @@ use crate::shared::Shared;
 
 const GOLDEN_RATIO_CONJUGATE: f64 = 0.618_033_988_749_894_9;
 
+tokio::task_local! {
+    /// Set while the pool logs in sessions ahead of need (`min_connections`): its logins
+    /// are counted as `background`, a caller's as `checkout`. sqlx runs `after_connect`
+    /// in the task that acquires.
+    pub(crate) static AHEAD_OF_NEED: ();
+}
+
 /// The place in `[0, 1)` of a session created at `created`, for the `k`-th of its windows.
 fn place(shared: &Shared, created: Instant, k: f64) -> f64 {
     let ms = created.saturating_duration_since(shared.epoch).as_millis() as f64;
@@ -27,7 +34,11 @@ fn place(shared: &Shared, created: Instant, k: f64) -> f64 {
 
 /// `after_connect`: a login succeeded.
 pub(crate) fn connected(shared: &Shared) {
-    shared.counters.login(None, true, LoginOrigin::Checkout);
+    let origin = match AHEAD_OF_NEED.try_with(|_| ()) {
+        Ok(()) => LoginOrigin::Background,
+        Err(_) => LoginOrigin::Checkout,
+    };
+    shared.counters.login(None, true, origin);
     shared.login_ok(Instant::now());
 }
 

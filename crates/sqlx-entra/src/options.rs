@@ -49,26 +49,37 @@ pub(crate) fn connect_options(cfg: &Config, user: &str) -> Result<PgConnectOptio
             "sqlx's verify-ca trusts the public roots as well as sslrootcert and does not check the host name, so anyone who can redirect the connection and holds any publicly trusted certificate would receive the token; use verify-full (the default), with sslrootcert for a private CA",
         ));
     }
-    // `new_without_pgpass`: no password from a file; the token is the password.
+    // `new_without_pgpass`: no password from a file; the token is the password. It
+    // still reads the PG* variables (sqlx has no constructor that does not): each one
+    // that matters is overwritten below with what the configuration says, libpq's
+    // default where it says nothing, so that the sqlx pool and the deadpool pool log in
+    // alike.
     let mut o = PgConnectOptions::new_without_pgpass()
         .host(cfg.first_host())
         .port(cfg.port_of(0))
         .username(user)
+        // libpq's default database is the user's name.
+        .database(cfg.dbname.as_deref().unwrap_or(user))
+        .application_name(cfg.application_name.as_deref().unwrap_or("sqlx-entra"))
         .ssl_mode(ssl_mode(cfg.ssl_mode));
-    if let Some(db) = &cfg.dbname {
-        o = o.database(db);
-    }
-    if let Some(app) = &cfg.application_name {
-        o = o.application_name(app);
-    }
-    match cfg.ssl_root_cert.as_deref() {
-        // `system`: the public roots, which is what sqlx trusts anyway.
-        Some(p) if p.as_os_str() == "system" => {}
-        Some(p) => o = o.ssl_root_cert(p),
+    o = match cfg.ssl_root_cert.as_deref() {
+        // No file (or `system`): the public roots, which sqlx trusts anyway. An empty
+        // PEM adds none, and replaces a `PGSSLROOTCERT` sqlx read itself (`system`
+        // would be taken for a file name there).
+        Some(p) if p.as_os_str() != "system" => o.ssl_root_cert(p),
+        _ => o.ssl_root_cert_from_pem(Vec::new()),
+    };
+    match &cfg.options {
+        Some(opts) => o = o.options(server_options(opts)?),
+        // sqlx can add `options` but not remove them: one read from the environment
+        // that the configuration does not carry is refused, not sent behind its back.
+        None if o.get_options().is_some() => {
+            return Err(ConfigError::new(
+                "options",
+                "PGOPTIONS is set in the environment but the configuration has no options (it was not read from the environment); sqlx would send it anyway: unset PGOPTIONS, or give the options in the configuration",
+            ));
+        }
         None => {}
-    }
-    if let Some(opts) = &cfg.options {
-        o = o.options(server_options(opts)?);
     }
     Ok(o)
 }
@@ -206,6 +217,10 @@ mod tests {
         assert_eq!(o.get_username(), "me@contoso.com");
         assert_eq!(o.get_database(), Some("app"));
         assert_eq!(o.get_application_name(), Some("svc"));
+        // Unset: libpq's default database (the user's name), and a name of our own.
+        let bare = connect_options(&cfg(&[("host", "a.example")]), "me").unwrap();
+        assert_eq!(bare.get_database(), Some("me"));
+        assert_eq!(bare.get_application_name(), Some("sqlx-entra"));
         assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
     }
 
@@ -287,8 +302,16 @@ mod tests {
         };
         let file = printed("/etc/ssl/our-ca.pem");
         assert!(file.contains("our-ca.pem"), "{file}");
+        // `system`, or none: an empty PEM (no root added to the public ones), which also
+        // replaces a PGSSLROOTCERT that sqlx read from the environment itself.
         let system = printed("system");
-        assert!(system.contains("ssl_root_cert: None"), "{system}");
+        assert!(
+            system.contains("ssl_root_cert: Some(Inline([]))"),
+            "{system}"
+        );
+        let c = cfg(&[("host", "a.example")]);
+        let none = format!("{:?}", connect_options(&c, "u").unwrap());
+        assert!(none.contains("ssl_root_cert: Some(Inline([]))"), "{none}");
     }
 
     #[test]

@@ -87,7 +87,7 @@ async fn the_sqlx_pool_writes_deadpool_entras_names_and_a_closed_pool_reads_zero
         value(
             &seen,
             "deadpool_entra.logins",
-            &["outcome=ok", "origin=checkout"]
+            &["outcome=ok", "origin=background"]
         ) >= 2.0,
         "{seen:?}"
     );

@@ -82,15 +82,18 @@ fn pool_size(cfg: &Config) -> Result<(), ConfigError> {
             "max_size 0 would make every checkout wait for ever",
         ));
     }
-    if let Some(max) = cfg.max_size
-        && max > MAX_POOL_SIZE
-    {
-        return Err(ConfigError::new(
-            "max_size",
-            format!(
-                "max_size {max} is more sessions than any PostgreSQL server accepts (its max_connections is at most {MAX_POOL_SIZE}; Azure's is a few thousand); size the pool for the server"
-            ),
-        ));
+    for (field, n) in [
+        ("max_size", cfg.max_size.unwrap_or(0)),
+        ("min_connections", cfg.min_connections),
+    ] {
+        if n > MAX_POOL_SIZE {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "{field} {n} is more sessions than any PostgreSQL server accepts (its max_connections is at most {MAX_POOL_SIZE}; Azure's is a few thousand); size the pool for the server"
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -99,12 +99,12 @@ impl TokenCache {
     }
 
     /// A cache of `password`: the same secret at every login, never refreshed (a
-    /// password provider's).
-    pub(crate) fn fixed(password: super::StaticPassword) -> Arc<Self> {
+    /// password provider's). `policy`'s backoff still paces the pools' probe logins.
+    pub(crate) fn fixed(password: super::StaticPassword, policy: RefreshPolicy) -> Arc<Self> {
         Self::build(
             Box::new(super::sources::Fixed(password)),
             String::new(),
-            RefreshPolicy::default(),
+            policy,
             Arc::new(SystemTime::now),
             false,
         )

@@ -919,7 +919,7 @@ async fn recent_tokens_keep_the_latest_four() {
 
 #[tokio::test(start_paused = true)]
 async fn a_password_is_not_an_identity_call() {
-    let cache = TokenCache::fixed(crate::StaticPassword::new("pw"));
+    let cache = TokenCache::fixed(crate::StaticPassword::new("pw"), RefreshPolicy::default());
     cache.get().await.unwrap();
     assert_eq!(cache.counters.identity_calls.load(Ordering::Relaxed), 0);
     assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 0);
@@ -992,9 +992,17 @@ async fn what_the_pool_reads_from_the_cache() {
         None
     );
     assert!(second.generation > first.generation);
-    let password = TokenCache::fixed(crate::StaticPassword::new("pw"));
+    let slow = RefreshPolicy {
+        min_backoff: Duration::from_secs(3),
+        ..RefreshPolicy::default()
+    };
+    let password = TokenCache::fixed(crate::StaticPassword::new("pw"), slow.clone());
     assert!(!password.can_refresh());
-    assert_eq!(password.policy(), &RefreshPolicy::default());
+    assert_eq!(
+        password.policy(),
+        &slow,
+        "its backoff paces the probe logins"
+    );
 }
 
 /// A credential whose cache-bypassing fetch is slow (600 ms) and returns the same token.
