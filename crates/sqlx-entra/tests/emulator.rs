@@ -68,11 +68,14 @@ async fn the_login_uses_the_user_the_token_names_when_none_is_configured() {
     pool.close().await;
 }
 
-/// Waits (bounded) until the pool holds `n` sessions: sqlx opens `min_connections` in
-/// the background after the first login.
+/// Waits (bounded) until the pool holds `n` logged-in sessions: sqlx opens
+/// `min_connections` in the background after the first login. sqlx counts a session in
+/// `size()` from the start of its login, so the logins themselves are waited for too.
 async fn filled(pool: &sqlx_entra::Pool, n: u32) {
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while pool.size() < n && tokio::time::Instant::now() < until {
+    while (pool.size() < n || pool.stats().logins_ok < u64::from(n))
+        && tokio::time::Instant::now() < until
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(pool.size(), n, "the pool did not fill");
