@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use tokio_postgres::Config as PgConfig;
 
-use crate::{Config, TargetSessionAttrs};
+use crate::{config::Config, config::TargetSessionAttrs};
 
 /// One login attempt: a configuration for one server, and its address when known.
 pub(crate) type Candidate = (PgConfig, Option<IpAddr>);
@@ -96,7 +96,7 @@ impl Hosts {
         Self {
             each,
             role,
-            random: cfg.load_balance_hosts == crate::LoadBalanceHosts::Random,
+            random: cfg.load_balance_hosts == crate::config::LoadBalanceHosts::Random,
             wanted: cfg.target_session_attrs,
             endpoint: crate::config::endpoint_text(cfg),
         }

@@ -36,28 +36,23 @@ pub use deadpool_postgres::{
 };
 pub use tokio_postgres;
 
-// The token layer: its own crate, shared with the sqlx adapter. Its modules keep their
-// paths inside this crate, and its public names are this crate's too.
+// The token layer: its own crate, shared with the sqlx adapter. Its public names are
+// this crate's too. Inside this crate every module names what it uses by the module that
+// defines it (`crate::error::Error`, `entra_pg_token::token::Token`), never through these
+// re-exports, so that the imports form layers that point one way.
 pub use entra_pg_token;
 pub use entra_pg_token::cloud;
-#[cfg(feature = "serde")]
-use entra_pg_token::serde_util;
-use entra_pg_token::{sync, time, token};
 
 pub use builder::PoolBuilder;
 pub use config::{
     AuthMethod, ChannelBinding, Config, LoadBalanceHosts, SslMode, TargetSessionAttrs,
+};
+pub use entra_pg_token::token::{
+    BoxFuture, ChainSource, CredentialSource, FnSource, RETRY_AFTER_CAP, RefreshPolicy,
+    StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
 };
 pub use error::{Error, ErrorKind};
 pub use pool::Pool;
 pub use provider::TokenProvider;
 pub use retire::RetirePolicy;
 pub use stats::{HealthReport, Stats};
-pub use token::{
-    BoxFuture, ChainSource, CredentialSource, FnSource, RETRY_AFTER_CAP, RefreshPolicy,
-    StaticPassword, Token, TokenSource, TokenSourceError, UserAssignedId,
-};
-
-// Short paths inside the crate for the types that moved into modules.
-pub(crate) use cloud::DEFAULT_SCOPE;
-pub(crate) use error::{ConfigError, LoginError, TimeoutKind, TokenRefusedError};

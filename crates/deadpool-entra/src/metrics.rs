@@ -5,7 +5,7 @@
 //! `token::metrics`); the checkout path only records into them. Without the feature every
 //! type here is empty and every call compiles to nothing.
 //!
-//! The pool name is [`pool_name`](crate::PoolBuilder::pool_name), by default
+//! The pool name is [`pool_name`](crate::builder::PoolBuilder::pool_name), by default
 //! `host:port/database`. When the pool closes (or is dropped) its gauges are set to 0 and
 //! no longer sampled: a closed pool reports no connections, waiters or token.
 //!

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use crate::{
-    ChainSource, Config, ConfigError, RefreshPolicy, StaticPassword, TokenSource, UserAssignedId,
-    cloud::ScopeFrom, config::AuthMethod, stats::TokenStats, token::cache::TokenCache,
+use crate::{config::AuthMethod, config::Config, config::ConfigError, stats::TokenStats};
+use entra_pg_token::{
+    cloud::ScopeFrom, token::ChainSource, token::RefreshPolicy, token::StaticPassword,
+    token::TokenSource, token::UserAssignedId, token::cache::TokenCache,
 };
 
 /// One token cache and refresher for several pools.
 ///
-/// Each pool built with [`crate::PoolBuilder::token_provider`] logs in with the
+/// Each pool built with [`crate::builder::PoolBuilder::token_provider`] logs in with the
 /// provider's token and retires its own connections by that token's expiry; the identity
 /// endpoint sees one call per refresh for all of them. Clones share the same cache. The
 /// refresher starts with the first pool and stops when the provider and every pool using
@@ -112,7 +113,7 @@ impl TokenProvider {
         self.0.start_refresher();
     }
 
-    /// The shared token's state and counters (each pool's [`crate::Pool::stats`] shows
+    /// The shared token's state and counters (each pool's [`crate::pool::Pool::stats`] shows
     /// the same).
     pub fn stats(&self) -> TokenStats {
         self.0.stats()
@@ -153,7 +154,7 @@ fn default_source(cfg: &Config) -> Box<dyn TokenSource> {
 fn token_scope(cfg: &Config) -> String {
     let host = cfg.host.clone().unwrap_or_default();
     let first_host = cfg.first_host().to_owned();
-    let (scope, scope_from) = crate::cloud::scope_for(cfg.scope.as_deref(), &first_host);
+    let (scope, scope_from) = entra_pg_token::cloud::scope_for(cfg.scope.as_deref(), &first_host);
     let from = match scope_from {
         ScopeFrom::Explicit => "configured".to_owned(),
         ScopeFrom::HostName(cloud) => format!("{cloud}, from the host name"),

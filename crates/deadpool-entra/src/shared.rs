@@ -10,14 +10,14 @@ use std::{
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    RetirePolicy,
     hosts::Hosts,
     network::NetWatch,
+    retire::RetirePolicy,
     retire::{self, ConnTable, gate::Gate, health::LoginHealth, spares::Spares, survey::Survey},
     stats::PoolCounters,
     tls::Tls,
-    token::{cache::TokenCache, claims::user_from_token},
 };
+use entra_pg_token::token::{cache::TokenCache, claims::user_from_token};
 
 /// State shared by the pool, its `Connect`, its hooks and its background tasks.
 pub(crate) struct Shared {
@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     pub(crate) sweep_now: Arc<tokio::sync::Notify>,
     /// Connections logged in by the background, for checkouts to take.
     pub(crate) spares: Spares,
-    /// Whether the token cache is this pool's own (not a shared [`crate::TokenProvider`]'s):
+    /// Whether the token cache is this pool's own (not a shared [`crate::provider::TokenProvider`]'s):
     /// `close()` stops its refresher then.
     pub(crate) owns_cache: bool,
     /// Connections to keep open ([`Config::min_connections`]).

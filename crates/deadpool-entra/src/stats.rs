@@ -71,7 +71,7 @@ impl PoolCounters {
     }
 }
 
-/// What the pool knows about one connection ([`crate::Pool::connection_info`]).
+/// What the pool knows about one connection ([`crate::pool::Pool::connection_info`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionInfo {
@@ -119,7 +119,7 @@ pub struct Stats {
     /// Logins retried with a new token after the server refused the one they used.
     pub forced_refresh_retries: u64,
     /// Refused logins not retried because the token source returned the same token
-    /// (the caller got [`crate::Error::TokenRefused`]).
+    /// (the caller got [`crate::error::Error::TokenRefused`]).
     pub same_token_after_refusal: u64,
     /// Connections retired before their token's expiry.
     pub retired_token_age: u64,
@@ -252,7 +252,7 @@ impl Degraded {
     }
 }
 
-/// The result of [`crate::Pool::health`], for a `/healthz` endpoint.
+/// The result of [`crate::pool::Pool::health`], for a `/healthz` endpoint.
 ///
 /// `healthy` follows the database: a pool serving on sessions past their token's expiry
 /// (an identity outage, logins refused) is healthy and `degraded`, so that a load balancer

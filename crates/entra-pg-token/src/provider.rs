@@ -10,8 +10,10 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    RefreshPolicy, StaticPassword, TokenSource,
     stats::TokenStats,
+    token::RefreshPolicy,
+    token::StaticPassword,
+    token::TokenSource,
     token::cache::{TokenCache, spawn_refresher},
 };
 

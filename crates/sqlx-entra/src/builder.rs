@@ -13,9 +13,10 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::{
-    Error, Pool,
     counters::Counters,
+    error::Error,
     hooks, options,
+    pool::Pool,
     shared::Shared,
     switches::{Switch, Switches},
     watcher,

@@ -1,4 +1,4 @@
-//! The pool's events, each recorded once: into the counters behind [`crate::Stats`] and
+//! The pool's events, each recorded once: into the counters behind [`crate::stats::Stats`] and
 //! into the metrics (feature `metrics`, deadpool-entra's names and handles).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use deadpool_entra::metrics::{LoginOrigin, PoolMetrics, Sample, Stopwatch};
 use entra_pg_token::retire::RetireReason;
 
-/// Event counters behind [`crate::Stats`] (named as deadpool-entra's), and the metrics.
+/// Event counters behind [`crate::stats::Stats`] (named as deadpool-entra's), and the metrics.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) logins_ok: AtomicU64,

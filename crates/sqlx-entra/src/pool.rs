@@ -6,7 +6,7 @@ use std::{fmt, ops::Deref, sync::Arc};
 use entra_pg_token::TokenProvider;
 use sqlx::PgPool;
 
-use crate::{Stats, shared::Shared};
+use crate::{shared::Shared, stats::Stats};
 
 /// A sqlx PostgreSQL pool whose logins use the cached Entra token.
 ///

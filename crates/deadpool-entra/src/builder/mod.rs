@@ -14,11 +14,18 @@ use std::{
 use deadpool_postgres::{Hook, QueueMode, RecyclingMethod};
 
 use crate::{
-    ChainSource, Config, CredentialSource, Error, Pool, RefreshPolicy, RetirePolicy, SslMode,
-    TokenSource, UserAssignedId,
+    config::Config,
+    config::SslMode,
     config::{AuthMethod, ChannelBinding, validate},
+    error::Error,
+    pool::Pool,
     pool::sweeper,
     provider::TokenProvider,
+    retire::RetirePolicy,
+};
+use entra_pg_token::{
+    token::ChainSource, token::CredentialSource, token::RefreshPolicy, token::TokenSource,
+    token::UserAssignedId,
 };
 
 /// Builds a [`Pool`]. All setters consume and return the builder.
@@ -133,7 +140,7 @@ impl PoolBuilder {
         self
     }
     /// Token scope (default: the scope of the Azure cloud the host name names, see
-    /// [`crate::cloud::US_GOVERNMENT_SCOPE`] and [`crate::cloud::CHINA_SCOPE`]; [`crate::cloud::DEFAULT_SCOPE`] for any
+    /// [`entra_pg_token::cloud::US_GOVERNMENT_SCOPE`] and [`entra_pg_token::cloud::CHINA_SCOPE`]; [`entra_pg_token::cloud::DEFAULT_SCOPE`] for any
     /// other host).
     pub fn scope(mut self, s: impl Into<String>) -> Self {
         self.config.scope = Some(s.into());
@@ -284,6 +291,14 @@ impl PoolBuilder {
 
 /// Building from a configuration: here rather than in `config`, which knows nothing of
 /// the pool.
+// The builder's entry on the pool, here so that the pool knows nothing of its builder.
+impl Pool {
+    /// A builder.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::from_config(Config::default())
+    }
+}
+
 impl Config {
     /// A [`PoolBuilder`] preloaded with this configuration.
     pub fn builder(&self) -> PoolBuilder {

@@ -1,5 +1,5 @@
-//! The steps [`PoolBuilder::build`](crate::PoolBuilder::build) takes, in order (the
-//! token provider is [`TokenProvider::for_pool`](crate::TokenProvider::for_pool)): the TLS connector, the first token, the shared state, and deadpool's
+//! The steps [`PoolBuilder::build`](crate::builder::PoolBuilder::build) takes, in order (the
+//! token provider is [`TokenProvider::for_pool`](crate::provider::TokenProvider::for_pool)): the TLS connector, the first token, the shared state, and deadpool's
 //! pool with our hooks in front of the user's.
 
 use std::{
@@ -12,15 +12,18 @@ use tokio::{sync::watch, time::Instant};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    Config, ConfigError, Error, TimeoutKind,
+    config::Config,
+    config::ConfigError,
     connect::{EntraConnect, no_user_error},
+    error::Error,
+    error::TimeoutKind,
     pool::hooks,
     retire::{self, ConnTable, health::LoginHealth},
     shared::Shared,
     stats::PoolCounters,
     tls::Tls,
-    token::{cache::TokenCache, claims::user_from_token},
 };
+use entra_pg_token::token::{cache::TokenCache, claims::user_from_token};
 
 /// rustls with the configuration's roots, or none (the loopback opt-out).
 pub(crate) fn tls_connector(cfg: &Config) -> Result<Tls, ConfigError> {

@@ -18,7 +18,7 @@
 use std::str::FromStr;
 
 use super::Config;
-use crate::ConfigError;
+use super::error::ConfigError;
 
 /// The keys a connection string may hold: libpq's that the pool supports, and ours.
 pub(super) const KEYS: &[&str] = &[

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::error::ConfigError;
 use super::{Config, SslMode, conninfo, service_connector, values::parse_bool};
-use crate::ConfigError;
 
 /// The single variables and the setting each fills, weakest first: libpq's `PG*`, then
 /// Service Connector's `AZURE_POSTGRESQL_*` (a later one wins for the same setting). The

@@ -6,10 +6,10 @@ use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
 use deadpool_postgres::{QueueMode, RecyclingMethod};
 
-use crate::ConfigError;
-
 mod conninfo;
 mod env;
+mod error;
+mod loopback;
 mod modes;
 mod pg;
 mod service_connector;
@@ -19,6 +19,7 @@ mod values;
 
 #[cfg(feature = "doctor")]
 pub(crate) use env::{CONNECTION_STRING, OTHER_VARIABLES, VARIABLES, keys_set_by};
+pub use error::ConfigError;
 pub use modes::{AuthMethod, ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 pub(crate) use pg::{default_pool_name, endpoint_text, pg_config};
 pub(crate) use validate::validate;
@@ -27,9 +28,10 @@ use values::{
     parse_ports, parse_secs_opt,
 };
 
-use crate::{RefreshPolicy, RetirePolicy};
+use entra_pg_token::retire::RetirePolicy;
+use entra_pg_token::token::RefreshPolicy;
 
-/// Everything needed to build a [`Pool`](crate::Pool). Deserializable (feature `serde`; durations
+/// Everything needed to build a [`Pool`](crate::pool::Pool). Deserializable (feature `serde`; durations
 /// as `"30s"`-style strings or seconds), from the environment, or parsed from a URL or
 /// key=value string.
 ///
@@ -69,10 +71,16 @@ pub struct Config {
     /// docs/configuration.md. `Some(Duration::ZERO)` leaves the system's setting.
     pub keepalives: Option<bool>,
     /// Idle time before the first keepalive probe (`keepalives_idle`; default 30 s).
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub keepalives_idle: Option<Duration>,
     /// Time between keepalive probes (`keepalives_interval`; default 5 s).
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub keepalives_interval: Option<Duration>,
     /// Probes lost before the connection counts as dead (`keepalives_retries`; default
     /// 3, used by Linux only when `tcp_user_timeout` is off).
@@ -81,7 +89,10 @@ pub struct Config {
     /// (`tcp_user_timeout`, in milliseconds in libpq strings as in libpq; Linux; default
     /// 5 s). A live server acknowledges at once however long its query runs, so this
     /// cuts only sessions whose peer is gone.
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub tcp_user_timeout: Option<Duration>,
     /// Database name.
     pub dbname: Option<String>,
@@ -94,7 +105,7 @@ pub struct Config {
     /// Client id of a user-assigned managed identity (`AZURE_POSTGRESQL_CLIENTID`).
     pub client_id: Option<String>,
     /// Token scope (default: the scope of the Azure cloud the host name names, else
-    /// [`crate::cloud::DEFAULT_SCOPE`]).
+    /// [`entra_pg_token::cloud::DEFAULT_SCOPE`]).
     pub scope: Option<String>,
     /// TLS mode (default verify-full).
     pub ssl_mode: SslMode,
@@ -106,7 +117,10 @@ pub struct Config {
     pub application_name: Option<String>,
     /// TCP connect timeout (default 2 s; the TCP handshake only, as in tokio-postgres;
     /// `Some(Duration::ZERO)`: no limit).
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub connect_timeout: Option<Duration>,
     /// Server `options` (e.g. `-c search_path=app`).
     pub options: Option<String>,
@@ -127,15 +141,24 @@ pub struct Config {
     /// e.g. two roles on one database: pools with one name write the same series.
     pub pool_name: Option<String>,
     /// How long `get()` waits for a free slot (default 30 s).
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub wait_timeout: Option<Duration>,
     /// How long creating a connection may take, token included (default 10 s).
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub create_timeout: Option<Duration>,
     /// How long recycling a connection may take (default 5 s), for the recycling methods
     /// that talk to the server (`Verified`, `Clean`, `Custom`). With `Fast` (the default),
     /// recycling does no I/O and no timer is set.
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_util::duration::option"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "entra_pg_token::serde_util::duration::option")
+    )]
     pub recycle_timeout: Option<Duration>,
     /// How a connection is checked when it is reused (default Fast).
     pub recycling_method: RecyclingMethod,

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use crate::ConfigError;
+use super::error::ConfigError;
 
 /// libpq's `sslmode`.
 ///
@@ -11,7 +11,7 @@ use crate::ConfigError;
 /// (stricter than libpq's `require`): a token is never offered to an unauthenticated
 /// server. `VerifyCa` verifies the chain only. `Disable`, `Allow` and `Prefer` would send
 /// the token in clear text and are refused, except on loopback with
-/// [`crate::PoolBuilder::dangerous_allow_plaintext_on_loopback`], where they mean no TLS.
+/// [`crate::builder::PoolBuilder::dangerous_allow_plaintext_on_loopback`], where they mean no TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]

@@ -20,7 +20,7 @@
 //! reported by its position only; a keyword is named only when it is one of Npgsql's.
 
 use super::conninfo;
-use crate::ConfigError;
+use super::error::ConfigError;
 
 /// The (key, value) pairs of a Service Connector connection string, with libpq's keys.
 pub(super) fn pairs(s: &str) -> Result<Vec<(String, String)>, ConfigError> {

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use super::error::ConfigError;
+use super::loopback::is_loopback;
 use super::{AuthMethod, ChannelBinding, Config, SslMode};
-use crate::{ConfigError, tls::is_loopback, token::backoff::MIN_RETRY_DELAY};
+use entra_pg_token::token::backoff::MIN_RETRY_DELAY;
 
 /// The checks of [`Config::validate`]; `password_mode` is decided by the builder (an
 /// explicit token source overrides the configured method).

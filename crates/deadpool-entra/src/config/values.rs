@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use crate::ConfigError;
+use super::error::ConfigError;
 
 /// The text of a rejected value, only when it cannot be part of a secret: a number.
 /// Anything else may be a fragment of a password or token that a space, `&` or `/` cut

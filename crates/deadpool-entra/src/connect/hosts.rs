@@ -11,8 +11,9 @@ use tokio_postgres::{
 
 use super::connect_tls;
 use crate::{
-    ConfigError, Error,
     checkout::{stand_in_error, stash, wrong_role_stand_in},
+    config::ConfigError,
+    error::Error,
     hosts::{Candidate, Fit, Role, fit},
     network::{DeadCause, network_cause},
     shared::Shared,

@@ -15,19 +15,21 @@ use tokio::{task::JoinHandle, time::Instant};
 use tokio_postgres::{Client as PgClient, Config as PgConfig, Error as PgError, NoTls};
 
 use crate::{
-    ConfigError, Error, TokenRefusedError,
     checkout::{GET_CONTEXT, LoginRecord, Origin, is_wrong_role, stand_in_error, stash},
+    config::ConfigError,
+    error::Error,
+    error::TokenRefusedError,
     error::is_auth_refusal,
     metrics::{LoginOrigin, Stopwatch},
     network::{NetWatch, network_cause},
     retire::health::{LoginAttempt, LoginOutcome},
     shared::Shared,
     tls::Tls,
-    token::{
-        BoxFuture,
-        cache::{CachedToken, Forced},
-        claims::{exp_of, user_from_token},
-    },
+};
+use entra_pg_token::token::{
+    BoxFuture,
+    cache::{CachedToken, Forced},
+    claims::{exp_of, user_from_token},
 };
 
 pub(crate) struct EntraConnect {
@@ -236,8 +238,8 @@ fn same_token_error(
         .unwrap_or_default();
     let login = match e.as_db_error() {
         Some(db) => crate::error::classify_login(db, &user),
-        None => crate::LoginError {
-            kind: crate::ErrorKind::LoginRefused,
+        None => crate::error::LoginError {
+            kind: crate::error::ErrorKind::LoginRefused,
             server_message: e.to_string(),
             sqlstate: String::new(),
             user,
@@ -311,12 +313,12 @@ async fn login(
     result
 }
 
-/// The `kind` field of the "login failed" log line: the [`ErrorKind`](crate::ErrorKind)
+/// The `kind` field of the "login failed" log line: the [`ErrorKind`](crate::error::ErrorKind)
 /// label the error gets (`role-missing`, `tls`, ...), the same as in metrics; `database`
 /// when it is none of login, TLS or network, as [`Error::Postgres`] is.
 fn failure_kind(classified: Option<Error>) -> &'static str {
     classified
-        .map_or(crate::ErrorKind::Database, |e| e.kind())
+        .map_or(crate::error::ErrorKind::Database, |e| e.kind())
         .as_str()
 }
 
@@ -348,8 +350,8 @@ fn refresh_may_help(e: &PgError) -> bool {
 /// Too many clients and a server starting up or shutting down are the server's state: a
 /// later login may succeed, with the token the pool has. Every kind is decided here (no
 /// wildcard), so a new kind has to be.
-fn refresh_may_fix(kind: crate::ErrorKind) -> bool {
-    use crate::ErrorKind::*;
+fn refresh_may_fix(kind: crate::error::ErrorKind) -> bool {
+    use crate::error::ErrorKind::*;
     match kind {
         TokenExpired | TokenRevoked | TokenInvalid | BadPassword | LoginRefused => true,
         RoleMissing | RoleOidMismatch | RoleTypeMismatch | TokenWrongAudience
@@ -424,7 +426,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::{failure_kind, refresh_may_fix, secs_until};
-    use crate::{Error, ErrorKind, LoginError};
+    use crate::{error::Error, error::ErrorKind, error::LoginError};
 
     #[test]
     fn the_login_failed_line_names_the_kind_of_failure() {

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use super::report::{Check, CheckName};
 use crate::{
-    AuthMethod, Config,
-    cloud::{ScopeFrom, scope_for},
+    config::AuthMethod,
+    config::Config,
     config::{CONNECTION_STRING, OTHER_VARIABLES, VARIABLES, keys_set_by},
 };
+use entra_pg_token::cloud::{ScopeFrom, scope_for};
 
 /// The environment as read, the configuration it gives (or why none), and the check.
 pub(crate) fn check_env(env: &HashMap<String, String>) -> (Check, Option<Config>) {

@@ -4,8 +4,11 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::report::{Check, CheckName};
-use crate::{
-    AuthMethod, ChainSource, Config, Token, UserAssignedId,
+use crate::{config::AuthMethod, config::Config};
+use entra_pg_token::{
+    token::ChainSource,
+    token::Token,
+    token::UserAssignedId,
     token::chain::{LinkOutcome, LinkTrace},
 };
 

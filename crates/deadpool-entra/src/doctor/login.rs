@@ -7,7 +7,8 @@ use super::{
     report::{Check, CheckName},
     token::Claims,
 };
-use crate::{Config, Error, ErrorKind, FnSource, Token};
+use crate::{config::Config, error::Error, error::ErrorKind};
+use entra_pg_token::{token::FnSource, token::Token};
 
 /// How long the login may take.
 const LOGIN_LIMIT: Duration = Duration::from_secs(30);
@@ -150,7 +151,7 @@ fn sql_ident(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LoginError;
+    use crate::error::LoginError;
 
     fn login(kind: ErrorKind, user: &str) -> Error {
         Error::Login(LoginError {
@@ -238,7 +239,7 @@ mod tests {
         let Error::Login(l) = &e else { unreachable!() };
         assert_eq!(Some(fix), l.hint());
         // A refusal of the same token names the refused login's user.
-        let refused = Error::TokenRefused(crate::TokenRefusedError {
+        let refused = Error::TokenRefused(crate::error::TokenRefusedError {
             login: LoginError {
                 kind: ErrorKind::TokenInvalid,
                 server_message: "m".into(),

@@ -34,7 +34,8 @@ use std::collections::HashMap;
 
 pub use report::{Check, CheckName, Fact, Report, Verdict};
 
-use crate::{Config, cloud::scope_for, token::claims::user_from_token};
+use crate::config::Config;
+use entra_pg_token::{cloud::scope_for, token::claims::user_from_token};
 
 /// What to check besides the configuration.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +63,7 @@ impl Options {
 }
 
 /// Checks the deployment that these environment variables configure, as
-/// [`Pool::from_env`](crate::Pool::from_env) reads them (plus `options.url`). The
+/// [`Pool::from_env`](crate::pool::Pool::from_env) reads them (plus `options.url`). The
 /// credentials read the process environment too, as `azure_identity` does.
 pub async fn diagnose_env<K, V>(vars: impl IntoIterator<Item = (K, V)>, options: Options) -> Report
 where

@@ -8,7 +8,7 @@ use std::{
 use tokio::net::TcpStream;
 
 use super::report::{Check, CheckName};
-use crate::Config;
+use crate::config::Config;
 
 /// The TCP connect timeout when the configuration sets none (the pool's is 2 s; the doctor
 /// waits longer, to tell a slow path from a dropped one).

@@ -19,7 +19,8 @@ use tokio::{
 
 use super::report::{Check, CheckName};
 use crate::{
-    Config, SslMode,
+    config::Config,
+    config::SslMode,
     tls::{client_config_watched, roots_text},
 };
 
@@ -45,7 +46,7 @@ impl ServerCertVerifier for Recording {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *crate::sync::lock(&self.seen) = Some(end_entity.clone().into_owned());
+        *entra_pg_token::sync::lock(&self.seen) = Some(end_entity.clone().into_owned());
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
@@ -107,7 +108,7 @@ pub(crate) async fn check(cfg: &Config, host: &str, addr: SocketAddr) -> Check {
     check.fact("sslmode", cfg.ssl_mode.as_str());
     check.fact("roots", &roots);
     let outcome = tokio::time::timeout(HANDSHAKE_LIMIT, handshake(config, host, addr)).await;
-    if let Some(der) = crate::sync::lock(&seen).take() {
+    if let Some(der) = entra_pg_token::sync::lock(&seen).take() {
         describe(&mut check, &der);
     }
     match outcome {

@@ -9,9 +9,10 @@ use std::{
 use serde_json::Value;
 
 use super::report::{Check, CheckName};
-use crate::{
-    Config, Token,
+use crate::config::Config;
+use entra_pg_token::{
     cloud::{ScopeFrom, scope_for},
+    token::Token,
     token::claims::claims_of,
 };
 

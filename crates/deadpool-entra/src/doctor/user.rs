@@ -4,7 +4,7 @@ use super::{
     report::{Check, CheckName},
     token::Claims,
 };
-use crate::{Config, connect::no_user_error};
+use crate::{config::Config, connect::no_user_error};
 
 /// The user the login will name: the configured one, or the one the claims give.
 pub(crate) fn check(

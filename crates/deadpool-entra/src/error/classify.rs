@@ -1,7 +1,7 @@
 //! A tokio-postgres error from a login, turned into our typed [`Error`]: the server's
 //! refusal, a TLS failure, or a network one.
 
-use crate::Error;
+use crate::error::Error;
 
 use super::login_error;
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{Error, TimeoutKind};
+use crate::{error::Error, error::TimeoutKind};
 
 /// What kind of failure an [`Error`] is. Stable: new kinds may be added (the enum is
 /// `#[non_exhaustive]`), existing ones keep their meaning and their [`ErrorKind::as_str`]
@@ -133,7 +133,9 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConfigError, LoginError, TokenRefusedError, error::TokenError};
+    use crate::{
+        config::ConfigError, error::LoginError, error::TokenError, error::TokenRefusedError,
+    };
 
     fn login(kind: ErrorKind) -> LoginError {
         LoginError {
@@ -259,7 +261,7 @@ mod tests {
             (
                 Error::WrongServerRole {
                     endpoint: "e".into(),
-                    target_session_attrs: crate::TargetSessionAttrs::Standby,
+                    target_session_attrs: crate::config::TargetSessionAttrs::Standby,
                 },
                 ErrorKind::WrongServerRole,
                 "wrong-server-role",

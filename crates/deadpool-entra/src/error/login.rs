@@ -1,7 +1,7 @@
 //! The server refused a login: why (its SQLSTATE and text, classified into an
 //! [`ErrorKind`]), and what to do about it.
 
-use crate::ErrorKind;
+use crate::error::ErrorKind;
 
 /// The server refused the login.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -74,7 +74,7 @@ fn scope_from_refusal(server_message: &str) -> String {
         .map(|(resource, _)| resource.trim_end_matches('/'))
         .filter(|r| r.starts_with("https://") && !r.contains(char::is_whitespace))
         .map_or_else(
-            || crate::DEFAULT_SCOPE.to_owned(),
+            || entra_pg_token::cloud::DEFAULT_SCOPE.to_owned(),
             |r| format!("{r}/.default"),
         )
 }
@@ -185,11 +185,11 @@ mod refusal_tests {
         );
         assert_eq!(
             scope_from_refusal("no resource named"),
-            crate::DEFAULT_SCOPE
+            entra_pg_token::cloud::DEFAULT_SCOPE
         );
         assert_eq!(
             scope_from_refusal("for the resource \"not a url\""),
-            crate::DEFAULT_SCOPE
+            entra_pg_token::cloud::DEFAULT_SCOPE
         );
     }
 }
@@ -197,7 +197,7 @@ mod refusal_tests {
 #[cfg(test)]
 mod classify_tests {
     use super::login_error;
-    use crate::{Error, ErrorKind};
+    use crate::{error::Error, error::ErrorKind};
 
     /// The login error's kind (checked to be the `Error`'s too), the metric label and the
     /// full text.

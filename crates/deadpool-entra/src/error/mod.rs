@@ -10,8 +10,10 @@ pub use kind::ErrorKind;
 pub use login::{LoginError, TokenRefusedError};
 // Defined in the token layer, which knows nothing above it; an error of this crate all the
 // same.
-pub use crate::token::TokenError;
+pub use entra_pg_token::token::TokenError;
 pub(crate) use login::{classify_login, login_error};
+// Defined beside the configuration it judges, which knows nothing of the errors above it.
+pub use crate::config::ConfigError;
 
 /// Everything that can go wrong when building the pool or checking out a connection.
 ///
@@ -69,9 +71,9 @@ pub enum Error {
     WrongServerRole {
         /// `host:port` of the servers (comma-separated).
         endpoint: String,
-        /// What was asked for: [`crate::TargetSessionAttrs::Primary`] or
-        /// [`crate::TargetSessionAttrs::Standby`].
-        target_session_attrs: crate::TargetSessionAttrs,
+        /// What was asked for: [`crate::config::TargetSessionAttrs::Primary`] or
+        /// [`crate::config::TargetSessionAttrs::Standby`].
+        target_session_attrs: crate::config::TargetSessionAttrs,
     },
     /// A pool timeout elapsed.
     #[error("timed out {0}")]
@@ -87,8 +89,8 @@ pub enum Error {
     Postgres(#[source] tokio_postgres::Error),
 }
 
-fn wrong_role_text(endpoint: &str, wanted: crate::TargetSessionAttrs) -> String {
-    use crate::TargetSessionAttrs::*;
+fn wrong_role_text(endpoint: &str, wanted: crate::config::TargetSessionAttrs) -> String {
+    use crate::config::TargetSessionAttrs::*;
     match wanted {
         Primary => format!(
             "no server at {endpoint} is a primary (each that accepted the login is in recovery: a standby) and target_session_attrs=primary asks for one; the sessions were not kept. During a failover a standby is promoted within minutes (Azure: 60 to 120 s); list the primary's host, or use prefer-standby or any to accept a standby"
@@ -130,39 +132,6 @@ impl std::fmt::Display for TimeoutKind {
             Self::Recycle => "recycling a connection (recycle_timeout)",
             Self::Health => "running the health check query",
         })
-    }
-}
-
-/// An invalid configuration value; `field` names the setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration `{field}`: {reason}")]
-pub struct ConfigError {
-    /// The setting at fault (`host`, `port`, `sslmode`, `user`, ...).
-    pub field: String,
-    /// Why it is invalid and what to do.
-    pub reason: String,
-}
-
-impl ConfigError {
-    /// A new configuration error for `field`.
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// No user is configured and the token names none: what to set.
-    pub fn no_user() -> Self {
-        Self::new(
-            "user",
-            "no user configured and the token names none (no upn, preferred_username, unique_name or xms_mirid claim): set PGUSER or AZURE_POSTGRESQL_USER to the identity's name (the PostgreSQL role created with pgaadauth_create_principal)",
-        )
-    }
-
-    /// The setting at fault.
-    pub fn field(&self) -> &str {
-        &self.field
     }
 }
 

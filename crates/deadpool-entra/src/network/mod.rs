@@ -134,7 +134,7 @@ impl NetWatch {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        crate::sync::lock(&self.state)
+        entra_pg_token::sync::lock(&self.state)
     }
 
     /// The addresses a login should try, in order (`None`: let tokio-postgres resolve,

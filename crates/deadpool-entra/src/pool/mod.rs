@@ -17,13 +17,18 @@ use deadpool_postgres::{HookError, PoolError, TimeoutType, Timeouts};
 use tokio::time::Instant;
 
 use crate::{
-    Config, ConfigError, Error, HealthReport, PoolBuilder, Stats, TimeoutKind,
     checkout::{GET_CONTEXT, GetContext, Origin},
+    config::Config,
+    config::ConfigError,
+    error::Error,
+    error::TimeoutKind,
     error::classify_pg,
     metrics::Stopwatch,
     network::{DeadCause, LIVENESS_TIMEOUT},
     retire::{self, RetireReason},
     shared::Shared,
+    stats::HealthReport,
+    stats::Stats,
     stats::secs_since,
     stats::{ConnectionInfo, Degraded, NetworkStats, PoolStatus, TokenStats},
 };
@@ -58,11 +63,6 @@ impl Deref for Pool {
 }
 
 impl Pool {
-    /// A builder.
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder::from_config(Config::default())
-    }
-
     /// A pool configured from the environment ([`Config::from_env`]).
     pub async fn from_env() -> Result<Pool, Error> {
         Config::from_env()?.build_pool().await

@@ -27,8 +27,8 @@ use crate::{
         table::key,
     },
     shared::Shared,
-    token::backoff::backoff,
 };
+use entra_pg_token::token::backoff::backoff;
 
 /// The sweeper's interval: the policy's, but never more than a quarter of the shortest
 /// token lifetime seen (and never below 10 ms).
@@ -126,7 +126,12 @@ pub(crate) fn spawn_sweeper(shared: &Arc<Shared>, inner: &deadpool_postgres::Poo
                 .max_size
                 .store(inner.status().max_size, Ordering::Release);
             follow_network(&shared, &mut state, now);
-            sweep(&shared, &inner, now, crate::time::later(now, interval));
+            sweep(
+                &shared,
+                &inner,
+                now,
+                entra_pg_token::time::later(now, interval),
+            );
             let gate = shared.gate(now);
             for r in shared
                 .spares
@@ -203,7 +208,7 @@ fn replenish(
     if !spare_logins::may_log_in(shared, gate, now) {
         return;
     }
-    let lookahead = crate::time::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
+    let lookahead = entra_pg_token::time::later(now, interval.saturating_mul(LOOKAHEAD_SWEEPS));
     let status = inner.status();
     let need = Need {
         due_soon: shared.conns.due_by(gate, lookahead) + shared.spares.due_by(gate, lookahead),
@@ -359,7 +364,10 @@ impl Drop for ClearOnDrop {
 /// most `MAX_PROBE_INTERVAL`, so that the pool learns within seconds that logins work
 /// again (measured: with the refresh policy's 30 s cap, a pool took up to 30 s after a
 /// 60 s login refusal ended to start re-logging in its overdue sessions).
-pub(crate) fn probe_backoff(policy: &crate::RefreshPolicy, failures: u32) -> Duration {
+pub(crate) fn probe_backoff(
+    policy: &entra_pg_token::token::RefreshPolicy,
+    failures: u32,
+) -> Duration {
     backoff(policy, failures).min(MAX_PROBE_INTERVAL)
 }
 

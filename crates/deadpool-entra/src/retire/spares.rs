@@ -24,7 +24,8 @@ use super::{
     gate::{Decision, Gate, decide},
     survey::Survey,
 };
-use crate::{checkout::LoginRecord, sync::lock};
+use crate::checkout::LoginRecord;
+use entra_pg_token::sync::lock;
 
 /// At most this many background logins run at once: a rotation of a hundred connections
 /// is never a hundred simultaneous logins.

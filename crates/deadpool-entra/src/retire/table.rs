@@ -57,11 +57,11 @@ pub(crate) fn key(w: &ClientWrapper) -> usize {
 
 impl ConnTable {
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, HashMap<usize, ConnInfo>> {
-        crate::sync::write(&self.map)
+        entra_pg_token::sync::write(&self.map)
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, HashMap<usize, ConnInfo>> {
-        crate::sync::read(&self.map)
+        entra_pg_token::sync::read(&self.map)
     }
 
     pub(crate) fn insert(

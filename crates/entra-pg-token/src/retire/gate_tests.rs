@@ -317,7 +317,7 @@ async fn a_password_connection_retires_by_lifetime_only() {
 async fn a_token_within_its_retirement_margin_is_not_ready_for_a_replacement() {
     use std::time::SystemTime;
 
-    use crate::{FnSource, RefreshPolicy, Token, token::cache::TokenCache};
+    use crate::{token::FnSource, token::RefreshPolicy, token::Token, token::cache::TokenCache};
 
     let source = FnSource::new("fake", |_scope| {
         Box::pin(async {

@@ -7,8 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::RETRY_AFTER_CAP;
-use super::RefreshPolicy;
+use super::policy::{RETRY_AFTER_CAP, RefreshPolicy};
 
 /// The shortest retry delay, whatever the policy says: a failing endpoint is never asked
 /// in a tight loop.

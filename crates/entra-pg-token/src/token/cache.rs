@@ -29,12 +29,12 @@ use tokio::{
     time::Instant,
 };
 
-use super::RefreshPolicy;
-use super::TokenError;
-use super::{TokenSource, backoff::floor, metrics::TokenMetrics};
+use super::error::TokenError;
+use super::policy::RefreshPolicy;
+use super::{backoff::floor, metrics::TokenMetrics, source::TokenSource};
 use crate::{sync::lock, time::later};
 
-/// The cache's counters (shown in [`crate::TokenStats`]).
+/// The cache's counters (shown in [`crate::stats::TokenStats`]).
 #[derive(Default)]
 pub struct TokenCounters {
     /// Fetches that brought a token.
@@ -58,7 +58,7 @@ pub(super) type Outcome = Result<Arc<CachedToken>, TokenError>;
 /// One cached token, fetched single-flight, refreshed ahead of expiry by
 /// [`spawn_refresher`]'s task, with the memory of the last failure and the history of
 /// recent tokens that the pools' retirement reads. Most users reach it through
-/// [`crate::TokenProvider`].
+/// [`crate::provider::TokenProvider`].
 pub struct TokenCache {
     source: Arc<dyn TokenSource>,
     /// Whether a fetch may bring another secret (`false`: a password provider's cache).
@@ -100,7 +100,10 @@ impl TokenCache {
 
     /// A cache of `password`: the same secret at every login, never refreshed (a
     /// password provider's). `policy`'s backoff still paces the pools' probe logins.
-    pub(crate) fn fixed(password: super::StaticPassword, policy: RefreshPolicy) -> Arc<Self> {
+    pub(crate) fn fixed(
+        password: super::sources::StaticPassword,
+        policy: RefreshPolicy,
+    ) -> Arc<Self> {
         Self::build(
             Box::new(super::sources::Fixed(password)),
             String::new(),

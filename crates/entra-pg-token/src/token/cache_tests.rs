@@ -11,7 +11,10 @@ use tokio::time::Instant;
 use super::flight::MAX_REFUSAL_HOLD;
 use super::*;
 use crate::token::backoff::{backoff, backoff_ceiling};
-use crate::{BoxFuture, Token, TokenSource, TokenSourceError};
+use crate::{
+    token::source::BoxFuture, token::source::Token, token::source::TokenSource,
+    token::source::TokenSourceError,
+};
 
 const SECRET: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOi.SECRET-PAYLOAD-4711.signature";
 
@@ -263,7 +266,7 @@ async fn same_token_from_the_credential_is_not_a_renewal() {
     let deadline_holder = Arc::new(Mutex::new(None::<Instant>));
     let calls = Arc::new(AtomicU64::new(0));
     let (d2, c2) = (deadline_holder.clone(), calls.clone());
-    let source = crate::FnSource::new("Cached", move |_| {
+    let source = crate::token::sources::FnSource::new("Cached", move |_| {
         let d = d2.clone();
         let c = c2.clone();
         async move {
@@ -298,7 +301,7 @@ async fn a_credential_renewing_only_late_in_the_tokens_life_is_asked_again_befor
     const WINDOW: Duration = Duration::from_secs(5);
     let state = Arc::new(Mutex::new((0u32, None::<Instant>)));
     let s2 = state.clone();
-    let source = crate::FnSource::new("RenewsLate", move |_| {
+    let source = crate::token::sources::FnSource::new("RenewsLate", move |_| {
         let s = s2.clone();
         async move {
             let mut s = s.lock().unwrap();
@@ -449,7 +452,7 @@ async fn after_a_refusal_a_cache_bypassing_fetch_gives_a_new_token() {
 async fn a_retry_after_hint_sets_the_next_attempt() {
     let calls = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let c2 = calls.clone();
-    let source = crate::FnSource::new("Throttled", move |_| {
+    let source = crate::token::sources::FnSource::new("Throttled", move |_| {
         let c = c2.clone();
         async move {
             let mut c = c.lock().unwrap();
@@ -476,8 +479,11 @@ async fn a_retry_after_hint_sets_the_next_attempt() {
 
 /// A source whose calls never answer while `hang` is set when they start (a request to an
 /// endpoint that drops packets): the call stays pending even after `hang` is cleared.
-fn hanging_source(hang: Arc<AtomicBool>, calls: Arc<Mutex<Vec<Instant>>>) -> crate::FnSource {
-    crate::FnSource::new("Hanging", move |_| {
+fn hanging_source(
+    hang: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<Instant>>>,
+) -> crate::token::sources::FnSource {
+    crate::token::sources::FnSource::new("Hanging", move |_| {
         let (hang, calls) = (hang.clone(), calls.clone());
         async move {
             let n = {
@@ -621,7 +627,7 @@ async fn a_callers_timeout_does_not_cancel_the_shared_fetch() {
 async fn a_huge_retry_after_is_capped_and_harmless() {
     let calls = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let c2 = calls.clone();
-    let source = crate::FnSource::new("Throttled", move |_| {
+    let source = crate::token::sources::FnSource::new("Throttled", move |_| {
         let c = c2.clone();
         async move {
             c.lock().unwrap().push(Instant::now());
@@ -634,12 +640,15 @@ async fn a_huge_retry_after_is_capped_and_harmless() {
     let _r = spawn_refresher(&cache);
     let t0 = Instant::now();
     assert!(cache.get().await.is_err());
-    assert_eq!(cache.retry_at(), Some(t0 + crate::RETRY_AFTER_CAP));
-    tokio::time::sleep(crate::RETRY_AFTER_CAP + Duration::from_secs(1)).await;
+    assert_eq!(
+        cache.retry_at(),
+        Some(t0 + crate::token::policy::RETRY_AFTER_CAP)
+    );
+    tokio::time::sleep(crate::token::policy::RETRY_AFTER_CAP + Duration::from_secs(1)).await;
     let times = calls.lock().unwrap().clone();
     assert_eq!(
         times,
-        [t0, t0 + crate::RETRY_AFTER_CAP],
+        [t0, t0 + crate::token::policy::RETRY_AFTER_CAP],
         "the refresher retried at the cap"
     );
     assert_eq!(cache.counters.refresher_panics.load(Ordering::Relaxed), 0);
@@ -663,8 +672,8 @@ async fn a_zero_min_backoff_does_not_make_a_busy_loop() {
 }
 
 /// A source whose fetch never answers and holds `alive` while pending.
-fn never_answering(alive: Arc<()>) -> crate::FnSource {
-    crate::FnSource::new("Never", move |_| {
+fn never_answering(alive: Arc<()>) -> crate::token::sources::FnSource {
+    crate::token::sources::FnSource::new("Never", move |_| {
         let alive = alive.clone();
         async move {
             let _held = alive;
@@ -801,7 +810,7 @@ async fn a_same_token_answer_for_an_expired_token_is_a_failure_with_backoff() {
     let calls = Arc::new(AtomicU64::new(0));
     let c2 = calls.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let source = crate::FnSource::new("Stuck", move |_| {
+    let source = crate::token::sources::FnSource::new("Stuck", move |_| {
         c2.fetch_add(1, Ordering::SeqCst);
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -919,7 +928,10 @@ async fn recent_tokens_keep_the_latest_four() {
 
 #[tokio::test(start_paused = true)]
 async fn a_password_is_not_an_identity_call() {
-    let cache = TokenCache::fixed(crate::StaticPassword::new("pw"), RefreshPolicy::default());
+    let cache = TokenCache::fixed(
+        crate::token::sources::StaticPassword::new("pw"),
+        RefreshPolicy::default(),
+    );
     cache.get().await.unwrap();
     assert_eq!(cache.counters.identity_calls.load(Ordering::Relaxed), 0);
     assert_eq!(cache.counters.refreshes_ok.load(Ordering::Relaxed), 0);
@@ -996,7 +1008,10 @@ async fn what_the_pool_reads_from_the_cache() {
         min_backoff: Duration::from_secs(3),
         ..RefreshPolicy::default()
     };
-    let password = TokenCache::fixed(crate::StaticPassword::new("pw"), slow.clone());
+    let password = TokenCache::fixed(
+        crate::token::sources::StaticPassword::new("pw"),
+        slow.clone(),
+    );
     assert!(!password.can_refresh());
     assert_eq!(
         password.policy(),

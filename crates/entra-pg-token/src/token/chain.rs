@@ -15,7 +15,7 @@ use azure_core::credentials::TokenCredential;
 use azure_identity::UserAssignedId;
 
 use super::{
-    BoxFuture, Token, TokenSource, TokenSourceError,
+    source::{BoxFuture, Token, TokenSource, TokenSourceError},
     sources::{CredentialFactory, fetch_from, fetch_from_new_instance},
 };
 

@@ -8,7 +8,7 @@ use std::sync::{
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 
 use super::*;
-use crate::token::{TokenSource, sources::tests::factory};
+use crate::token::{source::TokenSource, sources::tests::factory};
 
 /// A credential that always fails with `message`.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ pub struct TokenError {
 }
 
 impl TokenError {
-    pub(crate) fn from_source(source_name: String, e: super::TokenSourceError) -> Self {
+    pub(crate) fn from_source(source_name: String, e: super::source::TokenSourceError) -> Self {
         Self {
             source_name,
             cause: e.message,

@@ -18,7 +18,7 @@ use crate::{
     stopwatch::Stopwatch,
     sync::lock,
     time::later,
-    token::TokenSourceError,
+    token::source::TokenSourceError,
     token::{backoff::backoff_ceiling, metrics::RefreshOutcome},
 };
 
@@ -297,8 +297,8 @@ pub(super) async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
 }
 
 /// The error for a fetch that outlived [`RefreshPolicy::fetch_timeout`].
-pub(super) fn no_answer(limit: Duration) -> crate::token::TokenSourceError {
-    crate::token::TokenSourceError::new(format!(
+pub(super) fn no_answer(limit: Duration) -> crate::token::source::TokenSourceError {
+    crate::token::source::TokenSourceError::new(format!(
         "no token from the source within {} s (refresh.fetch_timeout): the identity \
          endpoint did not answer, or kept failing while the credential retried",
         limit.as_secs_f64()

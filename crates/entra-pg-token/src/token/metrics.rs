@@ -56,7 +56,7 @@ impl TokenMetrics {
     /// A fetch from `source` ended after `took`, with `outcome`; recorded under the name
     /// the fetch ended with, as `stats()` shows it. `password`: the source
     /// is a static password, which is no identity call and whose token is no refresh (as
-    /// in [`TokenStats`](crate::TokenStats)).
+    /// in [`TokenStats`](crate::stats::TokenStats)).
     pub(crate) fn fetched(
         &self,
         source: &str,

@@ -9,7 +9,10 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::time::Instant;
 
 use super::cache::TokenCache;
-use crate::{BoxFuture, FnSource, RefreshPolicy, Token, TokenSource, TokenSourceError};
+use crate::{
+    token::policy::RefreshPolicy, token::source::BoxFuture, token::source::Token,
+    token::source::TokenSource, token::source::TokenSourceError, token::sources::FnSource,
+};
 
 /// One series: its name, its labels, its value.
 struct Series {

@@ -11,7 +11,7 @@ use std::{
 use azure_core::credentials::TokenCredential;
 pub use azure_identity::UserAssignedId;
 
-use super::{BoxFuture, Token, TokenSource, TokenSourceError};
+use super::source::{BoxFuture, Token, TokenSource, TokenSourceError};
 
 /// Makes a new credential instance (with an empty in-process token cache).
 pub type CredentialFactory =
@@ -139,7 +139,7 @@ pub(crate) fn map_azure_error(e: &azure_core::Error, name: &str) -> TokenSourceE
 
 /// A `Retry-After` value (RFC 9110 §10.2.3): delay seconds, or an HTTP date, taken as
 /// the time from `now` to it (none when it has passed). Anything else is no value: the
-/// backoff applies. The caller caps it ([`crate::RETRY_AFTER_CAP`]).
+/// backoff applies. The caller caps it ([`crate::token::policy::RETRY_AFTER_CAP`]).
 fn retry_after_value(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
@@ -244,7 +244,7 @@ impl StaticPassword {
     pub(crate) fn token(&self) -> Token {
         Token {
             secret: self.password.clone(),
-            expiry: super::Expiry::Never,
+            expiry: super::source::Expiry::Never,
         }
     }
 }

@@ -14,15 +14,15 @@ use super::{CachedToken, Outcome, RECENT_TOKENS, TokenCache, flight::Failure};
 use crate::{
     sync::lock,
     time::{LONGEST, later},
-    token::TokenSourceError,
-    token::{Expiry, backoff::retry_delay},
+    token::source::TokenSourceError,
+    token::{backoff::retry_delay, source::Expiry},
 };
 
 impl TokenCache {
     /// Stores a fetch's result: the token, or the failure with its retry delay.
     pub(super) fn store_fetched(
         &self,
-        result: Result<crate::token::Token, TokenSourceError>,
+        result: Result<crate::token::source::Token, TokenSourceError>,
         name: String,
     ) -> Outcome {
         *lock(&self.source_name) = name.clone();
