@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use crate::state::{Principal, PrincipalKind, Shared};
 use crate::{
-    Error, FederatedCredential, IdentitySpec, ManagedIdentity, OSSRDBMS_RESOURCE, RESOURCE_GROUP,
-    SUBSCRIPTION_ID, ServicePrincipal, entra::token, guid, postgres::pgwire,
+    entra::apps::FederatedCredential, entra::apps::ServicePrincipal, entra::identity::IdentitySpec,
+    entra::identity::ManagedIdentity, entra::ids::guid, entra::token, error::Error,
+    names::RESOURCE_GROUP, names::SUBSCRIPTION_ID, postgres::front::OSSRDBMS_RESOURCE,
+    postgres::pgwire,
 };
 
 /// A cheap handle used by the admin API and the [`Emulator`] methods.
@@ -140,7 +142,7 @@ impl Admin {
             client_id: guid(),
             object_id: guid(),
             // Entra's generated secrets are 40 characters.
-            secret: crate::random_hex(20),
+            secret: crate::entra::ids::random_hex(20),
         };
         self.create_principal(&sp.name, PrincipalKind::App(sp.clone()))
             .await?;

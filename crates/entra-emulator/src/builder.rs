@@ -1,9 +1,12 @@
-//! Configures and starts an [`crate::Emulator`].
+//! Configures and starts an [`crate::emulator::Emulator`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{DEFAULT_DATABASE, DEFAULT_IDENTITY, DEFAULT_USER, Emulator, Error, IdentitySpec};
+use crate::{
+    emulator::Emulator, entra::identity::IdentitySpec, error::Error, names::DEFAULT_DATABASE,
+    names::DEFAULT_IDENTITY, names::DEFAULT_USER,
+};
 
 /// Configures and starts an [`Emulator`].
 #[derive(Clone, Debug)]
@@ -113,12 +116,12 @@ impl EmulatorBuilder {
     /// Serve the front as Azure serves a server `server_name` with high availability, on a
     /// network whose faults the kernel makes ([`Emulator::network`]): the names
     /// `server_name.postgres.database.azure.com` (and the China and US Government clouds'
-    /// names, [`crate::AZURE_DOMAINS`]) in the namespace's private `/etc/hosts`, pointing at
+    /// names, [`crate::network::AZURE_DOMAINS`]) in the namespace's private `/etc/hosts`, pointing at
     /// the primary `127.0.0.1`; a read-write standby on `127.0.0.2` and a read-only standby
     /// on `127.0.0.3`, all three on the same port ([`Emulator::pg_port`]) and the same
     /// cluster. The certificate is valid for those names and addresses.
     ///
-    /// Needs a private network namespace ([`crate::netns`], as root): `start` fails with
+    /// Needs a private network namespace ([`crate::network::netns`], as root): `start` fails with
     /// [`Error::Network`] elsewhere. `server_name` is 3 to 63 lowercase letters, digits and
     /// hyphens.
     pub fn azure_network(mut self, server_name: &str) -> Self {
@@ -129,5 +132,19 @@ impl EmulatorBuilder {
     /// Start everything: cluster, principals, identity endpoints, front, admin API.
     pub async fn start(self) -> Result<Emulator, Error> {
         Emulator::start_with(self).await
+    }
+}
+
+// The builder's entry on the emulator, here so that the emulator's handle knows nothing of
+// its builder.
+impl Emulator {
+    /// A builder with the defaults.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// Start with the defaults (= `Emulator::builder().start()`).
+    pub async fn start() -> Result<Emulator, Error> {
+        Self::builder().start().await
     }
 }

@@ -1,6 +1,8 @@
 //! The environment variables a program needs to use the emulator, per way of signing in.
 
-use crate::{ClientCertificate, Emulator, ServicePrincipal};
+use crate::{
+    emulator::Emulator, entra::app_certs::ClientCertificate, entra::apps::ServicePrincipal,
+};
 use std::path::Path;
 
 impl Emulator {
@@ -9,7 +11,7 @@ impl Emulator {
     /// identity), `PGHOST`, `PGPORT`, `PGDATABASE`, `PGUSER`, `PGSSLMODE=verify-full`,
     /// `PGSSLROOTCERT`, `PATH` (the `az` directory first, then this process's `PATH`),
     /// `ENTRA_EMULATOR_ADMIN`. The hosts are `localhost`, or the server's Azure name when
-    /// built with [`crate::EmulatorBuilder::azure_network`].
+    /// built with [`crate::builder::EmulatorBuilder::azure_network`].
     pub fn env(&self) -> Vec<(String, String)> {
         let path = match std::env::var_os("PATH") {
             Some(p) if !p.is_empty() => {

@@ -7,14 +7,22 @@ use crate::admin::{Admin, check_name};
 use crate::serve::certs::make_tls;
 use crate::state::Shared;
 use crate::{
-    Cluster, Emulator, EmulatorBuilder, Error, Faults, IdentitySpec, ManagedIdentity, Network,
-    Node,
-    entra::{authority, token},
+    builder::EmulatorBuilder,
+    emulator::Emulator,
+    entra::identity::IdentitySpec,
+    entra::identity::ManagedIdentity,
+    entra::ids::random_hex,
+    entra::token,
+    error::Error,
     network,
+    network::Network,
+    network::Node,
+    postgres::cluster::Cluster,
     postgres::{cluster, front, pgwire},
-    random_hex,
-    serve::{http, https},
+    runtime::BgRuntime,
+    serve::{authority, http, https},
     standin,
+    state::Faults,
 };
 
 impl Emulator {
@@ -73,14 +81,14 @@ impl Emulator {
         // The servers run on the emulator's own runtime (two threads), like an external server:
         // they do not compete with the caller's runtime (a current-thread test runtime, a load
         // generator) and are not stalled by blocking code there.
-        let runtime = BgRuntime(Some(
+        let runtime = BgRuntime::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("entra-emulator")
                 .enable_all()
                 .build()
                 .map_err(|e| Error::io("cannot start the emulator's runtime", e))?,
-        ));
+        );
         let bind = |what: &'static str| {
             let l = std::net::TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| Error::io(format!("cannot listen for the {what}"), e))?;
@@ -269,27 +277,6 @@ impl Emulator {
         emu.tasks = tasks;
         tracing::info!(front_port, identity_port, admin_port, server = ?emu.server_host(), root = %emu.root.display(), "entra-emulator ready");
         Ok(emu)
-    }
-}
-
-/// The emulator's own runtime; shut down without blocking, so it may be dropped anywhere
-/// (also inside the caller's async code, where dropping a `Runtime` would panic).
-pub(crate) struct BgRuntime(Option<tokio::runtime::Runtime>);
-
-impl BgRuntime {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.0
-            .as_ref()
-            .expect("runtime present until drop")
-            .handle()
-    }
-}
-
-impl Drop for BgRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, SHA256, digest};
 
-use crate::Error;
+use crate::error::Error;
 
 /// A certificate of a service principal: `AZURE_CLIENT_CERTIFICATE_PATH` names its file.
 #[derive(Clone, PartialEq, Eq)]

@@ -23,9 +23,9 @@ pub(crate) fn entra_error(
             "error": error,
             "error_description": format!("AADSTS{code}: {description}"),
             "error_codes": [code],
-            "timestamp": crate::local_time_string(now_secs()).replace(".000000", "Z"),
-            "trace_id": crate::guid(),
-            "correlation_id": crate::guid(),
+            "timestamp": crate::entra::ids::local_time_string(now_secs()).replace(".000000", "Z"),
+            "trace_id": crate::entra::ids::guid(),
+            "correlation_id": crate::entra::ids::guid(),
             "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
         })),
     )

@@ -147,7 +147,7 @@ impl IssuedTokens {
     /// A fresh `uti` for the next token: its sequence number, then random characters.
     pub fn next_uti(&self) -> String {
         let seq = self.minted.fetch_add(1, Ordering::Relaxed);
-        format!("{seq:010x}{}", crate::random_hex(6))
+        format!("{seq:010x}{}", crate::entra::ids::random_hex(6))
     }
 
     /// Remember a newly minted token for `(principal, resource)`.

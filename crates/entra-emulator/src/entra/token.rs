@@ -39,12 +39,12 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 impl Signer {
-    pub fn new() -> Result<Self, crate::Error> {
+    pub fn new() -> Result<Self, crate::error::Error> {
         let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| {
-            crate::Error::Crypto("cannot generate the RSA token-signing key".into())
+            crate::error::Error::Crypto("cannot generate the RSA token-signing key".into())
         })?;
         let public = key.public_key().as_ref().to_vec();
-        let kid = crate::random_hex(20);
+        let kid = crate::entra::ids::random_hex(20);
         Ok(Signer {
             key,
             public,
@@ -167,20 +167,20 @@ pub(crate) fn claims(
         "exp": exp,
         // Opaque claims sized like Azure's (its managed identity tokens are about 1,300
         // to 1,900 characters; the size matters for PgBouncer and the password packet).
-        "aio": crate::random_hex(48),
+        "aio": crate::entra::ids::random_hex(48),
         "appid": subject.app_id,
         "appidacr": if subject.upn.is_some() { "0" } else { "2" },
         "idp": iss,
         "oid": subject.object_id,
         "idtyp": if subject.upn.is_some() { "user" } else { "app" },
-        "rh": format!("1.{}.", crate::random_hex(40)),
+        "rh": format!("1.{}.", crate::entra::ids::random_hex(40)),
         "sub": subject.object_id,
         "tid": tenant,
         "uti": uti,
         "ver": "1.0",
-        "xms_ftd": crate::random_hex(30),
+        "xms_ftd": crate::entra::ids::random_hex(30),
         "xms_idrel": "7 24",
-        "xms_rd": format!("0.{}", crate::random_hex(40)),
+        "xms_rd": format!("0.{}", crate::entra::ids::random_hex(40)),
         "xms_tcdt": 1_600_000_000u64,
     });
     if let Some(upn) = subject.upn {

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The DNS suffixes of Azure Database for PostgreSQL flexible servers: the public cloud,
 /// Azure China and Azure US Government. A server `NAME` is reached as `NAME.<suffix>`.

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Run `program args`, feeding it `stdin` if given; an error carries the command line,
 /// the exit status and what the program said on stderr.

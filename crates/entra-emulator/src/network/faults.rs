@@ -9,13 +9,13 @@ use std::time::Duration;
 use super::addresses::server_names;
 use super::iptables::{self, CT_TCP_LOOSE, CT_TIMEOUT_ESTABLISHED, Rule};
 use super::{NetworkCounters, Node, hosts, netns, sockets};
-use crate::Error;
+use crate::error::Error;
 
 /// The network of an emulated Azure server with high availability: its names (in a
 /// private `/etc/hosts`), its three nodes on one port (see [`Node`]), and Azure's network
 /// faults, dropped by the kernel's packet filter so that the client's TCP timeouts really
-/// fire. From [`crate::Emulator::network`], when the emulator was built with
-/// [`crate::EmulatorBuilder::azure_network`].
+/// fire. From [`crate::emulator::Emulator::network`], when the emulator was built with
+/// [`crate::builder::EmulatorBuilder::azure_network`].
 ///
 /// Cheap to clone. Every method refuses to run outside the private network namespace
 /// ([`netns::in_private_namespace`]). The rules it added are removed by [`Network::clear`]
@@ -125,7 +125,7 @@ impl Network {
     pub fn server_hosts(&self) -> &[String] {
         &self.inner.names
     }
-    /// The port every node listens on (the emulator's [`crate::Emulator::pg_port`]).
+    /// The port every node listens on (the emulator's [`crate::emulator::Emulator::pg_port`]).
     pub fn port(&self) -> u16 {
         self.inner.port
     }

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use super::command::run;
-use crate::Error;
+use crate::error::Error;
 
 const HOSTS: &str = "/etc/hosts";
 /// Prefix of the temporary directory the private copy is made in; the mount's source in

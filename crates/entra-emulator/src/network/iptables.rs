@@ -9,7 +9,7 @@
 use std::net::SocketAddrV4;
 
 use super::command::run;
-use crate::Error;
+use crate::error::Error;
 
 /// A rule of the `filter` table, as `iptables` takes it after `-I`/`-D`
 /// (`INPUT -p tcp ... -j DROP`).

@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 
 use super::command::run;
 use super::{hosts, iptables};
-use crate::Error;
+use crate::error::Error;
 
 /// Set (to `1`) in the child that runs in the namespace.
 pub const NETNS_ENV: &str = "ENTRA_EMULATOR_NETNS";
@@ -146,11 +146,11 @@ pub fn reexec_isolated() -> std::io::Result<Option<ExitStatus>> {
 
 /// Set up the private namespace this process runs in, once: check that it is not the
 /// namespace the process was started from (nor pid 1's, when that can be read), bring up
-/// the loopback interface, make the kernel track connections (see [`crate::Network::idle_drop`]),
+/// the loopback interface, make the kernel track connections (see [`crate::network::Network::idle_drop`]),
 /// and bind-mount a private copy of `/etc/hosts`.
 ///
 /// [`isolated`] and [`reexec_isolated`] call it in the child; the emulator calls it when
-/// it starts with [`crate::EmulatorBuilder::azure_network`] (idempotent). Outside a
+/// it starts with [`crate::builder::EmulatorBuilder::azure_network`] (idempotent). Outside a
 /// namespace made by them, it refuses.
 pub fn enter() -> Result<(), Error> {
     SETUP

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::Error;
+use crate::error::Error;
 
 /// `st` of an established connection in `/proc/net/tcp`.
 const ESTABLISHED: &str = "01";

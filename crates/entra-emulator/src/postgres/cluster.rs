@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::error::Error;
 use crate::postgres::pgwire;
 
 /// The superuser `initdb` creates (we pass `-U postgres` whatever the OS user is).

@@ -95,7 +95,7 @@ pub(crate) struct Front {
     pub read_only: bool,
     /// The node of the Azure network this front serves, if any: its logins are counted
     /// there and its sessions can vanish.
-    pub node: Option<(crate::Network, crate::Node)>,
+    pub node: Option<(crate::network::Network, crate::network::Node)>,
 }
 
 pub(crate) async fn serve(listener: TcpListener, front: Arc<Front>) {

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::Error;
+use crate::error::Error;
 
 pub(crate) struct Tls {
     pub(crate) ca_cert: PathBuf,
@@ -46,12 +46,15 @@ pub(crate) fn make_tls(root: &Path) -> Result<Tls, Error> {
     ];
     // The nodes of the Azure network (see `network`): every server name, as Azure's
     // wildcard certificates cover them, and the standbys' addresses.
-    for domain in crate::AZURE_DOMAINS {
+    for domain in crate::network::AZURE_DOMAINS {
         sp.subject_alt_names.push(SanType::DnsName(
             format!("*.{domain}").try_into().map_err(c)?,
         ));
     }
-    for node in [crate::Node::Standby, crate::Node::ReadOnlyStandby] {
+    for node in [
+        crate::network::Node::Standby,
+        crate::network::Node::ReadOnlyStandby,
+    ] {
         sp.subject_alt_names
             .push(SanType::IpAddress(std::net::IpAddr::V4(node.ip())));
     }

@@ -8,17 +8,18 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::identity_faults::{error_json, identity_faults};
 use crate::entra::issued::Issued;
 use crate::entra::token::{self, Subject, now_secs};
 use crate::state::{FaultSettings, Faults, PrincipalKind, Shared, bump};
-use crate::{Admin, IdentitySpec};
+use crate::{admin::Admin, entra::identity::IdentitySpec};
 
 /// A listener that resets new connections while the identity outage fault is on.
 pub(crate) struct OutageListener {
@@ -62,68 +63,6 @@ pub(crate) fn identity_router(shared: Arc<Shared>) -> Router {
         .route("/cli/account", get(cli_account))
         .route("/cli/logout", get(cli_logout))
         .with_state(shared)
-}
-
-fn error_json(status: StatusCode, code: &str, msg: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "error_description": msg})),
-    )
-        .into_response()
-}
-
-/// Faults common to both identity endpoints. `Some(response)` = refused.
-pub(crate) async fn identity_faults(shared: &Shared) -> Option<Response> {
-    bump(&shared.counters.identity_requests);
-    let refuse = |r: Response| {
-        bump(&shared.counters.identity_requests_refused);
-        Some(r)
-    };
-    if shared.identity_outage() {
-        let mut r = error_json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The identity endpoint is down.",
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return refuse(r);
-    }
-    let latency = shared.identity_latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(status) = shared.identity_error() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return refuse(error_json(
-            status,
-            "server_error",
-            "The identity endpoint failed (injected fault).",
-        ));
-    }
-    if let Some(wait) = shared.rate_limit.check(std::time::Instant::now()) {
-        bump(&shared.counters.identity_requests_rate_limited);
-        let mut r = error_json(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "Too many requests: the rate limit of the identity endpoint was exceeded. Retry later.",
-        );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return refuse(r);
-    }
-    if let Some(secs) = shared.identity_throttle() {
-        let mut r = error_json(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "Too many requests. Retry later.",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return refuse(r);
-    }
-    None
 }
 
 /// The token the endpoint's cache holds for this principal and resource while it may be
@@ -326,7 +265,7 @@ async fn cli_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     bump(&shared.counters.tokens_issued_cli);
     let mut answer = json!({
         "accessToken": tok,
-        "expiresOn": crate::local_time_string(exp),
+        "expiresOn": crate::entra::ids::local_time_string(exp),
         "expires_on": exp,
         "subscription": shared.subscription_id,
         "tenant": shared.tenant_id,
@@ -409,7 +348,7 @@ pub(crate) fn admin_router(admin: Admin) -> Router {
 }
 
 async fn admin_index() -> &'static str {
-    crate::ADMIN_API_HELP
+    crate::admin::ADMIN_API_HELP
 }
 
 async fn counters(State(a): State<Admin>) -> Response {

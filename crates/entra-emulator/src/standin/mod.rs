@@ -1,6 +1,6 @@
 //! The Azure CLI (`az`) and Azure Developer CLI (`azd`) stand-ins: the emulator's own binary
-//! answers as either, behind a two-line shell shim that [`crate::Emulator`] writes into
-//! [`crate::Emulator::az_bin_dir`]:
+//! answers as either, behind a two-line shell shim that [`crate::emulator::Emulator`] writes into
+//! [`crate::emulator::Emulator::az_bin_dir`]:
 //!
 //! ```sh
 //! #!/bin/sh

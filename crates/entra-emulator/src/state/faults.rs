@@ -48,7 +48,7 @@ pub struct FaultSettings {
 
 /// Faults on demand. Every setter acts at once, on every endpoint and on the front.
 ///
-/// Obtained from [`crate::Emulator::faults`]; the admin HTTP API drives the same switches.
+/// Obtained from [`crate::emulator::Emulator::faults`]; the admin HTTP API drives the same switches.
 #[derive(Clone)]
 pub struct Faults {
     pub(crate) shared: Arc<Shared>,

@@ -87,15 +87,15 @@ impl Shared {
             federation,
             oidc_issuer: format!(
                 "https://oidc.prod-aks.entra-emulator.invalid/{}/{}/",
-                crate::TENANT_ID,
-                crate::guid()
+                crate::names::TENANT_ID,
+                crate::entra::ids::guid()
             ),
             issued: crate::entra::issued::IssuedTokens::new(token_cache, None),
             rate_limit: crate::entra::rate_limit::RateLimit::default(),
             default_token_cache: token_cache,
             identity_header,
-            tenant_id: crate::TENANT_ID.to_string(),
-            subscription_id: crate::SUBSCRIPTION_ID.to_string(),
+            tenant_id: crate::names::TENANT_ID.to_string(),
+            subscription_id: crate::names::SUBSCRIPTION_ID.to_string(),
             default_identity,
             default_user,
         }

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 /// A registered Entra ID principal and the PostgreSQL role it maps to.
 #[derive(Clone, Debug)]
 pub(crate) enum PrincipalKind {
-    Identity(crate::ManagedIdentity),
+    Identity(crate::entra::identity::ManagedIdentity),
     User {
         upn: String,
         object_id: String,
     },
-    App(crate::ServicePrincipal),
+    App(crate::entra::apps::ServicePrincipal),
     /// An Entra group: its members log in to its role with their own tokens.
     Group {
         object_id: String,
@@ -111,7 +111,7 @@ pub(crate) struct Registry {
     /// Static-password roles.
     pub passwords: HashMap<String, String>,
     /// Federated identity credentials (workload identity).
-    pub federated: Vec<crate::FederatedCredential>,
+    pub federated: Vec<crate::entra::apps::FederatedCredential>,
     /// Certificates registered on apps (service principals).
     pub certificates: Vec<crate::entra::app_certs::RegisteredCertificate>,
 }
@@ -131,8 +131,8 @@ impl Registry {
 
     pub fn identity_by(
         &self,
-        f: impl Fn(&crate::ManagedIdentity) -> bool,
-    ) -> Option<crate::ManagedIdentity> {
+        f: impl Fn(&crate::entra::identity::ManagedIdentity) -> bool,
+    ) -> Option<crate::entra::identity::ManagedIdentity> {
         self.principals.values().find_map(|p| match &p.kind {
             PrincipalKind::Identity(mi) if f(mi) => Some(mi.clone()),
             _ => None,

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::error_answer::entra_error;
+use crate::entra::error_answer::entra_error;
 use crate::entra::token::{self, TokenProblem, now_secs};
 use crate::state::{Principal, PrincipalKind, Shared, bump};
 
@@ -89,7 +89,7 @@ async fn token_endpoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = crate::serve::http::identity_faults(&shared).await {
+    if let Some(r) = super::identity_faults::identity_faults(&shared).await {
         return r;
     }
     // Parsed here, not by axum's `Form`, so that a malformed request gets Entra's answer.
@@ -165,9 +165,8 @@ fn client_credentials(
         (None, Some(assertion)) if field("client_assertion_type") == JWT_BEARER => {
             // An app signs its own assertion with a certificate; any other issuer's token
             // is a federated credential's.
-            if crate::entra::cert_assertion::is_certificate_assertion(shared, client_id, assertion)
-            {
-                crate::entra::cert_assertion::check(shared, client_id, assertion, endpoint)
+            if super::cert_assertion::is_certificate_assertion(shared, client_id, assertion) {
+                super::cert_assertion::check(shared, client_id, assertion, endpoint)
             } else {
                 check_federated(shared, client_id, assertion)
             }
@@ -278,10 +277,10 @@ fn check_federated(shared: &Shared, client_id: &str, assertion: &str) -> Option<
         );
     }
     let audience_ok = match claims.get("aud") {
-        Some(Value::String(a)) => a == crate::FEDERATION_AUDIENCE,
+        Some(Value::String(a)) => a == crate::entra::apps::FEDERATION_AUDIENCE,
         Some(Value::Array(a)) => a
             .iter()
-            .any(|v| v.as_str() == Some(crate::FEDERATION_AUDIENCE)),
+            .any(|v| v.as_str() == Some(crate::entra::apps::FEDERATION_AUDIENCE)),
         _ => false,
     };
     if !audience_ok {
@@ -289,7 +288,7 @@ fn check_federated(shared: &Shared, client_id: &str, assertion: &str) -> Option<
             700212,
             &format!(
                 "No matching federated identity record found for presented assertion audience. The audience must be '{}'.",
-                crate::FEDERATION_AUDIENCE
+                crate::entra::apps::FEDERATION_AUDIENCE
             ),
         );
     }

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
-use super::error_answer::entra_error;
+use crate::entra::error_answer::entra_error;
 use crate::entra::token::{self, TokenProblem};
 use crate::state::Shared;
 

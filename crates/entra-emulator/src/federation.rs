@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::token;
-use crate::{Emulator, Error, FEDERATION_AUDIENCE, FederatedCredential, random_hex};
+use crate::entra::token;
+use crate::{
+    emulator::Emulator, entra::apps::FEDERATION_AUDIENCE, entra::apps::FederatedCredential,
+    entra::ids::random_hex, error::Error,
+};
 
 impl Emulator {
     /// Trust tokens from [`Emulator::oidc_issuer`] for `subject` as the app or
