@@ -32,3 +32,16 @@ impl ConfigError {
         &self.field
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ConfigError;
+
+    #[test]
+    fn the_error_names_its_field_and_says_why() {
+        let e = ConfigError::new("port", "not a number");
+        assert_eq!(e.field(), "port");
+        assert_eq!(e.to_string(), "invalid configuration `port`: not a number");
+        assert_eq!(ConfigError::no_user().field(), "user");
+    }
+}

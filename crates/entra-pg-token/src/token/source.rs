@@ -153,9 +153,10 @@ impl std::error::Error for TokenSourceError {}
 
 /// Something that yields a token and its expiry.
 ///
-/// Implemented for any Azure credential ([`CredentialSource`](super::CredentialSource)), the documented credential
-/// chain ([`ChainSource`](super::ChainSource)) and closures ([`FnSource`](super::FnSource)). A static password is not a token
-/// source: a provider holds one with [`crate::provider::TokenProvider::password`].
+/// Implemented for any Azure credential ([`CredentialSource`](super::CredentialSource)),
+/// the documented credential chain ([`ChainSource`](super::ChainSource)) and closures
+/// ([`FnSource`](super::FnSource)). A static password is not a token source: a provider
+/// holds one with [`crate::provider::TokenProvider::password`].
 ///
 /// ```
 /// use entra_pg_token::{BoxFuture, Token, TokenSource, TokenSourceError};
@@ -203,7 +204,20 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::Token;
+    use super::{Token, TokenSourceError};
+
+    /// The error's text is its message, then its hint: what a user reads in the pool's
+    /// error.
+    #[test]
+    fn a_source_error_reads_as_its_message_and_its_hint() {
+        let bare = TokenSourceError::new("no identity endpoint answered");
+        assert_eq!(bare.to_string(), "no identity endpoint answered");
+        let hinted = bare.with_hint("run az login");
+        assert_eq!(
+            hinted.to_string(),
+            "no identity endpoint answered; run az login"
+        );
+    }
 
     /// A source may say its token lives for ever: printing it or asking for its expiry
     /// must not overflow the wall clock.
