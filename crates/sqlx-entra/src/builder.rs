@@ -70,7 +70,7 @@ impl PoolBuilder {
     /// the password, and the user may come from its claims). Unless the configuration is
     /// `lazy`, it then logs in `min_connections` sessions (at least one), so that a wrong
     /// host, user or token is reported here; when lazy, it logs them in in the
-    /// background.
+    /// background (at most `max_size - 1`: callers keep a slot while the fill runs).
     pub async fn build(self) -> Result<Pool, Error> {
         let cfg = self.cfg;
         cfg.validate()?;

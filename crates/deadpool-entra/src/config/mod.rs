@@ -113,7 +113,7 @@ pub struct Config {
     pub ssl_root_cert: Option<PathBuf>,
     /// Channel binding (default prefer).
     pub channel_binding: ChannelBinding,
-    /// `application_name` (default `deadpool-entra`).
+    /// `application_name` (default `deadpool-entra`; a `sqlx-entra` pool's is `sqlx-entra`).
     pub application_name: Option<String>,
     /// TCP connect timeout (default 2 s; the TCP handshake only, as in tokio-postgres;
     /// `Some(Duration::ZERO)`: no limit).
